@@ -1,0 +1,234 @@
+//! Kafka read path: a bare rdkafka consumer and Apiary (parser + rule +
+//! embedded SQLite sink, exactly-once checkpoints) over the same topic, in
+//! one run. Prints a table.
+//!
+//! Needs the memory-engine test broker: `scripts/services start` (port 9094;
+//! `BENCH_KAFKA` overrides). `BENCH_RECORDS` sets N (default 1,000,000).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use apiary::config::PipelineConfig;
+use apiary::pipeline::{self, RunOptions};
+use livestream_example::{Generator, Topic};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let records: usize = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let visits: usize = std::env::var("BENCH_VISITS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let broker = std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9094".into());
+    let mysql =
+        std::env::var("BENCH_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let partitions = 4;
+    let gifts_topic = format!("bench-gifts-{}", std::process::id());
+    let visits_topic = format!("bench-visits-{}", std::process::id());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker)
+        .create()?;
+    for topic in [&gifts_topic, &visits_topic] {
+        admin
+            .create_topics(
+                [&NewTopic::new(
+                    topic,
+                    partitions,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new(),
+            )
+            .await?;
+    }
+
+    let gifts: Vec<String> = Generator::new(Topic::LiveGiftTotal, 1)
+        .take(records)
+        .collect();
+    let bytes = gifts.iter().map(String::len).sum::<usize>() / records;
+    let started = Instant::now();
+    produce(&broker, &gifts_topic, &gifts)?;
+    println!(
+        "{records} gift records of ~{bytes} bytes in {partitions} partitions, produced in {:.1?}",
+        started.elapsed()
+    );
+    let visit_lines: Vec<String> = Generator::new(Topic::LiveStreamingLog, 2)
+        .take(visits)
+        .collect();
+    produce(&broker, &visits_topic, &visit_lines)?;
+    println!("{visits} visit records in {partitions} partitions\n");
+
+    let bare = bare_consumer(&broker, &gifts_topic, records)?;
+    let dir = tempfile::tempdir()?;
+    let sqlite = apiary_run(
+        dir.path(),
+        "sqlite",
+        &broker,
+        &gifts_topic,
+        "sqlite://out.db",
+        records,
+    )
+    .await?;
+    let db = format!("apiary_bench_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&sqlx::MySqlPool::connect(&mysql).await?)
+        .await?;
+    let url = format!("{mysql}/{db}");
+    let maria = apiary_run(dir.path(), "maria", &broker, &gifts_topic, &url, records).await?;
+    let log = apiary_run(dir.path(), "visits", &broker, &visits_topic, &url, visits).await?;
+
+    let bare_rate = rate(records, bare);
+    println!("| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| bare rdkafka consumer (poll only), gifts | {:.0}k | 1.00 | – | – |",
+        bare_rate / 1e3
+    );
+    for (name, run, n) in [
+        (
+            "apiary, gifts → gift-type-totals → SQLite",
+            &sqlite,
+            records,
+        ),
+        (
+            "apiary, gifts → gift-type-totals → MariaDB",
+            &maria,
+            records,
+        ),
+        (
+            "apiary, visits → viewer-log + grade-members → MariaDB",
+            &log,
+            visits,
+        ),
+    ] {
+        let r = rate(n, run.took);
+        println!(
+            "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} |",
+            r / 1e3,
+            r / bare_rate,
+            run.rows_written as f64 / run.took.as_secs_f64() / 1e3,
+            run.p50,
+            run.p99,
+        );
+    }
+    Ok(())
+}
+
+fn produce(broker: &str, topic: &str, lines: &[String]) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "2000000")
+        .create()?;
+    for (i, line) in lines.iter().enumerate() {
+        let key = (i % 4096).to_string();
+        let mut record = BaseRecord::to(topic).key(&key).payload(line);
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    Ok(())
+}
+
+/// Poll-only consumer with the same fetch tuning Apiary uses.
+fn bare_consumer(broker: &str, topic: &str, records: usize) -> anyhow::Result<Duration> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", format!("{topic}-bare"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.queue.backoff.ms", "10")
+        .set("session.timeout.ms", "45000")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut seen = 0;
+    let mut started = None;
+    while seen < records {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            message?;
+            started.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    Ok(started.map(|s| s.elapsed()).unwrap_or_default())
+}
+
+/// What one in-process run measured.
+struct Run {
+    /// From the first record read to the checkpoint covering the last one.
+    took: Duration,
+    rows_written: u64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Runs the pipeline in-process with exactly-once checkpoints on, from a
+/// fresh group, until idle.
+async fn apiary_run(
+    dir: &Path,
+    name: &str,
+    broker: &str,
+    topic: &str,
+    sink: &str,
+    records: usize,
+) -> anyhow::Result<Run> {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("target/plugins");
+    let logical = if topic.contains("visits") {
+        "live_streaming_log"
+    } else {
+        "live_gift_total"
+    };
+    let text = format!(
+        "[pipeline]\nname = {name:?}\n[plugins]\ndir = {plugins:?}\n[source.kafka]\nbrokers = {broker:?}\n\
+         group = \"{topic}-{name}\"\ntopics = {{ {topic:?} = {logical:?} }}\n[sink.sql]\nurl = {sink:?}\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text)?;
+    let config = PipelineConfig::load(&path)?;
+    let summary = pipeline::run(
+        config,
+        RunOptions {
+            stop_when_idle: Some(Duration::from_secs(3)),
+        },
+    )
+    .await?;
+    let read: u64 = summary.lanes.iter().map(|(_, s)| s.records).sum();
+    anyhow::ensure!(read as usize == records, "apiary read {read} of {records}");
+    let mut times: Vec<Duration> = summary
+        .lanes
+        .iter()
+        .flat_map(|(_, s)| s.checkpoint_times.clone())
+        .collect();
+    times.sort();
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(Run {
+        took: summary.busy_time().unwrap_or_default(),
+        rows_written: summary.lanes.iter().map(|(_, s)| s.rows_written).sum(),
+        p50: at(0.5),
+        p99: at(0.99),
+    })
+}
+
+fn rate(records: usize, took: Duration) -> f64 {
+    records as f64 / took.as_secs_f64()
+}

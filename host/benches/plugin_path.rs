@@ -1,0 +1,159 @@
+//! The parser + rule path in Wasm against the same parse + aggregate in
+//! native Rust, in one run, at several batch sizes. Prints a table.
+//!
+//! `cargo bench -p apiary --bench plugin_path` (after `scripts/build-plugins`);
+//! `BENCH_RECORDS` sets the number of gift records (default 1,000,000).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apiary::lookup::Lookups;
+use apiary::plugin::{Engine, LanePlugins, PluginSet, PluginState};
+use apiary::sink::RowBuffer;
+use apiary::source::BatchBuilder;
+use livestream_example::{Generator, Topic};
+use livestream_format::{GiftTypeTotals, parse_gift};
+
+fn main() -> anyhow::Result<()> {
+    let records: usize = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let lines: Vec<String> = Generator::new(Topic::LiveGiftTotal, 1)
+        .take(records)
+        .collect();
+    let bytes: usize = lines.iter().map(String::len).sum();
+    println!(
+        "{records} gift records, {} bytes each on average\n",
+        bytes / records
+    );
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("target/plugins");
+    let engine = Engine::new()?;
+    let parser_only = only(&root, &["seed-json-parser.wasm"])?;
+    let full = only(&root, &["seed-json-parser.wasm", "gift-type-totals.wasm"])?;
+
+    println!("| path | batch | records/s | × native |");
+    println!("|---|---:|---:|---:|");
+    for batch in [1, 64, 1024] {
+        let native = rate(records, time(|| run_native(&lines, batch)));
+        let wasm = rate(records, time(|| run_wasm(&engine, &full, &lines, batch)));
+        let parse = rate(
+            records,
+            time(|| run_wasm(&engine, &parser_only, &lines, batch)),
+        );
+        println!(
+            "| native parse + aggregate | {batch} | {} | 1.00 |",
+            fmt(native)
+        );
+        println!(
+            "| Wasm parser + rule | {batch} | {} | {:.2} |",
+            fmt(wasm),
+            wasm / native
+        );
+        println!(
+            "| Wasm parser alone | {batch} | {} | {:.2} |",
+            fmt(parse),
+            parse / native
+        );
+    }
+    Ok(())
+}
+
+/// A plugin directory holding only `names` from `root`.
+fn only(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "apiary-bench-{}-{}",
+        std::process::id(),
+        names.len()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    for name in names {
+        std::fs::copy(root.join(name), dir.join(name))
+            .map_err(|e| anyhow::anyhow!("{name}: {e} (run scripts/build-plugins)"))?;
+    }
+    Ok(dir)
+}
+
+/// The same work natively: parse every record, fold each batch into
+/// per-type totals, merge the totals into the checkpoint buffer.
+fn run_native(lines: &[String], batch: usize) -> u64 {
+    let mut merged: std::collections::HashMap<i32, i64> = Default::default();
+    let mut parsed = 0;
+    for chunk in lines.chunks(batch) {
+        let mut totals = GiftTypeTotals::new();
+        for line in chunk {
+            if let Ok(gift) = parse_gift(line.as_bytes()) {
+                totals.add(&gift);
+                parsed += 1;
+            }
+        }
+        for (gift_type, total) in totals.iter() {
+            *merged.entry(gift_type).or_default() += total;
+        }
+    }
+    std::hint::black_box(&merged);
+    parsed
+}
+
+/// Batches built as a source builds them, through the lane's plugins, rows
+/// merged into the checkpoint buffer.
+fn run_wasm(engine: &Engine, dir: &Path, lines: &[String], batch: usize) -> u64 {
+    let lookups = Arc::new(Lookups::default());
+    let plugins = PluginSet::load_dir(engine, dir, &lookups).unwrap();
+    let mut lane = LanePlugins::new(
+        engine,
+        &plugins,
+        "live_gift_total",
+        "bench",
+        &lookups,
+        |_| Ok(PluginState::default()),
+    )
+    .unwrap();
+    let mut buffer = RowBuffer::default();
+    let mut builder = BatchBuilder::new("live_gift_total", batch);
+    let mut events = 0;
+    for (offset, chunk) in lines.chunks(batch).enumerate() {
+        for (i, line) in chunk.iter().enumerate() {
+            builder.push(
+                0,
+                (offset * batch + i) as i64,
+                None,
+                None,
+                line.as_bytes(),
+                &[],
+            );
+        }
+        let result = lane.process(&builder.take()).unwrap();
+        events += result.events as u64;
+        for (table, cells) in result.rows {
+            buffer.merge(&table, cells);
+        }
+    }
+    std::hint::black_box(buffer.len());
+    events
+}
+
+/// Best of three runs.
+fn time(mut f: impl FnMut() -> u64) -> Duration {
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+fn rate(records: usize, took: Duration) -> f64 {
+    records as f64 / took.as_secs_f64()
+}
+
+fn fmt(rate: f64) -> String {
+    format!("{:.2}M", rate / 1e6)
+}

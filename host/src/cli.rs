@@ -1,0 +1,243 @@
+//! The `apiary` command line.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::PipelineConfig;
+use crate::lookup::Lookups;
+use crate::pipeline::{self, RunOptions};
+use crate::plugin::Engine;
+use crate::sink::SqlSink;
+
+/// Apiary: a stream processor that runs WebAssembly plugins over Kafka
+/// topics and merges their rows into SQL tables.
+#[derive(Debug, Parser)]
+#[command(name = "apiary", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline.
+    Run {
+        /// The pipeline's TOML configuration.
+        config: PathBuf,
+        /// Finish, after a final checkpoint, once no record arrived for
+        /// this long (e.g. `2s`, `500ms`).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        stop_when_idle: Option<Duration>,
+    },
+    /// Validate a pipeline's configuration, plugins and existing tables.
+    Check {
+        /// The pipeline's TOML configuration.
+        config: PathBuf,
+    },
+    /// Run plugins offline over input lines and print the rows as JSON lines.
+    Replay {
+        /// Directory of plugin components.
+        #[arg(long)]
+        plugins: PathBuf,
+        /// Logical topic of the input records.
+        #[arg(long)]
+        topic: String,
+        /// Input file with one raw record per line, or `-` for stdin.
+        #[arg(long)]
+        input: PathBuf,
+        /// Records per batch handed to the plugins.
+        #[arg(long, default_value_t = 1024)]
+        batch_size: usize,
+    },
+    /// Run a SQL query against a pipeline's sink and print the rows.
+    Query {
+        /// The pipeline's TOML configuration.
+        config: PathBuf,
+        /// The query, e.g. `SELECT * FROM gift_type_totals ORDER BY gift_type`.
+        sql: String,
+    },
+    /// Print what a plugin says about itself.
+    Inspect {
+        /// The plugin component.
+        plugin: PathBuf,
+    },
+}
+
+impl Cli {
+    /// The log level when `APIARY_LOG` is not set: progress for `run`,
+    /// only problems for the commands whose output is the point.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Run { .. } => "info,sqlx=warn,wasmtime_cache=warn",
+            _ => "warn,wasmtime_cache=error",
+        }
+    }
+
+    /// Runs the chosen command.
+    pub async fn execute(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Run {
+                config,
+                stop_when_idle,
+            } => {
+                let config = PipelineConfig::load(&config)?;
+                let summary = pipeline::run(config, RunOptions { stop_when_idle }).await?;
+                for (lane, stats) in &summary.lanes {
+                    eprintln!(
+                        "{lane}: {} records, {} events, {} rows, {} dead letters, {} checkpoints",
+                        stats.records,
+                        stats.events,
+                        stats.rows,
+                        stats.dead_letters,
+                        stats.checkpoints
+                    );
+                }
+                Ok(())
+            }
+            Command::Check { config } => check(&config).await,
+            Command::Replay {
+                plugins,
+                topic,
+                input,
+                batch_size,
+            } => {
+                if batch_size == 0 {
+                    bail!("--batch-size must be at least 1");
+                }
+                let reader: Box<dyn BufRead> = if input == Path::new("-") {
+                    Box::new(BufReader::new(std::io::stdin()))
+                } else {
+                    let file = std::fs::File::open(&input)
+                        .with_context(|| format!("cannot open input {}", input.display()))?;
+                    Box::new(BufReader::with_capacity(1 << 16, file))
+                };
+                let out = std::io::BufWriter::new(std::io::stdout().lock());
+                let summary = tokio::task::block_in_place(|| {
+                    crate::replay::replay(
+                        &plugins,
+                        &topic,
+                        batch_size,
+                        reader,
+                        out,
+                        std::io::stderr(),
+                    )
+                })?;
+                tracing::info!(?summary, "replay finished");
+                Ok(())
+            }
+            Command::Query { config, sql } => {
+                let config = PipelineConfig::load(&config)?;
+                let sink = SqlSink::connect(&config.sink.sql).await?;
+                let table = sink.query_text(&sql).await?;
+                print!("{table}");
+                Ok(())
+            }
+            Command::Inspect { plugin } => inspect(&plugin),
+        }
+    }
+}
+
+/// `apiary check`: the first problem found, or nothing.
+async fn check(path: &Path) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(path)?;
+    if !config.plugins.dir.is_dir() {
+        bail!("plugin dir {} does not exist", config.plugins.dir.display());
+    }
+    let engine = Engine::new()?;
+    let lookups = Arc::new(Lookups::load(&config.lookup)?);
+    let plugins = crate::plugin::PluginSet::load_dir(&engine, &config.plugins.dir, &lookups)?;
+    if let Some(rejected) = plugins.rejected.first() {
+        bail!("{rejected}");
+    }
+    let file_topics = config
+        .source
+        .file
+        .iter()
+        .map(|f| (format!("source file {}", f.path.display()), f.topic.clone()));
+    let kafka_topics = config.source.kafka.iter().flat_map(|k| {
+        k.topics
+            .physical()
+            .into_iter()
+            .map(|t| (format!("Kafka topic `{t}`"), k.topics.logical(t).to_owned()))
+            .collect::<Vec<_>>()
+    });
+    for (source, topic) in file_topics.chain(kafka_topics) {
+        if plugins.parser_for(&topic).is_none() {
+            bail!(
+                "{source}: no plugin in {} parses topic `{topic}`",
+                config.plugins.dir.display()
+            );
+        }
+    }
+    let tables: Vec<_> = plugins.tables().cloned().collect();
+    let url = &config.sink.sql.url;
+    let sqlite_file = url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p));
+    if sqlite_file.is_none_or(|f| Path::new(f).exists()) {
+        SqlSink::connect(&config.sink.sql)
+            .await?
+            .check_tables(&tables)
+            .await?;
+    }
+    println!(
+        "{}: ok ({} parsers, {} rules, {} output tables)",
+        path.display(),
+        plugins.parsers.len(),
+        plugins.rules.len(),
+        tables.len()
+    );
+    Ok(())
+}
+
+/// `apiary inspect`: the plugin's own description.
+fn inspect(path: &Path) -> anyhow::Result<()> {
+    let engine = Engine::new()?;
+    let lookups = Arc::new(Lookups::default());
+    match crate::plugin::load_file(&engine, path, &lookups)? {
+        crate::plugin::Loaded::Parser(p) => {
+            println!(
+                "{} {} (parser, {})",
+                p.info.name,
+                p.info.version,
+                path.display()
+            );
+            println!("topics: {}", p.info.topics.join(", "));
+        }
+        crate::plugin::Loaded::Rule(r) => {
+            println!(
+                "{} {} (rule, {})",
+                r.info.name,
+                r.info.version,
+                path.display()
+            );
+            let kinds: Vec<String> = r
+                .info
+                .consumes
+                .iter()
+                .map(|k| format!("{k:?}").to_lowercase())
+                .collect();
+            println!("consumes: {}", kinds.join(", "));
+            for table in &r.tables {
+                println!("output {} -> table {}", table.output, table.table);
+                for c in &table.columns {
+                    let role = if c.key {
+                        "primary key".to_owned()
+                    } else {
+                        c.merge.to_string()
+                    };
+                    let null = if c.nullable { ", nullable" } else { "" };
+                    println!("  {:<28} {:<10} {role}{null}", c.name, c.ty.to_string());
+                }
+            }
+        }
+    }
+    Ok(())
+}

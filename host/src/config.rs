@@ -1,0 +1,558 @@
+//! Pipeline configuration: the TOML file given to `apiary run` and `apiary check`.
+//!
+//! Every table rejects keys it does not know, so a typo stops the pipeline
+//! with the key's name instead of being silently ignored. Relative paths are
+//! resolved against the directory of the configuration file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::error::ConfigError;
+
+/// A whole pipeline: where records come from, which plugins run, where rows go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineConfig {
+    /// General settings.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// The plugin directory.
+    pub plugins: PluginsSection,
+    /// Where records come from.
+    pub source: SourceSection,
+    /// Where rows go.
+    pub sink: SinkSection,
+    /// Batching of records handed to plugins.
+    #[serde(default)]
+    pub batch: BatchSection,
+    /// Dimension tables served to the `lookup` import, by table name.
+    #[serde(default)]
+    pub lookup: std::collections::BTreeMap<String, LookupTable>,
+}
+
+/// `[pipeline]`: general settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineSection {
+    /// Name of the pipeline; keys its stored offsets and state. Defaults to
+    /// the configuration file's name without extension.
+    pub name: Option<String>,
+}
+
+/// `[plugins]`: where the plugin components are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginsSection {
+    /// Directory of `*.wasm` plugin components.
+    pub dir: PathBuf,
+}
+
+/// `[source]`: the pipeline's input.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceSection {
+    /// JSON-lines files: `[source.file]`, or `[[source.file]]` for several.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub file: Vec<FileSource>,
+    /// A Kafka consumer group.
+    pub kafka: Option<KafkaSource>,
+}
+
+/// `[source.kafka]`: topics read by a consumer group; every assigned
+/// partition becomes a lane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaSource {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Consumer group id; processes with the same group share the partitions.
+    pub group: String,
+    /// Physical topics to read: a list of names, or a table mapping each
+    /// physical topic to the logical topic a parser declares.
+    pub topics: KafkaTopics,
+    /// Where a partition without a checkpoint starts.
+    #[serde(default)]
+    pub start: StartOffset,
+    /// How long the broker may hold a fetch waiting for data
+    /// (`fetch.wait.max.ms`); short keeps batches flowing.
+    #[serde(default = "default_fetch_wait", with = "humantime_serde")]
+    pub fetch_wait: Duration,
+    /// How long the group waits for a silent member before handing its
+    /// partitions to the others (`session.timeout.ms`).
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Topic that refused records are also produced to, with the original
+    /// key and value and the reason in headers.
+    pub dead_letter_topic: Option<String>,
+    /// librdkafka properties passed through as they are (`security.protocol`,
+    /// `sasl.*`, `ssl.*`, …); they override Apiary's own settings.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// The topics of a Kafka source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KafkaTopics {
+    /// Physical and logical names are the same.
+    Names(Vec<String>),
+    /// Physical name → logical name.
+    Mapped(std::collections::BTreeMap<String, String>),
+}
+
+impl KafkaTopics {
+    /// The physical topic names.
+    pub fn physical(&self) -> Vec<&str> {
+        match self {
+            Self::Names(names) => names.iter().map(String::as_str).collect(),
+            Self::Mapped(map) => map.keys().map(String::as_str).collect(),
+        }
+    }
+
+    /// The logical topic of a physical one.
+    pub fn logical<'a>(&'a self, physical: &'a str) -> &'a str {
+        match self {
+            Self::Names(_) => physical,
+            Self::Mapped(map) => map.get(physical).map_or(physical, String::as_str),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KafkaTopics {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TopicsVisitor;
+
+        impl<'de> Visitor<'de> for TopicsVisitor {
+            type Value = KafkaTopics;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of topic names or a table of physical = logical names")
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<KafkaTopics, S::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(KafkaTopics::Names)
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<KafkaTopics, M::Error> {
+                Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(KafkaTopics::Mapped)
+            }
+        }
+
+        deserializer.deserialize_any(TopicsVisitor)
+    }
+}
+
+/// Where a partition without a checkpoint starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartOffset {
+    /// The oldest record still in the partition (the seed's choice).
+    #[default]
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+/// One JSON-lines file read as a topic with a single partition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileSource {
+    /// The file; each line is one raw record.
+    pub path: PathBuf,
+    /// The logical topic its records belong to (what a parser declares).
+    pub topic: String,
+}
+
+/// `[sink]`: the pipeline's output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SinkSection {
+    /// The SQL database rows are merged into.
+    pub sql: SqlSink,
+}
+
+/// `[sink.sql]`: a SQL database (SQLite now; MySQL through the same keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SqlSink {
+    /// `sqlite://path/to/file.db` (relative to the config file).
+    pub url: String,
+    /// Checkpoint once this many distinct rows are buffered in a lane.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Checkpoint at least this often while records flow.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Checkpoint once a lane buffers about this many bytes of row data.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Retries of a checkpoint that failed for a transient reason.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[serde(default = "default_retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Offset from UTC, `+08:00` style, in which timestamp columns are written.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// `[batch]`: how many records cross into a plugin at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BatchSection {
+    /// A batch closes at this many records...
+    #[serde(default = "default_batch_records")]
+    pub max_records: usize,
+    /// ...or when its first record has waited this long.
+    #[serde(default = "default_batch_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        Self {
+            max_records: default_batch_records(),
+            max_wait: default_batch_wait(),
+        }
+    }
+}
+
+/// `[lookup.<table>]`: a dimension table read from a local CSV file with a
+/// header line; the `key` column identifies a row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LookupTable {
+    /// The CSV file.
+    pub path: PathBuf,
+    /// Column holding the row key; defaults to the first column.
+    pub key: Option<String>,
+}
+
+fn default_max_rows() -> usize {
+    5000
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_max_bytes() -> usize {
+    16 << 20
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_retry_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_fetch_wait() -> Duration {
+    Duration::from_millis(10)
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(45)
+}
+fn default_batch_records() -> usize {
+    1024
+}
+fn default_batch_wait() -> Duration {
+    Duration::from_millis(100)
+}
+
+impl PipelineConfig {
+    /// Reads, parses and validates a configuration file, resolving relative
+    /// paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: PipelineConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                message: source.to_string(),
+            })?;
+        // Absolute paths key file lanes: the same file must resume the same
+        // lane wherever the pipeline is started from.
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = parent.canonicalize().unwrap_or_else(|_| parent.to_owned());
+        config.resolve_paths(&base);
+        config.expand_env(path)?;
+        if config.pipeline.name.is_none() {
+            config.pipeline.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The pipeline's name, which keys its offsets and state.
+    pub fn name(&self) -> &str {
+        self.pipeline.name.as_deref().unwrap_or("apiary")
+    }
+
+    /// Replaces `${VAR}` with the environment variable's value in the
+    /// values that carry secrets or addresses: the sink URL and the Kafka
+    /// brokers, group and properties.
+    fn expand_env(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let expand = |key: &str, value: &mut String| {
+            *value = expand_env(value).map_err(|var| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                message: format!("uses ${{{var}}}, which is not set in the environment"),
+            })?;
+            Ok::<(), ConfigError>(())
+        };
+        expand("sink.sql.url", &mut self.sink.sql.url)?;
+        if let Some(kafka) = &mut self.source.kafka {
+            expand("source.kafka.brokers", &mut kafka.brokers)?;
+            expand("source.kafka.group", &mut kafka.group)?;
+            for (name, value) in &mut kafka.properties {
+                expand(&format!("source.kafka.properties.{name}"), value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.plugins.dir);
+        for file in &mut self.source.file {
+            resolve(&mut file.path);
+        }
+        for table in self.lookup.values_mut() {
+            resolve(&mut table.path);
+        }
+        if let Some(rest) = self.sink.sql.url.strip_prefix("sqlite://") {
+            let db = Path::new(rest.split('?').next().unwrap_or(rest));
+            if db.is_relative() && !rest.starts_with(":memory:") {
+                let query = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
+                self.sink.sql.url = format!("sqlite://{}{query}", base.join(db).display());
+            }
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        if self.source.file.is_empty() && self.source.kafka.is_none() {
+            return Err(invalid(
+                "source",
+                "no source configured; add [source.kafka] or [source.file]".into(),
+            ));
+        }
+        if let Some(kafka) = &self.source.kafka {
+            if kafka.brokers.trim().is_empty() {
+                return Err(invalid("source.kafka.brokers", "must not be empty".into()));
+            }
+            if kafka.group.trim().is_empty() {
+                return Err(invalid("source.kafka.group", "must not be empty".into()));
+            }
+            if kafka.topics.physical().is_empty() {
+                return Err(invalid("source.kafka.topics", "names no topic".into()));
+            }
+        }
+        for file in &self.source.file {
+            if file.topic.is_empty() {
+                return Err(invalid("source.file.topic", "must not be empty".into()));
+            }
+        }
+        let url = &self.sink.sql.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("mysql:")) {
+            return Err(invalid(
+                "sink.sql.url",
+                format!("`{url}` is not a sqlite:// or mysql:// URL"),
+            ));
+        }
+        if self.sink.sql.max_rows == 0 {
+            return Err(invalid("sink.sql.max-rows", "must be at least 1".into()));
+        }
+        if let Some(zone) = &self.sink.sql.time_zone {
+            crate::time::parse_utc_offset(zone)
+                .map_err(|message| invalid("sink.sql.time-zone", message))?;
+        }
+        if self.batch.max_records == 0 {
+            return Err(invalid("batch.max-records", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `${VAR}` → the variable's value; `$$` → `$`. Errors with the name of an
+/// unset variable.
+fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            let var = &body[..end];
+            out.push_str(&std::env::var(var).map_err(|_| var.to_owned())?);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Accepts either one table (`[source.file]`) or an array of tables
+/// (`[[source.file]]`), keeping serde's error messages for both.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OneOrMany<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a table or an array of tables")
+        }
+
+        fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Vec<T>, M::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|one| vec![one])
+        }
+
+        fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Vec<T>, S::Error> {
+            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+
+    deserializer.deserialize_any(OneOrMany(std::marker::PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        PipelineConfig::load(&path)
+    }
+
+    const MINIMAL: &str = r#"
+        [plugins]
+        dir = "plugins"
+        [source.file]
+        path = "in.jsonl"
+        topic = "live_gift_total"
+        [sink.sql]
+        url = "sqlite://out.db"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.name(), "p");
+        assert_eq!(config.sink.sql.max_rows, 5000);
+        assert_eq!(config.sink.sql.interval, Duration::from_secs(2));
+        assert_eq!(config.batch.max_records, 1024);
+        assert!(config.plugins.dir.is_absolute());
+        assert!(config.sink.sql.url.starts_with("sqlite:///"));
+        assert_eq!(config.source.file.len(), 1);
+    }
+
+    #[test]
+    fn several_files_as_array_of_tables() {
+        let config = parse(
+            r#"
+            [plugins]
+            dir = "plugins"
+            [[source.file]]
+            path = "a.jsonl"
+            topic = "live_gift_total"
+            [[source.file]]
+            path = "b.jsonl"
+            topic = "live_streaming_log"
+            [sink.sql]
+            url = "sqlite://out.db"
+            "#,
+        )
+        .unwrap();
+        let topics: Vec<_> = config
+            .source
+            .file
+            .iter()
+            .map(|f| f.topic.as_str())
+            .collect();
+        assert_eq!(topics, ["live_gift_total", "live_streaming_log"]);
+    }
+
+    #[test]
+    fn kafka_topics_as_list_or_mapping_and_env_secrets() {
+        // SAFETY: no other test reads or writes these variables.
+        unsafe { std::env::set_var("APIARY_TEST_SECRET", "s3cret") };
+        let kafka = MINIMAL.replace(
+            "[source.file]\n        path = \"in.jsonl\"\n        topic = \"live_gift_total\"",
+            r#"[source.kafka]
+            brokers = "127.0.0.1:9092"
+            group = "g"
+            topics = { "prod.gifts.v2" = "live_gift_total" }
+            [source.kafka.properties]
+            "sasl.password" = "${APIARY_TEST_SECRET}""#,
+        );
+        let config = parse(&kafka).unwrap();
+        let k = config.source.kafka.unwrap();
+        assert_eq!(k.topics.physical(), ["prod.gifts.v2"]);
+        assert_eq!(k.topics.logical("prod.gifts.v2"), "live_gift_total");
+        assert_eq!(k.properties["sasl.password"], "s3cret");
+        assert_eq!(k.start, StartOffset::Earliest);
+        let list = kafka.replace(
+            r#"topics = { "prod.gifts.v2" = "live_gift_total" }"#,
+            r#"topics = ["live_gift_total"]"#,
+        );
+        let k = parse(&list).unwrap().source.kafka.unwrap();
+        assert_eq!(k.topics.logical("live_gift_total"), "live_gift_total");
+        let unset = kafka.replace("APIARY_TEST_SECRET", "APIARY_TEST_UNSET");
+        let err = parse(&unset).unwrap_err().to_string();
+        assert!(
+            err.contains("APIARY_TEST_UNSET") && err.contains("sasl.password"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&MINIMAL.replace("topic =", "topik ="))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("topik"), "{err}");
+        assert!(err.contains("p.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse(&MINIMAL.replace("sqlite://out.db", "postgres://x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.sql.url"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[batch]\nmax-wait = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max-wait"), "{err}");
+    }
+}

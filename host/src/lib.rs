@@ -1,0 +1,18 @@
+//! Apiary: a stream processor that runs WebAssembly component plugins over
+//! Kafka topics and merges the rows they emit into SQL tables.
+//!
+//! Data flows one way: [`source`] → lane ([`pipeline`]) → parser plugin →
+//! rule plugins ([`plugin`]) → checkpoint buffer → [`sink`].
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lookup;
+pub mod pipeline;
+pub mod plugin;
+pub mod replay;
+pub mod sink;
+pub mod source;
+pub mod time;

@@ -1,0 +1,243 @@
+//! A lane: the records of one partition, in order, through one set of
+//! plugin instances, checkpointed by count and by time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::config;
+use crate::plugin::{BatchResult, Engine, LanePlugins};
+use crate::sink::{Checkpoint, DeadLetter, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink};
+use crate::source::{SourceBatch, span_bytes};
+
+/// Counts of a lane over a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LaneStats {
+    /// Records read.
+    pub records: u64,
+    /// Events the parser produced.
+    pub events: u64,
+    /// Rows the rules produced, before folding.
+    pub rows: u64,
+    /// Records sent to the dead-letter table.
+    pub dead_letters: u64,
+    /// Checkpoints committed.
+    pub checkpoints: u64,
+    /// Rows written to the sink, after folding by key.
+    pub rows_written: u64,
+    /// How long each checkpoint took to commit.
+    pub checkpoint_times: Vec<Duration>,
+    /// When the lane got its first batch.
+    pub first_batch_at: Option<Instant>,
+    /// When it finished processing its last batch.
+    pub last_batch_at: Option<Instant>,
+    /// When its last checkpoint committed.
+    pub last_commit_at: Option<Instant>,
+}
+
+/// One partition's processing state.
+pub struct Lane {
+    key: LaneKey,
+    plugins: LanePlugins,
+    engine: Engine,
+    sink: SqlSink,
+    buffer: RowBuffer,
+    dead_letters: Vec<DeadLetter>,
+    next_offset: i64,
+    committed_offset: i64,
+    max_rows: usize,
+    max_bytes: usize,
+    interval: Duration,
+    stats: LaneStats,
+    dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
+    on_commit: Option<CommitHook>,
+}
+
+/// Called with the next offset after each committed checkpoint.
+pub type CommitHook = Box<dyn Fn(&LaneKey, i64) + Send + Sync>;
+
+impl Lane {
+    /// A lane that resumes at `start`.
+    pub fn new(
+        key: LaneKey,
+        start: i64,
+        plugins: LanePlugins,
+        engine: Engine,
+        sink: SqlSink,
+        config: &config::SqlSink,
+    ) -> Self {
+        Self {
+            buffer: RowBuffer::new(sink.utc_offset_secs()),
+            key,
+            plugins,
+            engine,
+            sink,
+
+            dead_letters: Vec::new(),
+            next_offset: start,
+            committed_offset: start,
+            max_rows: config.max_rows,
+            max_bytes: config.max_bytes,
+            interval: config.interval,
+            stats: LaneStats::default(),
+            dead_letter_topic: None,
+            on_commit: None,
+        }
+    }
+
+    /// Also produces refused records to a Kafka topic, before each
+    /// checkpoint commits.
+    pub fn with_dead_letter_topic(mut self, topic: Option<Arc<KafkaDeadLetters>>) -> Self {
+        self.dead_letter_topic = topic;
+        self
+    }
+
+    /// Calls `hook` after each committed checkpoint (to mirror the offset
+    /// to Kafka for lag monitoring).
+    pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
+        self.on_commit = Some(hook);
+        self
+    }
+
+    /// Processes batches until the source closes the channel, then commits
+    /// a last checkpoint.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<SourceBatch>,
+    ) -> anyhow::Result<(LaneKey, LaneStats)> {
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let due = last_checkpoint + self.interval;
+            tokio::select! {
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    // Plugin calls are CPU work: keep them off the async workers.
+                    tokio::task::block_in_place(|| self.process(batch))?;
+                    if self.buffer.len() >= self.max_rows || self.buffer.bytes() >= self.max_bytes {
+                        self.checkpoint().await?;
+                        last_checkpoint = Instant::now();
+                    }
+                }
+                _ = tokio::time::sleep_until(due.into()) => {
+                    self.checkpoint().await?;
+                    last_checkpoint = Instant::now();
+                }
+            }
+        }
+        self.checkpoint().await?;
+        let s = &self.stats;
+        tracing::info!(
+            lane = %self.key,
+            records = s.records,
+            events = s.events,
+            rows = s.rows,
+            dead_letters = s.dead_letters,
+            checkpoints = s.checkpoints,
+            "lane finished"
+        );
+        Ok((self.key, self.stats))
+    }
+
+    fn process(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
+        let SourceBatch {
+            batch, next_offset, ..
+        } = batch;
+        self.stats.first_batch_at.get_or_insert_with(Instant::now);
+        self.stats.records += batch.records.len() as u64;
+        match self.plugins.process(&batch) {
+            Ok(BatchResult {
+                rows,
+                rejected,
+                events,
+            }) => {
+                self.stats.events += events as u64;
+                for (table, cells) in rows {
+                    self.stats.rows += (cells.len() / table.columns.len()) as u64;
+                    self.buffer.merge(&table, cells);
+                }
+                for (index, plugin, reason) in rejected {
+                    self.dead_letter(&batch, index, plugin, reason);
+                }
+            }
+            Err(failure) => {
+                // The batch produced nothing: every record goes to the dead
+                // letters with the failure, and fresh instances take over.
+                tracing::error!(lane = %self.key, records = batch.records.len(), "batch failed: {failure}");
+                for index in 0..batch.records.len() {
+                    self.dead_letter(
+                        &batch,
+                        index,
+                        failure.plugin.clone(),
+                        failure.reason.clone(),
+                    );
+                }
+                self.plugins.restart(&self.engine)?;
+            }
+        }
+        self.next_offset = next_offset;
+        self.stats.last_batch_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        batch: &crate::plugin::bindings::types::RawBatch,
+        index: usize,
+        plugin: String,
+        reason: String,
+    ) {
+        let record = &batch.records[index];
+        tracing::debug!(lane = %self.key, offset = record.offset, %plugin, "record refused: {reason}");
+        self.stats.dead_letters += 1;
+        self.dead_letters.push(DeadLetter {
+            stream: self.key.stream.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key.map(|k| span_bytes(batch, k).to_vec()),
+            value: span_bytes(batch, record.value).to_vec(),
+            plugin,
+            reason,
+        });
+    }
+
+    /// Commits rows, state, dead letters and the next offset at once.
+    async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        if self.next_offset == self.committed_offset && self.buffer.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if let Some(first) = self.dead_letters.first() {
+            tracing::warn!(
+                lane = %self.key,
+                count = self.dead_letters.len(),
+                "records refused and sent to apiary_dead_letter; first at offset {} by `{}`: {}",
+                first.offset,
+                first.plugin,
+                first.reason
+            );
+        }
+        if let Some(topic) = &self.dead_letter_topic {
+            topic.send(&self.dead_letters).await?;
+        }
+        let rows_written: usize = self.buffer.len();
+        let checkpoint = Checkpoint {
+            lane: self.key.clone(),
+            next_offset: self.next_offset,
+            rows: self.buffer.take(),
+            state: self.plugins.take_state_changes(),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+        };
+        self.sink.commit(&checkpoint).await?;
+        self.committed_offset = self.next_offset;
+        self.stats.checkpoints += 1;
+        self.stats.rows_written += rows_written as u64;
+        self.stats.checkpoint_times.push(started.elapsed());
+        self.stats.last_commit_at = Some(Instant::now());
+        if let Some(hook) = &self.on_commit {
+            hook(&self.key, self.next_offset);
+        }
+        tracing::debug!(lane = %self.key, offset = self.next_offset, took = ?started.elapsed(), "checkpoint");
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! Running a pipeline: one lane per partition, each feeding its batches
+//! through its plugin instances into its checkpoint buffer, and committing
+//! rows, state, dead letters and offset together.
+
+mod lane;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+pub use lane::{CommitHook, Lane, LaneStats};
+
+use crate::config::{self, PipelineConfig};
+use crate::lookup::Lookups;
+use crate::plugin::{Engine, LanePlugins, PluginSet, PluginState};
+use crate::sink::{KafkaDeadLetters, LaneKey, SqlSink};
+use crate::source::file::FileReader;
+use crate::source::kafka::KafkaReader;
+
+/// Batches queued per lane between its source and its plugins. With the
+/// batch size this bounds a lane's memory: `QUEUE_BATCHES + 2` batches.
+pub const QUEUE_BATCHES: usize = 4;
+
+/// When a source last read a record, shared by all sources of a run.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that a record was read now.
+    pub fn touch(&self) {
+        let now = self.start.elapsed().as_nanos() as u64;
+        self.last_nanos.store(now, Ordering::Relaxed);
+    }
+
+    /// Time since the last record was read (or since the start).
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// How a run ends.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Finish, after a final checkpoint, once no record arrived for this long.
+    pub stop_when_idle: Option<Duration>,
+}
+
+/// Totals of a finished run.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    /// Per lane: its key and its counts.
+    pub lanes: Vec<(LaneKey, LaneStats)>,
+}
+
+impl RunSummary {
+    /// From the first batch any lane got to the last batch any lane
+    /// processed: the time the run spent streaming its records.
+    pub fn busy_time(&self) -> Option<Duration> {
+        let first = self
+            .lanes
+            .iter()
+            .filter_map(|(_, s)| s.first_batch_at)
+            .min()?;
+        let last = self
+            .lanes
+            .iter()
+            .filter_map(|(_, s)| s.last_batch_at)
+            .max()?;
+        Some(last.saturating_duration_since(first))
+    }
+}
+
+/// Loads the plugins of a pipeline, logging each rejected file.
+pub fn load_plugins(
+    engine: &Engine,
+    dir: &Path,
+    lookups: &Arc<Lookups>,
+) -> anyhow::Result<PluginSet> {
+    let plugins = PluginSet::load_dir(engine, dir, lookups)?;
+    for rejected in &plugins.rejected {
+        tracing::error!("{rejected}");
+    }
+    for p in &plugins.parsers {
+        tracing::info!(plugin = %p.info.name, version = %p.info.version, topics = ?p.info.topics, "loaded parser");
+    }
+    for r in &plugins.rules {
+        let consumes: Vec<String> = r.info.consumes.iter().map(ToString::to_string).collect();
+        tracing::info!(plugin = %r.info.name, version = %r.info.version, ?consumes, "loaded rule");
+    }
+    Ok(plugins)
+}
+
+/// Everything a new lane needs: shared by all sources of a run.
+pub struct LaneFactory {
+    engine: Engine,
+    plugins: PluginSet,
+    lookups: Arc<Lookups>,
+    sink: SqlSink,
+    sink_config: config::SqlSink,
+    dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
+}
+
+impl LaneFactory {
+    /// Opens the lane `key` of logical topic `topic`: instantiates its
+    /// plugins with their stored state. Returns the lane and the offset it
+    /// stored at its last checkpoint, if it has one.
+    pub async fn open(&self, key: LaneKey, topic: &str) -> anyhow::Result<(Lane, Option<i64>)> {
+        let stored = self.sink.load_offset(&key).await?;
+        let names = self.plugins.parsers.iter().map(|p| &p.info.name);
+        let names = names.chain(self.plugins.rules.iter().map(|r| &r.info.name));
+        let mut states = HashMap::new();
+        for name in names {
+            states.insert(name.clone(), self.sink.load_state(&key, name).await?);
+        }
+        let plugins = LanePlugins::new(
+            &self.engine,
+            &self.plugins,
+            topic,
+            &key.to_string(),
+            &self.lookups,
+            |name| {
+                Ok(PluginState::from_stored(
+                    states.remove(name).unwrap_or_default(),
+                ))
+            },
+        )
+        .with_context(|| format!("lane {key}"))?;
+        tracing::info!(lane = %key, topic, start = ?stored, "lane opens");
+        let lane = Lane::new(
+            key,
+            stored.unwrap_or(0),
+            plugins,
+            self.engine.clone(),
+            self.sink.clone(),
+            &self.sink_config,
+        )
+        .with_dead_letter_topic(self.dead_letter_topic.clone());
+        Ok((lane, stored))
+    }
+}
+
+/// Runs a pipeline until it is interrupted, idle if asked to be, or a lane
+/// fails.
+pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<RunSummary> {
+    let engine = Engine::new()?;
+    let lookups = Arc::new(Lookups::load(&config.lookup)?);
+    let plugins = load_plugins(&engine, &config.plugins.dir, &lookups)?;
+    let sink = SqlSink::connect(&config.sink.sql).await?;
+    let tables: Vec<_> = plugins.tables().cloned().collect();
+    sink.prepare_tables(&tables).await?;
+    let dead_letter_topic = match &config.source.kafka {
+        Some(kafka) => match &kafka.dead_letter_topic {
+            Some(topic) => Some(Arc::new(KafkaDeadLetters::new(kafka, topic)?)),
+            None => None,
+        },
+        None => None,
+    };
+    let factory = Arc::new(LaneFactory {
+        engine,
+        plugins,
+        lookups,
+        sink,
+        sink_config: config.sink.sql.clone(),
+        dead_letter_topic,
+    });
+
+    let activity = Arc::new(Activity::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut sources: JoinSet<anyhow::Result<Vec<(LaneKey, LaneStats)>>> = JoinSet::new();
+    for file in &config.source.file {
+        let key = LaneKey {
+            consumer: config.name().to_owned(),
+            stream: file.path.display().to_string(),
+            partition: 0,
+        };
+        let (lane, stored) = factory
+            .open(key.clone(), &file.topic)
+            .await
+            .with_context(|| format!("source file {}", file.path.display()))?;
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let reader = FileReader {
+            path: file.path.clone(),
+            topic: file.topic.clone(),
+            lane: key,
+            max_records: config.batch.max_records,
+            max_wait: config.batch.max_wait,
+        };
+        let (activity, stop) = (activity.clone(), stop.clone());
+        sources.spawn(async move {
+            let reading = tokio::task::spawn_blocking(move || {
+                reader.run(stored.unwrap_or(0), tx, activity, stop)
+            });
+            let lane = lane.run(rx).await;
+            let read = reading.await?;
+            // A lane's own error explains a reader's "lane stopped".
+            let lane = lane?;
+            read?;
+            Ok(vec![lane])
+        });
+    }
+    if let Some(kafka) = &config.source.kafka {
+        let reader = KafkaReader::new(
+            kafka.clone(),
+            config.batch.clone(),
+            factory.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let (activity, stop) = (activity.clone(), stop.clone());
+        sources.spawn(async move {
+            tokio::task::spawn_blocking(move || reader.run(activity, stop)).await?
+        });
+    }
+
+    // Stop on Ctrl-C, on idleness if asked, or when a source fails.
+    let mut failure = None;
+    let mut summary = RunSummary::default();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; finishing the current batches");
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                if let Some(idle) = options.stop_when_idle && activity.idle_for() >= idle {
+                    tracing::info!("no record for {idle:?}; finishing");
+                    break;
+                }
+            }
+            done = sources.join_next() => match done {
+                None => break,
+                Some(done) => match done? {
+                    Ok(lanes) => summary.lanes.extend(lanes),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
+            },
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = sources.join_next().await {
+        match done? {
+            Ok(lanes) => summary.lanes.extend(lanes),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}

@@ -1,0 +1,58 @@
+//! Host-side bindings of the WIT contract in `wit/plugin.wit`.
+//!
+//! One `bindgen!` per world; the rule world reuses the parser world's
+//! generated import interfaces so both share one set of types and one linker.
+
+#![allow(missing_docs)]
+
+/// Bindings of the `parser-plugin` world, and the shared interfaces.
+pub mod parser_world {
+    wasmtime::component::bindgen!({
+        world: "parser-plugin",
+        path: "../wit",
+        anyhow: true,
+        additional_derives: [PartialEq],
+    });
+}
+
+/// Bindings of the `rule-plugin` world.
+pub mod rule_world {
+    wasmtime::component::bindgen!({
+        world: "rule-plugin",
+        path: "../wit",
+        anyhow: true,
+        with: {
+            "apiary:plugin/types": super::parser_world::apiary::plugin::types,
+            "apiary:plugin/log": super::parser_world::apiary::plugin::log,
+            "apiary:plugin/state": super::parser_world::apiary::plugin::state,
+            "apiary:plugin/lookup": super::parser_world::apiary::plugin::lookup,
+        },
+    });
+}
+
+pub use parser_world::apiary::plugin::{log, lookup, state, types};
+pub use parser_world::exports::apiary::plugin::parser::{ParseOutput, ParserInfo};
+pub use parser_world::{ParserPlugin, ParserPluginPre};
+pub use rule_world::exports::apiary::plugin::rule::{RuleInfo, RuleOutput};
+pub use rule_world::{RulePlugin, RulePluginPre};
+
+/// WIT spelling of the contract's enums, for messages and `inspect`.
+macro_rules! wit_names {
+    ($ty:ty { $($case:ident => $name:literal),* $(,)? }) => {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $(Self::$case => $name),* })
+            }
+        }
+    };
+}
+
+wit_names!(types::EventKind {
+    Visit => "visit", Gift => "gift", Chat => "chat",
+    RoomStatus => "room-status", StreamerStats => "streamer-stats",
+});
+wit_names!(types::ColumnType {
+    Int => "int", Float => "float", Text => "text", Bytes => "bytes",
+    Timestamp => "timestamp", Boolean => "boolean",
+});
+wit_names!(types::MergeMode { Replace => "replace", Add => "add", Max => "max", Min => "min" });

@@ -1,0 +1,725 @@
+//! The SQL sink: output tables, plugin state, dead letters and lane offsets
+//! in one database, written in one transaction per checkpoint.
+//!
+//! SQLite (the embedded default) and MySQL share this code through sqlx's
+//! `Any` driver; only the SQL text differs, chosen by [`Dialect`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor as _, Row as _};
+
+use super::schema::{ColumnSchema, TableSchema};
+use super::{Checkpoint, LaneKey};
+use crate::config;
+use crate::error::SchemaMismatch;
+use crate::plugin::bindings::types::{ColumnType, MergeMode, Value};
+
+/// Bind parameters per statement stay under SQLite's 32766 and MySQL's 65535.
+const MAX_PARAMS: usize = 30_000;
+/// Rows per multi-row INSERT, at most.
+const MAX_ROWS_PER_STATEMENT: usize = 1000;
+
+/// The SQL flavour of the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.24 or later (upsert with `ON CONFLICT`).
+    Sqlite,
+    /// MySQL 8 or MariaDB 10.5 or later (`ON DUPLICATE KEY UPDATE`).
+    Mysql,
+}
+
+/// A connection pool to the sink database.
+#[derive(Clone)]
+pub struct SqlSink {
+    pool: AnyPool,
+    dialect: Dialect,
+    utc_offset_secs: i32,
+    max_retries: u32,
+    retry_backoff: std::time::Duration,
+    /// Tables created or checked already.
+    known_tables: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl SqlSink {
+    /// Connects to the configured database, creating a SQLite file if it is
+    /// missing, and creates Apiary's own tables.
+    pub async fn connect(config: &config::SqlSink) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if config.url.starts_with("sqlite:") {
+            let sep = if config.url.contains('?') { '&' } else { '?' };
+            (Dialect::Sqlite, format!("{}{sep}mode=rwc", config.url))
+        } else {
+            (Dialect::Mysql, config.url.clone())
+        };
+        // A short acquire timeout turns an outage into logged, backed-off
+        // checkpoint retries instead of a silent wait inside the pool.
+        let mut options = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5));
+        if dialect == Dialect::Sqlite {
+            // WAL lets readers (a dashboard) in while lanes commit; NORMAL
+            // sync is still durable across process crashes in WAL mode.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot connect to sink {}", redact(&config.url)))?;
+        let utc_offset_secs = match &config.time_zone {
+            Some(zone) => crate::time::parse_utc_offset(zone).map_err(anyhow::Error::msg)?,
+            None => 0,
+        };
+        let sink = Self {
+            pool,
+            dialect,
+            utc_offset_secs,
+            max_retries: config.max_retries,
+            retry_backoff: config.retry_backoff,
+            known_tables: Arc::default(),
+        };
+        sink.create_own_tables().await?;
+        Ok(sink)
+    }
+
+    /// Seconds east of UTC that timestamps are written in.
+    pub fn utc_offset_secs(&self) -> i32 {
+        self.utc_offset_secs
+    }
+
+    /// The database's SQL flavour.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The connection pool, for reading results.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn create_own_tables(&self) -> anyhow::Result<()> {
+        let (blob, text, id) = match self.dialect {
+            Dialect::Sqlite => ("BLOB", "TEXT", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+            Dialect::Mysql => (
+                "LONGBLOB",
+                "VARCHAR(191)",
+                "BIGINT AUTO_INCREMENT PRIMARY KEY",
+            ),
+        };
+        let statements = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_offsets (consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
+                 PRIMARY KEY (consumer, stream, part))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_state (consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, plugin VARCHAR(64) NOT NULL, \
+                 skey VARCHAR(255) NOT NULL, value {blob} NOT NULL, \
+                 PRIMARY KEY (consumer, stream, part, plugin, skey))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_dead_letter (id {id}, consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, record_offset BIGINT NOT NULL, \
+                 record_key {blob}, record_value {blob} NOT NULL, plugin VARCHAR(64) NOT NULL, \
+                 reason TEXT NOT NULL)"
+            ),
+        ];
+        for statement in statements {
+            self.pool
+                .execute(statement.as_str())
+                .await
+                .context("cannot create Apiary's bookkeeping tables")?;
+        }
+        Ok(())
+    }
+
+    /// Creates each output table that is missing and checks that each one
+    /// that exists has the declared columns, types and primary key.
+    /// Time-partitioned tables are created on first use instead.
+    pub async fn prepare_tables(&self, tables: &[Arc<TableSchema>]) -> anyhow::Result<()> {
+        for table in tables.iter().filter(|t| t.partition.is_none()) {
+            self.ensure_table(table, &table.table).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates table `name` of shape `table` if it is missing, or checks
+    /// its shape the first time it is seen.
+    async fn ensure_table(&self, table: &TableSchema, name: &str) -> anyhow::Result<()> {
+        if self
+            .known_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+        {
+            return Ok(());
+        }
+        match self.existing_columns(name).await? {
+            None => {
+                let ddl = self.create_table_sql(table, name);
+                self.pool
+                    .execute(ddl.as_str())
+                    .await
+                    .with_context(|| format!("cannot create table `{name}`"))?;
+                tracing::info!(table = name, plugin = %table.plugin, "created table");
+            }
+            Some(existing) => check_existing(table, name, &existing)?,
+        }
+        self.known_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Checks existing tables without creating any.
+    pub async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> anyhow::Result<()> {
+        for table in tables.iter().filter(|t| t.partition.is_none()) {
+            if let Some(existing) = self.existing_columns(&table.table).await? {
+                check_existing(table, &table.table, &existing)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Columns of an existing table (name, declared type, in primary key at
+    /// position, nullable), or `None` if there is no such table.
+    async fn existing_columns(&self, table: &str) -> anyhow::Result<Option<Vec<ExistingColumn>>> {
+        let rows: Vec<AnyRow> = match self.dialect {
+            Dialect::Sqlite => {
+                sqlx::query(
+                    "SELECT name, type, pk, \"notnull\" FROM pragma_table_info(?) ORDER BY cid",
+                )
+                .bind(table)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Dialect::Mysql => {
+                sqlx::query(
+                    "SELECT CAST(c.COLUMN_NAME AS CHAR), CAST(c.COLUMN_TYPE AS CHAR), \
+                     CAST(COALESCE(k.ORDINAL_POSITION, 0) AS SIGNED), \
+                     CAST(c.IS_NULLABLE = 'NO' AS SIGNED) \
+                     FROM information_schema.COLUMNS c LEFT JOIN information_schema.KEY_COLUMN_USAGE k \
+                     ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME \
+                     AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY' \
+                     WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? \
+                     ORDER BY c.ORDINAL_POSITION",
+                )
+                .bind(table)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(ExistingColumn {
+                    name: text_at(r, 0)?,
+                    ty: text_at(r, 1)?.to_ascii_uppercase(),
+                    key_position: r.try_get(2)?,
+                    not_null: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(Some)
+            .map_err(Into::into)
+    }
+
+    fn create_table_sql(&self, table: &TableSchema, name: &str) -> String {
+        let q = |name: &str| self.quote(name);
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let null = if c.nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}", q(&c.name), self.column_type(c))
+            })
+            .collect();
+        let key = self.key_list(table);
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            q(name),
+            columns.join(", "),
+            key
+        )
+    }
+
+    fn column_type(&self, c: &ColumnSchema) -> &'static str {
+        match (self.dialect, c.ty) {
+            (Dialect::Sqlite, ColumnType::Int | ColumnType::Boolean) => "INTEGER",
+            (Dialect::Sqlite, ColumnType::Float) => "REAL",
+            (Dialect::Sqlite, ColumnType::Text | ColumnType::Timestamp) => "TEXT",
+            (Dialect::Sqlite, ColumnType::Bytes) => "BLOB",
+            (Dialect::Mysql, ColumnType::Int) => "BIGINT",
+            (Dialect::Mysql, ColumnType::Boolean) => "BOOLEAN",
+            (Dialect::Mysql, ColumnType::Float) => "DOUBLE",
+            (Dialect::Mysql, ColumnType::Text) if c.key => "VARCHAR(255)",
+            (Dialect::Mysql, ColumnType::Text) => "TEXT",
+            (Dialect::Mysql, ColumnType::Bytes) if c.key => "VARBINARY(255)",
+            (Dialect::Mysql, ColumnType::Bytes) => "LONGBLOB",
+            (Dialect::Mysql, ColumnType::Timestamp) => "DATETIME(3)",
+        }
+    }
+
+    /// The primary-key columns, quoted, comma-separated.
+    fn key_list(&self, table: &TableSchema) -> String {
+        let key: Vec<String> = table
+            .key
+            .iter()
+            .map(|&i| self.quote(&table.columns[i].name))
+            .collect();
+        key.join(", ")
+    }
+
+    fn quote(&self, name: &str) -> String {
+        // Names were checked to be plain identifiers; quoting guards keywords.
+        match self.dialect {
+            Dialect::Sqlite => format!("\"{name}\""),
+            Dialect::Mysql => format!("`{name}`"),
+        }
+    }
+
+    /// The multi-row upsert for `rows` rows of `table`.
+    fn upsert_sql(&self, table: &TableSchema, name: &str, rows: usize) -> String {
+        let q = |name: &str| self.quote(name);
+        let names: Vec<String> = table.columns.iter().map(|c| q(&c.name)).collect();
+        let one = format!("({})", vec!["?"; names.len()].join(","));
+        let values = vec![one.as_str(); rows].join(",");
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES {values}",
+            q(name),
+            names.join(",")
+        );
+        let stored_table = q(name);
+        // The stored value and the incoming one, as each dialect spells them.
+        let stored = |c: &str| match self.dialect {
+            Dialect::Sqlite => format!("{stored_table}.{c}"),
+            Dialect::Mysql => c.to_owned(),
+        };
+        let incoming = |c: &str| match self.dialect {
+            Dialect::Sqlite => format!("excluded.{c}"),
+            Dialect::Mysql => format!("VALUES({c})"),
+        };
+        let (greatest, least) = match self.dialect {
+            Dialect::Sqlite => ("MAX", "MIN"),
+            Dialect::Mysql => ("GREATEST", "LEAST"),
+        };
+        // Nulls never win a merge except under `replace` (see buffer::merge_row).
+        let updates: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| !c.key)
+            .map(|c| {
+                let name = q(&c.name);
+                let (o, n) = (stored(&name), incoming(&name));
+                let merged = match c.merge {
+                    MergeMode::Replace => n,
+                    MergeMode::Add => format!("COALESCE({o} + {n}, {o}, {n})"),
+                    MergeMode::Max => format!("COALESCE({greatest}({o}, {n}), {o}, {n})"),
+                    MergeMode::Min => format!("COALESCE({least}({o}, {n}), {o}, {n})"),
+                };
+                format!("{name} = {merged}")
+            })
+            .collect();
+        let key = self.key_list(table);
+        match (self.dialect, updates.is_empty()) {
+            (Dialect::Sqlite, true) => sql += &format!(" ON CONFLICT ({}) DO NOTHING", key),
+            (Dialect::Sqlite, false) => {
+                sql += &format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {}",
+                    key,
+                    updates.join(", ")
+                )
+            }
+            (Dialect::Mysql, true) => sql = sql.replacen("INSERT INTO", "INSERT IGNORE INTO", 1),
+            (Dialect::Mysql, false) => {
+                sql += &format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+            }
+        }
+        sql
+    }
+
+    fn bind<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+        value: &'q Value,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        match value {
+            Value::Null => query.bind(None::<i64>),
+            Value::Int(v) => query.bind(*v),
+            Value::Float(v) => query.bind(*v),
+            Value::Text(v) => query.bind(v.as_str()),
+            Value::Bytes(v) => query.bind(v.as_slice()),
+            Value::Boolean(v) => query.bind(*v),
+            Value::Timestamp(ms) => {
+                query.bind(crate::time::format_millis(*ms, self.utc_offset_secs))
+            }
+        }
+    }
+
+    /// Runs a query and renders its rows as an aligned text table.
+    pub async fn query_text(&self, sql: &str) -> anyhow::Result<String> {
+        use sqlx::{Column as _, ValueRef as _};
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .with_context(|| format!("query failed: {sql}"))?;
+        let Some(first) = rows.first() else {
+            return Ok("(no rows)\n".into());
+        };
+        let header: Vec<String> = first
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        let mut lines = vec![header];
+        for row in &rows {
+            let cells = (0..row.len())
+                .map(|i| {
+                    if row.try_get_raw(i)?.is_null() {
+                        return Ok("NULL".to_owned());
+                    }
+                    // The Any driver decodes by kind; try the common ones.
+                    row.try_get::<i64, _>(i)
+                        .map(|v| v.to_string())
+                        .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
+                        .or_else(|_| row.try_get::<String, _>(i))
+                        .or_else(|_| {
+                            row.try_get::<Vec<u8>, _>(i)
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        })
+                })
+                .collect::<Result<Vec<String>, sqlx::Error>>()?;
+            lines.push(cells);
+        }
+        let widths: Vec<usize> = (0..lines[0].len())
+            .map(|i| {
+                lines
+                    .iter()
+                    .map(|l| l[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for line in &lines {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out += cells.join("  ").trim_end();
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// The offset a lane resumes at, if it has a checkpoint.
+    pub async fn load_offset(&self, lane: &LaneKey) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT next_offset FROM apiary_offsets WHERE consumer = ? AND stream = ? AND part = ?",
+        )
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("cannot read the checkpoint of lane {lane}"))?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// The stored state of `plugin` in a lane.
+    pub async fn load_state(
+        &self,
+        lane: &LaneKey,
+        plugin: &str,
+    ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+        let rows = sqlx::query(
+            "SELECT skey, value FROM apiary_state \
+             WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
+        )
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("cannot read the state of `{plugin}` in lane {lane}"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Writes a checkpoint in one transaction: rows, state, dead letters and
+    /// the lane's next offset all become durable together, or none does.
+    /// Transient failures (lost connection, deadlock, lock wait timeout, a
+    /// restarting server) are retried with exponential backoff; the whole
+    /// transaction is replayed, so nothing is lost or doubled.
+    pub async fn commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.try_commit(checkpoint).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < self.max_retries && is_transient(&e) => {
+                    let delay = self.retry_backoff * 2u32.pow(attempt);
+                    attempt += 1;
+                    tracing::warn!(
+                        lane = %checkpoint.lane,
+                        "checkpoint failed ({e:#}); retry {attempt}/{} in {delay:?}",
+                        self.max_retries
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let lane = &checkpoint.lane;
+        // Outside the transaction: DDL commits implicitly in MySQL.
+        for (table, name, _) in &checkpoint.rows {
+            self.ensure_table(table, name).await?;
+        }
+        let mut tx = self.pool.begin().await.context("cannot begin checkpoint")?;
+        for (table, name, rows) in &checkpoint.rows {
+            let per_statement = (MAX_PARAMS / table.columns.len()).clamp(1, MAX_ROWS_PER_STATEMENT);
+            for chunk in rows.chunks(per_statement) {
+                let sql = self.upsert_sql(table, name, chunk.len());
+                let mut query = sqlx::query(&sql);
+                for value in chunk.iter().flatten() {
+                    query = self.bind(query, value);
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("cannot write rows to table `{name}`"))?;
+            }
+        }
+        let upsert_state = match self.dialect {
+            Dialect::Sqlite => {
+                "INSERT INTO apiary_state (consumer, stream, part, plugin, skey, value) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer, stream, part, plugin, skey) \
+                 DO UPDATE SET value = excluded.value"
+            }
+            Dialect::Mysql => {
+                "INSERT INTO apiary_state (consumer, stream, part, plugin, skey, value) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)"
+            }
+        };
+        for (plugin, changes) in &checkpoint.state {
+            for (key, value) in changes {
+                let query = match value {
+                    Some(_) => sqlx::query(upsert_state),
+                    None => sqlx::query(
+                        "DELETE FROM apiary_state WHERE consumer = ? AND stream = ? AND part = ? \
+                         AND plugin = ? AND skey = ?",
+                    ),
+                };
+                let query = query
+                    .bind(lane.consumer.as_str())
+                    .bind(lane.stream.as_str())
+                    .bind(lane.partition)
+                    .bind(plugin.as_str())
+                    .bind(key.as_str());
+                let query = match value {
+                    Some(value) => query.bind(value.as_slice()),
+                    None => query,
+                };
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("cannot write the state of `{plugin}`"))?;
+            }
+        }
+        for dead in &checkpoint.dead_letters {
+            sqlx::query(
+                "INSERT INTO apiary_dead_letter (consumer, stream, part, record_offset, \
+                 record_key, record_value, plugin, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(lane.consumer.as_str())
+            .bind(dead.stream.as_str())
+            .bind(dead.partition)
+            .bind(dead.offset)
+            .bind(dead.key.as_deref())
+            .bind(dead.value.as_slice())
+            .bind(dead.plugin.as_str())
+            .bind(dead.reason.as_str())
+            .execute(&mut *tx)
+            .await
+            .context("cannot write a dead letter")?;
+        }
+        let upsert_offset = match self.dialect {
+            Dialect::Sqlite => {
+                "INSERT INTO apiary_offsets (consumer, stream, part, next_offset) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (consumer, stream, part) DO UPDATE SET next_offset = excluded.next_offset"
+            }
+            Dialect::Mysql => {
+                "INSERT INTO apiary_offsets (consumer, stream, part, next_offset) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
+            }
+        };
+        sqlx::query(upsert_offset)
+            .bind(lane.consumer.as_str())
+            .bind(lane.stream.as_str())
+            .bind(lane.partition)
+            .bind(checkpoint.next_offset)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("cannot record the offset of lane {lane}"))?;
+        tx.commit().await.context("cannot commit checkpoint")?;
+        Ok(())
+    }
+}
+
+/// Whether an error is worth retrying: the connection or the server went
+/// away, or the transaction lost a lock race. Bad credentials, missing
+/// tables and wrong types are not.
+fn is_transient(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_)) => true,
+            Some(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                // MySQL: lock wait timeout, deadlock, server gone / lost / shutting
+                // down, too many connections, connection killed; SQLite: busy, locked.
+                matches!(
+                    &*code,
+                    "1205" | "1213" | "2006" | "2013" | "1053" | "1040" | "1927" | "5" | "6"
+                ) || code.starts_with("08")
+                    || code == "40001"
+            }
+            _ => false,
+        })
+}
+
+/// A text column that MariaDB may report as binary (`information_schema`).
+fn text_at(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    row.try_get::<String, _>(index).or_else(|_| {
+        row.try_get::<Vec<u8>, _>(index)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    })
+}
+
+/// What the database says about one column of an existing table.
+#[derive(Debug)]
+struct ExistingColumn {
+    name: String,
+    ty: String,
+    /// 1-based position in the primary key, 0 when not in it.
+    key_position: i64,
+    not_null: bool,
+}
+
+fn check_existing(
+    table: &TableSchema,
+    name: &str,
+    existing: &[ExistingColumn],
+) -> Result<(), SchemaMismatch> {
+    let mismatch = |message: String| SchemaMismatch {
+        table: name.to_owned(),
+        output: table.output.clone(),
+        plugin: table.plugin.clone(),
+        message,
+    };
+    for column in &table.columns {
+        let Some(found) = existing
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(&column.name))
+        else {
+            return Err(mismatch(format!("column `{}` is missing", column.name)));
+        };
+        if !type_fits(column.ty, &found.ty) {
+            return Err(mismatch(format!(
+                "column `{}` has type {} in the database, but the plugin declares {}",
+                column.name, found.ty, column.ty
+            )));
+        }
+    }
+    let mut stored_key: Vec<&ExistingColumn> =
+        existing.iter().filter(|e| e.key_position > 0).collect();
+    stored_key.sort_by_key(|e| e.key_position);
+    let stored: Vec<&str> = stored_key.iter().map(|e| e.name.as_str()).collect();
+    let declared: Vec<&str> = table
+        .key
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    if !stored
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .eq(declared.iter().map(|s| s.to_ascii_lowercase()))
+    {
+        return Err(mismatch(format!(
+            "primary key is ({}) in the database, but the plugin declares ({})",
+            stored.join(", "),
+            declared.join(", ")
+        )));
+    }
+    for extra in existing
+        .iter()
+        .filter(|e| table.column_index(&e.name).is_none())
+    {
+        if extra.not_null {
+            return Err(mismatch(format!(
+                "column `{}` is NOT NULL in the database but the plugin does not write it",
+                extra.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stored column type can hold the declared one.
+fn type_fits(declared: ColumnType, stored: &str) -> bool {
+    let has = |s: &str| stored.contains(s);
+    match declared {
+        ColumnType::Int => has("INT"),
+        ColumnType::Boolean => has("INT") || has("BOOL"),
+        ColumnType::Float => has("REAL") || has("DOUB") || has("FLOA") || has("DECIMAL"),
+        ColumnType::Text => has("TEXT") || has("CHAR") || has("CLOB"),
+        ColumnType::Bytes => has("BLOB") || has("BINARY"),
+        ColumnType::Timestamp => has("DATE") || has("TIME") || has("TEXT"),
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("mysql://root:secret@h:3306/db"),
+            "mysql://root:***@h:3306/db"
+        );
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

@@ -1,0 +1,119 @@
+//! The file source: a JSON-lines file read as one partition of a topic,
+//! each line a record whose offset is its line number (from 0). The file
+//! is followed like `tail -f`, so records appended later are read too.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use super::{BatchBuilder, SourceBatch};
+use crate::pipeline::Activity;
+use crate::sink::LaneKey;
+
+/// How often a file at its end is polled for new lines.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Reads one file into a lane's channel.
+pub struct FileReader {
+    /// The file.
+    pub path: PathBuf,
+    /// Logical topic of its records.
+    pub topic: String,
+    /// The lane it feeds.
+    pub lane: LaneKey,
+    /// Records per batch at most.
+    pub max_records: usize,
+    /// A partial batch is sent after waiting this long for more lines.
+    pub max_wait: Duration,
+}
+
+impl FileReader {
+    /// Reads from line `start` on, sending batches until `stop` is set;
+    /// then sends what it holds and returns. Blocking: run it on its own
+    /// thread. A last line without a newline is taken once the file has
+    /// not grown for `max_wait`.
+    pub fn run(
+        self,
+        start: i64,
+        tx: mpsc::Sender<SourceBatch>,
+        activity: Arc<Activity>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<()> {
+        let file = File::open(&self.path)
+            .with_context(|| format!("cannot open source file {}", self.path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut line = Vec::with_capacity(512);
+        let mut offset = 0i64;
+        // Skip what earlier checkpoints already cover.
+        while offset < start {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            offset += 1;
+        }
+        let mut batch = BatchBuilder::new(&self.topic, self.max_records);
+        let mut batch_started = Instant::now();
+        let mut partial_since: Option<Instant> = None;
+        line.clear();
+        loop {
+            let read = match reader.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {}", self.path.display()));
+                }
+            };
+            let complete = line.last() == Some(&b'\n');
+            let stopping = stop.load(Ordering::Relaxed);
+            let stale_partial = partial_since.is_some_and(|t| t.elapsed() >= self.max_wait);
+            if complete || (!line.is_empty() && read == 0 && (stale_partial || stopping)) {
+                if batch.is_empty() {
+                    batch_started = Instant::now();
+                }
+                let value = line.strip_suffix(b"\n").unwrap_or(&line);
+                let value = value.strip_suffix(b"\r").unwrap_or(value);
+                batch.push(0, offset, None, None, value, &[]);
+                offset += 1;
+                line.clear();
+                partial_since = None;
+                activity.touch();
+                if batch.len() >= self.max_records {
+                    self.send(&mut batch, offset, &tx)?;
+                }
+                continue;
+            }
+            // At the end of the file (perhaps inside a line being written).
+            if !line.is_empty() && partial_since.is_none() {
+                partial_since = Some(Instant::now());
+            }
+            if !batch.is_empty() && (batch_started.elapsed() >= self.max_wait || stopping) {
+                self.send(&mut batch, offset, &tx)?;
+            }
+            if stopping && line.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn send(
+        &self,
+        batch: &mut BatchBuilder,
+        next_offset: i64,
+        tx: &mpsc::Sender<SourceBatch>,
+    ) -> anyhow::Result<()> {
+        tx.blocking_send(SourceBatch {
+            lane: self.lane.clone(),
+            batch: batch.take(),
+            next_offset,
+        })
+        .map_err(|_| anyhow::anyhow!("lane {} stopped", self.lane))
+    }
+}

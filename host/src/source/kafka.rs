@@ -1,0 +1,505 @@
+//! The Kafka source: a consumer group whose every assigned partition is a
+//! lane.
+//!
+//! One thread polls the consumer and cuts each partition's records into
+//! batches for its lane (by count and by time). Rebalances are served on
+//! that thread: an assigned partition opens a lane and starts at the offset
+//! of the lane's last checkpoint in the sink (which is authoritative: Kafka's
+//! committed offsets are only mirrored, for lag monitoring); a revoked
+//! partition hands its partial batch to its lane, which drains and commits a
+//! last checkpoint before the partition is let go.
+//!
+//! Memory is bounded by librdkafka's prefetch queue, one per process
+//! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus
+//! `QUEUE_BATCHES + 2` batches per lane: when a lane falls behind, its
+//! channel fills, polling stops, the prefetch queue fills and fetching
+//! pauses.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{BatchBuilder, SourceBatch};
+use crate::config::{BatchSection, KafkaSource, StartOffset};
+use crate::pipeline::{Activity, LaneFactory, LaneStats, QUEUE_BATCHES};
+use crate::sink::LaneKey;
+
+/// The librdkafka settings shared by the consumer and the dead-letter
+/// producer: brokers, then the user's properties, which win.
+pub fn client_config(source: &KafkaSource) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &source.brokers);
+    for (key, value) in &source.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Reads a consumer group's partitions into lanes.
+pub struct KafkaReader {
+    source: KafkaSource,
+    batch: BatchSection,
+    factory: Arc<LaneFactory>,
+    runtime: Handle,
+}
+
+type Consumer_ = BaseConsumer<LaneContext>;
+
+impl KafkaReader {
+    /// A reader that opens lanes with `factory`, running them on `runtime`.
+    pub fn new(
+        source: KafkaSource,
+        batch: BatchSection,
+        factory: Arc<LaneFactory>,
+        runtime: Handle,
+    ) -> Self {
+        Self {
+            source,
+            batch,
+            factory,
+            runtime,
+        }
+    }
+
+    /// Consumes until `stop` is set or a lane fails, then closes every lane
+    /// (each commits a last checkpoint). Blocking: run it on its own thread.
+    pub fn run(
+        self,
+        activity: Arc<Activity>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Vec<(LaneKey, LaneStats)>> {
+        let (commits_tx, commits) = std_mpsc::channel();
+        let context = LaneContext {
+            lanes: Mutex::new(Lanes {
+                source: self.source.clone(),
+                batch: self.batch.clone(),
+                factory: self.factory.clone(),
+                runtime: self.runtime.clone(),
+                activity: activity.clone(),
+                commits: commits_tx,
+                open: HashMap::new(),
+                finished: Vec::new(),
+                failure: None,
+            }),
+        };
+        let mut config = client_config(&self.source);
+        let start = match self.source.start {
+            StartOffset::Earliest => "earliest",
+            StartOffset::Latest => "latest",
+        };
+        let session_ms = self.source.session_timeout.as_millis().to_string();
+        let fetch_wait_ms = self.source.fetch_wait.as_millis().max(1).to_string();
+        for (key, value) in [
+            ("group.id", self.source.group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", start),
+            ("session.timeout.ms", &session_ms),
+            ("fetch.wait.max.ms", &fetch_wait_ms),
+            // The prefetch queue is per consumer: 64 MiB bounds a process's
+            // buffered records; when full, fetching retries after 10 ms
+            // rather than librdkafka's default second.
+            ("queued.max.messages.kbytes", "65536"),
+            ("fetch.queue.backoff.ms", "10"),
+            ("enable.partition.eof", "false"),
+            // A rebalance computed before the topics' metadata arrived
+            // assigns nothing; a short refresh corrects it within seconds.
+            ("topic.metadata.refresh.interval.ms", "5000"),
+        ] {
+            // The user's properties win over Apiary's defaults.
+            if !self.source.properties.contains_key(key) {
+                config.set(key, value);
+            }
+        }
+        let consumer: Consumer_ = config
+            .create_with_context(context)
+            .context("invalid Kafka consumer settings")?;
+        let topics = self.source.topics.physical();
+        if !wait_for_brokers(&consumer, &self.source.brokers, &topics, &stop) {
+            return Ok(Vec::new());
+        }
+        consumer
+            .subscribe(&topics)
+            .with_context(|| format!("cannot subscribe to {topics:?}"))?;
+        tracing::info!(group = %self.source.group, ?topics, "consuming");
+
+        let max_wait = self.batch.max_wait;
+        // Partial batches are checked for their deadline this often, not
+        // per record: per-record work is what bounds the read rate.
+        let tick = (max_wait / 4).clamp(Duration::from_millis(1), Duration::from_millis(10));
+        let mut last_tick = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let message = consumer.poll(tick);
+            let mut lanes = consumer.context().lock();
+            match message {
+                Some(Ok(message)) => {
+                    activity.touch();
+                    lanes.push(&message);
+                }
+                Some(Err(e)) => tracing::warn!("Kafka: {e}"),
+                None => {}
+            }
+            if last_tick.elapsed() >= tick {
+                last_tick = Instant::now();
+                lanes.send_due(max_wait);
+                if lanes.failure.is_some() {
+                    break;
+                }
+                drop(lanes);
+                commit_offsets(&consumer, &commits, CommitMode::Async);
+            }
+        }
+        // Every lane drains and commits its last checkpoint.
+        let mut lanes = consumer.context().lock();
+        lanes.close_all();
+        let failure = lanes.failure.take();
+        let finished = std::mem::take(&mut lanes.finished);
+        drop(lanes);
+        commit_offsets(&consumer, &commits, CommitMode::Sync);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(finished),
+        }
+    }
+}
+
+/// Mirrors committed lane offsets to Kafka's group offsets (for lag
+/// monitoring only; the sink's offsets are the ones lanes resume from).
+fn commit_offsets(
+    consumer: &Consumer_,
+    commits: &std_mpsc::Receiver<(String, i32, i64)>,
+    mode: CommitMode,
+) {
+    let pending: Vec<(String, i32, i64)> = commits.try_iter().collect();
+    if pending.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in pending {
+        // A later offset of the same partition replaces an earlier one.
+        let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+    }
+    if let Err(e) = consumer.commit(&list, mode) {
+        tracing::debug!("mirroring offsets to Kafka failed (lag figures lag): {e}");
+    }
+}
+
+/// Waits until the brokers answer and every topic exists, logging why not
+/// every few seconds. Returns false if stopped first.
+fn wait_for_brokers(
+    consumer: &Consumer_,
+    brokers: &str,
+    topics: &[&str],
+    stop: &AtomicBool,
+) -> bool {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let problem = match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+            Err(e) => Some(format!("cannot reach Kafka brokers at {brokers}: {e}")),
+            Ok(metadata) => {
+                let missing: Vec<&str> = topics
+                    .iter()
+                    .filter(|t| {
+                        !metadata.topics().iter().any(|m| {
+                            m.name() == **t && m.error().is_none() && !m.partitions().is_empty()
+                        })
+                    })
+                    .copied()
+                    .collect();
+                (!missing.is_empty()).then(|| {
+                    format!(
+                        "topics {missing:?} do not exist on the brokers at {brokers}; create them"
+                    )
+                })
+            }
+        };
+        let Some(problem) = problem else {
+            return true;
+        };
+        tracing::error!("{problem}; retrying in {delay:?}");
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The consumer's context: it owns the lanes, because rebalances (served
+/// inside `poll`) open and close them.
+struct LaneContext {
+    lanes: Mutex<Lanes>,
+}
+
+impl LaneContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for LaneContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "{fac}: {log_message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "{fac}: {log_message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "{fac}: {log_message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "{fac}: {log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ConsumerContext for LaneContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut lanes = self.lock();
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                lanes.activity.touch();
+                for (topic, partition) in &partitions {
+                    match lanes.open(topic, *partition) {
+                        Ok(Some(offset)) => {
+                            let _ =
+                                tpl.set_partition_offset(topic, *partition, Offset::Offset(offset));
+                        }
+                        Ok(None) => {}
+                        Err(e) => lanes.fail(e),
+                    }
+                }
+                if partitions.is_empty() {
+                    tracing::warn!(
+                        "the group assigned this process no partition (more members than partitions, or the broker is rebalancing)"
+                    );
+                } else {
+                    tracing::info!(?partitions, "partitions assigned");
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl).map(|_| ())
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(
+                    ?partitions,
+                    "partitions revoked; their lanes commit before letting go"
+                );
+                lanes.close(&partitions);
+                if cooperative {
+                    consumer.incremental_unassign(tpl).map(|_| ())
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!("rebalance failed: {other:?}; closing every lane");
+                lanes.close_all();
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            lanes.fail(anyhow::anyhow!("cannot apply the group's assignment: {e}"));
+        }
+    }
+}
+
+/// The open lanes of this consumer, by (topic, partition).
+struct Lanes {
+    source: KafkaSource,
+    batch: BatchSection,
+    factory: Arc<LaneFactory>,
+    runtime: Handle,
+    /// Idle time counts from the last assignment too: a slow group join
+    /// is not an idle source.
+    activity: Arc<Activity>,
+    commits: std_mpsc::Sender<(String, i32, i64)>,
+    /// By topic, then partition: looked up per record without allocating.
+    open: HashMap<String, HashMap<i32, OpenLane>>,
+    finished: Vec<(LaneKey, LaneStats)>,
+    failure: Option<anyhow::Error>,
+}
+
+struct OpenLane {
+    key: LaneKey,
+    builder: BatchBuilder,
+    first_at: Instant,
+    next_offset: i64,
+    /// Records before this offset are already in a checkpoint: skipped.
+    resume_at: i64,
+    tx: mpsc::Sender<SourceBatch>,
+    task: JoinHandle<anyhow::Result<(LaneKey, LaneStats)>>,
+}
+
+impl Lanes {
+    /// Opens the lane of an assigned partition; returns its checkpointed
+    /// offset, where consumption must start.
+    fn open(&mut self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
+        let key = LaneKey {
+            consumer: self.source.group.clone(),
+            stream: topic.to_owned(),
+            partition,
+        };
+        let logical = self.source.topics.logical(topic).to_owned();
+        let (lane, stored) = self
+            .runtime
+            .block_on(self.factory.open(key.clone(), &logical))?;
+        let commits = self.commits.clone();
+        let lane = lane.with_commit_hook(Box::new(move |key, offset| {
+            let _ = commits.send((key.stream.clone(), key.partition, offset));
+        }));
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let task = self.runtime.spawn(lane.run(rx));
+        self.open.entry(topic.to_owned()).or_default().insert(
+            partition,
+            OpenLane {
+                key,
+                builder: BatchBuilder::new(&logical, self.batch.max_records),
+                first_at: Instant::now(),
+                next_offset: stored.unwrap_or(0),
+                resume_at: stored.unwrap_or(i64::MIN),
+                tx,
+                task,
+            },
+        );
+        Ok(stored)
+    }
+
+    /// Adds a record to its lane's batch, sending the batch when full.
+    fn push(&mut self, message: &BorrowedMessage<'_>) {
+        let Some(lane) = self
+            .open
+            .get_mut(message.topic())
+            .and_then(|lanes| lanes.get_mut(&message.partition()))
+        else {
+            return;
+        };
+        if message.offset() < lane.resume_at {
+            return;
+        }
+        if lane.builder.is_empty() {
+            lane.first_at = Instant::now();
+        }
+        let headers: Vec<(&[u8], &[u8])> = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.as_bytes(), h.value.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        lane.builder.push(
+            message.partition(),
+            message.offset(),
+            message.timestamp().to_millis(),
+            message.key(),
+            message.payload().unwrap_or_default(),
+            &headers,
+        );
+        lane.next_offset = message.offset() + 1;
+        if lane.builder.len() >= self.batch.max_records && !Self::send(lane) {
+            let stopped = (message.topic().to_owned(), message.partition());
+            self.close(&[stopped]);
+        }
+    }
+
+    /// Sends every partial batch that has waited `max_wait`.
+    fn send_due(&mut self, max_wait: Duration) {
+        let mut stopped = Vec::new();
+        for (topic, lanes) in &mut self.open {
+            for (partition, lane) in lanes {
+                if !lane.builder.is_empty()
+                    && lane.first_at.elapsed() >= max_wait
+                    && !Self::send(lane)
+                {
+                    stopped.push((topic.clone(), *partition));
+                }
+            }
+        }
+        self.close(&stopped);
+    }
+
+    /// Hands the lane its batch; false if the lane has stopped (failed).
+    fn send(lane: &mut OpenLane) -> bool {
+        lane.tx
+            .blocking_send(SourceBatch {
+                lane: lane.key.clone(),
+                batch: lane.builder.take(),
+                next_offset: lane.next_offset,
+            })
+            .is_ok()
+    }
+
+    /// Closes the lanes of `partitions`: each gets its partial batch, then
+    /// drains and commits a last checkpoint; this waits for that.
+    fn close(&mut self, partitions: &[(String, i32)]) {
+        for partition in partitions {
+            let (topic, number) = partition;
+            let Some(mut lane) = self
+                .open
+                .get_mut(topic)
+                .and_then(|lanes| lanes.remove(number))
+            else {
+                continue;
+            };
+            if !lane.builder.is_empty() {
+                // A stopped lane reports its own error below.
+                Self::send(&mut lane);
+            }
+            drop(lane.tx);
+            match self.runtime.block_on(lane.task) {
+                Ok(Ok(done)) => self.finished.push(done),
+                Ok(Err(e)) => self.fail(e),
+                Err(e) => self.fail(anyhow::anyhow!("lane {} panicked: {e}", lane.key)),
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        let all: Vec<(String, i32)> = self
+            .open
+            .iter()
+            .flat_map(|(topic, lanes)| lanes.keys().map(move |p| (topic.clone(), *p)))
+            .collect();
+        self.close(&all);
+    }
+
+    /// Keeps the first failure; the reader stops at its next poll.
+    fn fail(&mut self, error: anyhow::Error) {
+        tracing::error!("{error:#}");
+        self.failure.get_or_insert(error);
+    }
+}

@@ -1,0 +1,235 @@
+//! The Kafka source against a real broker (tansu, sqlite engine, from
+//! `scripts/services start`): totals, restarts, the dead-letter topic, an
+//! unreachable broker. Two processes in one group, one killed, are tested
+//! in `mysql.rs` (`two_processes_in_one_group_one_killed_totals_exact`).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use livestream_example::Topic;
+use support::kafka::{create_topic, header, produce, read_topic};
+use support::*;
+
+const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+
+/// `apiary run` in the background, its log in `log`.
+fn spawn_run(config: &Path, idle: Option<&str>, log: &Path) -> Running {
+    let mut command = apiary();
+    command
+        .env("APIARY_LOG", "info,librdkafka=warn")
+        .arg("run")
+        .arg(config);
+    if let Some(idle) = idle {
+        command.args(["--stop-when-idle", idle]);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!(
+                "apiary did not stop within {limit:?}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Records committed so far, over every lane (0 before the first checkpoint).
+fn committed(db: &Path) -> i64 {
+    if !db.exists() {
+        return 0;
+    }
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Row as _;
+        let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
+            return 0;
+        };
+        sqlx::query("SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets")
+            .fetch_one(&pool)
+            .await
+            .map(|r| r.get::<i64, _>(0))
+            .unwrap_or(0)
+    })
+}
+
+fn add(
+    mut a: std::collections::BTreeMap<i64, i64>,
+    b: std::collections::BTreeMap<i64, i64>,
+) -> std::collections::BTreeMap<i64, i64> {
+    for (k, v) in b {
+        *a.entry(k).or_default() += v;
+    }
+    a
+}
+
+#[test]
+fn totals_match_what_was_produced_and_bad_records_reach_the_dead_letter_topic() {
+    let topic = create_topic("gifts", 4);
+    let dead_topic = create_topic("dead", 1);
+    let input = generate(Topic::LiveGiftTotal, 100_000, 21, 0.002);
+    produce(&topic, &input.lines);
+
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("dead-letter-topic = {dead_topic:?}");
+    let config = kafka_config(dir.path(), &topic, &format!("{topic}-g"), &extra);
+    let (out, _, stderr) = run_with_limit(
+        apiary()
+            .arg("run")
+            .arg(&config)
+            .args(["--stop-when-idle", "15s"]),
+        Duration::from_secs(240),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let db = dir.path().join("out.db");
+    assert_eq!(sqlite_pairs(&db, TOTALS), input.gift_totals());
+    assert_eq!(committed(&db), 100_000);
+    assert_eq!(
+        sqlite_count(&db, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        input.malformed.len() as i64
+    );
+
+    let dead = read_topic(&dead_topic, input.malformed.len(), Duration::from_secs(60));
+    assert_eq!(dead.len(), input.malformed.len());
+    let mut values: Vec<String> = dead
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(rdkafka::Message::payload(m).unwrap_or_default()).into_owned()
+        })
+        .collect();
+    let mut expected: Vec<String> = input
+        .malformed
+        .iter()
+        .map(|&i| input.lines[i].clone())
+        .collect();
+    values.sort();
+    expected.sort();
+    assert_eq!(values, expected, "dead letters carry the original bytes");
+    for message in &dead {
+        assert_eq!(
+            header(message, "apiary.topic").as_deref(),
+            Some(topic.as_str())
+        );
+        assert_eq!(
+            header(message, "apiary.plugin").as_deref(),
+            Some("seed-json-parser")
+        );
+        assert!(
+            !header(message, "apiary.reason")
+                .unwrap_or_default()
+                .is_empty()
+        );
+        assert!(
+            header(message, "apiary.offset").is_some()
+                && header(message, "apiary.partition").is_some()
+        );
+    }
+}
+
+#[test]
+fn a_clean_stop_and_restart_counts_every_record_once() {
+    let topic = create_topic("restart", 4);
+    let first = generate(Topic::LiveGiftTotal, 60_000, 31, 0.0);
+    let second = generate(Topic::LiveGiftTotal, 40_000, 32, 0.0);
+    produce(&topic, &first.lines);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let config = kafka_config(dir.path(), &topic, &format!("{topic}-g"), "");
+    let log = dir.path().join("first.log");
+
+    let mut child = spawn_run(&config, None, &log);
+    wait_until(Duration::from_secs(120), "a first checkpoint", || {
+        committed(&db) > 0
+    });
+    signal(&child, "INT");
+    let status = wait_exit(&mut child, Duration::from_secs(60), &log);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let stopped_at = committed(&db);
+    assert!(stopped_at > 0);
+
+    produce(&topic, &second.lines);
+    let (out, _, stderr) = run_with_limit(
+        apiary()
+            .arg("run")
+            .arg(&config)
+            .args(["--stop-when-idle", "15s"]),
+        Duration::from_secs(240),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(committed(&db), 100_000);
+    assert_eq!(
+        sqlite_pairs(&db, TOTALS),
+        add(first.gift_totals(), second.gift_totals())
+    );
+}
+
+#[test]
+fn an_unreachable_broker_is_reported_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kafka_config(dir.path(), "live_gift_total", "g", "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&support::kafka::broker(), "127.0.0.1:1");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&config, None, &log);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(Duration::from_secs(60), "the broker error twice", || {
+        read()
+            .matches("cannot reach Kafka brokers at 127.0.0.1:1")
+            .count()
+            >= 2
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "apiary keeps retrying: {}",
+        read()
+    );
+    signal(&child, "INT");
+    let status = wait_exit(&mut child, Duration::from_secs(30), &log);
+    assert!(status.success(), "{}", read());
+    assert!(!read().contains("panicked"));
+}

@@ -1,0 +1,442 @@
+//! The SQL sink on MariaDB, and exactly-once across crashes: kill -9 at
+//! random points, a database restart mid-run, two processes in a group.
+//! Needs `scripts/services start` (Kafka-compatible broker, MariaDB).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use livestream_example::Topic;
+use support::kafka::{broker, create_topic, produce};
+use support::mysql::{count, execute, fresh_database, pairs};
+use support::*;
+
+/// The restart test stops the shared server: tests here run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+const COMMITTED: &str = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
+
+/// A pipeline reading `topics` (physical, logical) from the test broker as
+/// `group` into the MySQL database `url`.
+fn config(
+    dir: &Path,
+    topics: &[(&str, &str)],
+    group: &str,
+    url: &str,
+    extra_sink: &str,
+) -> std::path::PathBuf {
+    let mapping: Vec<String> = topics
+        .iter()
+        .map(|(p, l)| format!("{p:?} = {l:?}"))
+        .collect();
+    let text = format!(
+        "[plugins]\ndir = {:?}\n[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\ntopics = {{ {} }}\n\
+         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n{extra_sink}\n[batch]\nmax-records = 500\n",
+        plugins_dir(),
+        broker(),
+        mapping.join(", "),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn_run(config: &Path, log: &Path) -> Running {
+    Running(
+        apiary()
+            .env("APIARY_LOG", "info,librdkafka=warn")
+            .arg("run")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for `done`; on time-out fails with the tail of apiary's log, so
+/// the failure says whether Apiary or the broker stalled.
+fn wait_until(limit: Duration, what: &str, log: &Path, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "timed out after {limit:?} waiting for {what}; apiary's log ends:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+/// Starts `apiary run` and returns it once `progressed()` holds. After a
+/// SIGKILL the test broker (tansu 0.6) sometimes leaves the next member
+/// without partitions and never rebalances again; such a process is killed
+/// after 60 s without progress and started again (each restart is one more
+/// crash the totals must survive), five times at most. Before each start
+/// the dead member's 10 s session is waited out.
+fn start_making_progress(config: &Path, log: &Path, progressed: impl Fn() -> bool) -> Running {
+    for attempt in 1..=5 {
+        std::thread::sleep(Duration::from_secs(11));
+        let child = spawn_run(config, log);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if progressed() {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "start {attempt}: no progress in 60 s (the broker left the group without partitions); restarting"
+        );
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    panic!(
+        "no progress after 5 starts; apiary's log ends (newest first):\n{}",
+        tail.join("\n")
+    );
+}
+
+/// Waits until `total` records are committed. A process that makes no
+/// progress for 60 s (the broker left it without partitions, see
+/// `start_making_progress`) is killed and started again, five times at most.
+fn finish(config: &Path, log: &Path, url: &str, total: i64, mut child: Running) -> Running {
+    for _ in 0..5 {
+        let mut last = (count(url, COMMITTED), Instant::now());
+        while last.0 < total && last.1.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = count(url, COMMITTED);
+            if now > last.0 {
+                last = (now, Instant::now());
+            }
+        }
+        if last.0 == total {
+            return child;
+        }
+        eprintln!(
+            "no progress for 60 s at {} of {total}: restarting the process",
+            last.0
+        );
+        drop(child);
+        let before = last.0;
+        child = start_making_progress(config, log, || count(url, COMMITTED) > before);
+    }
+    panic!(
+        "not every record was committed after five restarts: {}",
+        count(url, COMMITTED)
+    );
+}
+
+fn interrupt_and_wait(child: &mut Child, log: &Path) {
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no clean stop: {}",
+            std::fs::read_to_string(log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        child.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(log).unwrap()
+    );
+}
+
+/// Distinct users per grade over the valid visits.
+fn members_per_grade(visits: &Generated) -> std::collections::BTreeMap<i64, i64> {
+    let mut members: std::collections::BTreeMap<i64, std::collections::BTreeSet<i64>> =
+        Default::default();
+    for v in visits.valid() {
+        members
+            .entry(v["grade"].as_i64().unwrap())
+            .or_default()
+            .insert(v["user_id"].as_i64().unwrap());
+    }
+    members
+        .into_iter()
+        .map(|(g, u)| (g, u.len() as i64))
+        .collect()
+}
+
+#[test]
+fn file_pipeline_merges_into_mysql() {
+    let _serial = serial();
+    let url = fresh_database("file");
+    let dir = tempfile::tempdir().unwrap();
+    let gifts = generate(Topic::LiveGiftTotal, 20_000, 51, 0.005);
+    let visits = generate(Topic::LiveStreamingLog, 10_000, 52, 0.005);
+    let (g, v) = (dir.path().join("g.jsonl"), dir.path().join("v.jsonl"));
+    std::fs::write(&g, gifts.text()).unwrap();
+    std::fs::write(&v, visits.text()).unwrap();
+    let config = embedded_config(
+        dir.path(),
+        &[(&g, "live_gift_total"), (&v, "live_streaming_log")],
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sqlite://out.db", &url);
+    std::fs::write(&config, text).unwrap();
+    run_until_idle(&config);
+    assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+    assert_eq!(
+        pairs(&url, "SELECT grade, members FROM grade_members"),
+        members_per_grade(&visits)
+    );
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        (gifts.malformed.len() + visits.malformed.len()) as i64
+    );
+    let keys: std::collections::BTreeSet<String> = visits
+        .valid()
+        .map(|r| {
+            format!(
+                "{}|{}|{}|{}",
+                r["user_id"], r["ip"], r["room_id"], r["arrive_time"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM live_streaming_log"),
+        keys.len() as i64
+    );
+}
+
+#[test]
+fn table_of_another_shape_and_bad_credentials_stop_with_clear_errors() {
+    let _serial = serial();
+    let url = fresh_database("schema");
+    execute(
+        &url,
+        &[
+            "CREATE TABLE gift_type_totals (gift_type BIGINT NOT NULL PRIMARY KEY, gift_total_amount VARCHAR(20))",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, generate(Topic::LiveGiftTotal, 10, 1, 0.0).text()).unwrap();
+    let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("sqlite://out.db", &url)).unwrap();
+    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
+    assert!(!out.status.success());
+    assert!(stderr.contains("table `gift_type_totals`"), "{stderr}");
+    assert!(
+        stderr.contains("column `gift_total_amount` has type VARCHAR(20)"),
+        "{stderr}"
+    );
+
+    let wrong = url.replacen("root@", "root:wrong-password@", 1);
+    std::fs::write(&config, text.replace("sqlite://out.db", &wrong)).unwrap();
+    let started = Instant::now();
+    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
+    assert!(!out.status.success());
+    assert!(stderr.contains("Access denied"), "{stderr}");
+    assert!(
+        stderr.contains("root:***@"),
+        "the URL is named without its password: {stderr}"
+    );
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bad credentials are not retried for long"
+    );
+}
+
+#[test]
+fn kill_9_at_random_points_loses_and_repeats_nothing() {
+    let _serial = serial();
+    let gifts_topic = create_topic("kill-gifts", 4);
+    // One partition: grade-members' state is per lane (see its docs).
+    let visits_topic = create_topic("kill-visits", 1);
+    let gifts = generate(Topic::LiveGiftTotal, 200_000, 61, 0.001);
+    let visits = generate(Topic::LiveStreamingLog, 20_000, 62, 0.0);
+    produce(&gifts_topic, &gifts.lines);
+    produce(&visits_topic, &visits.lines);
+    let url = fresh_database("kill");
+    let dir = tempfile::tempdir().unwrap();
+    let topics = [
+        (gifts_topic.as_str(), "live_gift_total"),
+        (visits_topic.as_str(), "live_streaming_log"),
+    ];
+    let config = config(dir.path(), &topics, &format!("{gifts_topic}-g"), &url, "");
+    // A killed member holds its partitions until its session expires.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[sink.sql]", "session-timeout = \"10s\"\n[sink.sql]"),
+    )
+    .unwrap();
+    let gifts_committed = format!(
+        "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets WHERE stream = '{gifts_topic}'"
+    );
+    let log = dir.path().join("run.log");
+    let total = 220_000;
+
+    // Five kills at pseudo-random moments, each after some progress.
+    let mut rng = livestream_example::SplitMix64::new(7);
+    for kill in 0..5 {
+        let before = count(&url, &gifts_committed);
+        let mut child =
+            start_making_progress(&config, &log, || count(&url, &gifts_committed) > before);
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!(
+            "kill {kill}: {} of {total} records committed",
+            count(&url, COMMITTED)
+        );
+    }
+    // The last process runs to the end.
+    let before = count(&url, COMMITTED);
+    let child = start_making_progress(&config, &log, || count(&url, COMMITTED) > before);
+    let mut child = finish(&config, &log, &url, total, child);
+    interrupt_and_wait(&mut child, &log);
+
+    assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+    assert_eq!(
+        pairs(&url, "SELECT grade, members FROM grade_members"),
+        members_per_grade(&visits)
+    );
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        gifts.malformed.len() as i64
+    );
+}
+
+#[test]
+fn a_database_restart_mid_run_is_retried_and_totals_stay_exact() {
+    let _serial = serial();
+    let topic = create_topic("restart-db", 4);
+    let first = generate(Topic::LiveGiftTotal, 50_000, 71, 0.0);
+    let during = generate(Topic::LiveGiftTotal, 50_000, 72, 0.0);
+    produce(&topic, &first.lines);
+    let url = fresh_database("restart");
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("{topic}-g");
+    let config = config(
+        dir.path(),
+        &[(&topic, "live_gift_total")],
+        &group,
+        &url,
+        "max-retries = 6",
+    );
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&config, &log);
+    wait_until(
+        Duration::from_secs(180),
+        "the first records committed",
+        &log,
+        || count(&url, COMMITTED) == 50_000,
+    );
+
+    // Records arrive while the database is down: their checkpoints must
+    // wait for it, retrying, and then land exactly once.
+    let shutdown = std::process::Command::new("mariadb-admin")
+        .args(["-uroot", "shutdown"])
+        .status()
+        .unwrap();
+    assert!(shutdown.success());
+    produce(&topic, &during.lines);
+    std::thread::sleep(Duration::from_secs(8));
+    let start = std::process::Command::new("start-stop-daemon")
+        .args([
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ])
+        .status()
+        .unwrap();
+    assert!(start.success());
+
+    wait_until(
+        Duration::from_secs(240),
+        "every record committed",
+        &log,
+        || count(&url, COMMITTED) == 100_000,
+    );
+    interrupt_and_wait(&mut child, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("retry 1/6"), "the outage was retried: {text}");
+    let expected = {
+        let mut t = first.gift_totals();
+        for (k, v) in during.gift_totals() {
+            *t.entry(k).or_default() += v;
+        }
+        t
+    };
+    assert_eq!(pairs(&url, TOTALS), expected);
+}
+
+#[test]
+fn two_processes_in_one_group_one_killed_totals_exact() {
+    let _serial = serial();
+    let topic = create_topic("pair", 4);
+    let gifts = generate(Topic::LiveGiftTotal, 200_000, 81, 0.0);
+    produce(&topic, &gifts.lines);
+    let url = fresh_database("pair");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &[(&topic, "live_gift_total")],
+        &format!("{topic}-g"),
+        &url,
+        "",
+    );
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+
+    let mut a = spawn_run(&config, &log_a);
+    wait_until(
+        Duration::from_secs(120),
+        "process A to commit",
+        &log_a,
+        || count(&url, COMMITTED) > 0,
+    );
+    let b = spawn_run(&config, &log_b);
+    let owns_partitions = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("partitions assigned") && l.contains(&topic))
+    };
+    wait_until(
+        Duration::from_secs(120),
+        "process B to get partitions",
+        &log_b,
+        || owns_partitions(&log_b),
+    );
+    // Let A's revoked lanes hand over, then kill it outright. The default
+    // 45 s session: with a short one the test broker rebalanced while the
+    // dead member was still listed and never again after it expired.
+    std::thread::sleep(Duration::from_secs(2));
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    let mut b = finish(&config, &log_b, &url, 200_000, b);
+    interrupt_and_wait(&mut b, &log_b);
+    assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+}

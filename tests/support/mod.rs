@@ -1,0 +1,246 @@
+//! Shared helpers of the integration tests: the `apiary` binary, the built
+//! plugins, generated input with its expected results, and SQLite reads.
+
+#![allow(dead_code)]
+
+pub mod kafka;
+pub mod mysql;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use livestream_example::{Generator, Topic};
+
+/// A command running the `apiary` binary under test.
+pub fn apiary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_apiary"));
+    command.env("APIARY_LOG", "warn");
+    command
+}
+
+/// Runs a command and returns its output, with stdout and stderr as text.
+pub fn output(command: &mut Command) -> (Output, String, String) {
+    let out = command.output().expect("cannot start apiary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The plugins built by `scripts/build-plugins`.
+pub fn plugins_dir() -> PathBuf {
+    let dir = repo_root().join("target/plugins");
+    assert!(
+        dir.join("seed-json-parser.wasm").exists(),
+        "{} has no plugins: run ./scripts/build-plugins first",
+        dir.display()
+    );
+    dir
+}
+
+/// Fixture plugins of the test suite, built by `scripts/build-plugins`.
+pub fn test_plugin(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("target/test-plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing: run ./scripts/build-plugins first",
+        path.display()
+    );
+    path
+}
+
+/// Generated input lines, and which of them were broken on purpose.
+pub struct Generated {
+    /// The JSON lines.
+    pub lines: Vec<String>,
+    /// 0-based indices of the malformed lines.
+    pub malformed: Vec<usize>,
+}
+
+impl Generated {
+    /// The lines joined, each ending in a newline.
+    pub fn text(&self) -> String {
+        let mut text = self.lines.join("\n");
+        text.push('\n');
+        text
+    }
+
+    /// The valid records, parsed.
+    pub fn valid(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.malformed.contains(i))
+            .map(|(_, line)| serde_json::from_str(line).expect("valid line is JSON"))
+    }
+
+    /// Sum of `gift_total_amount` per `gift_type` over the valid gifts.
+    pub fn gift_totals(&self) -> BTreeMap<i64, i64> {
+        let mut totals = BTreeMap::new();
+        for gift in self.valid() {
+            *totals
+                .entry(gift["gift_type"].as_i64().unwrap())
+                .or_default() += gift["gift_total_amount"].as_i64().unwrap();
+        }
+        totals
+    }
+}
+
+/// `count` records of `topic` from generator seed `seed`, about `ratio` of
+/// them malformed.
+pub fn generate(topic: Topic, count: usize, seed: u64, ratio: f64) -> Generated {
+    let mut generator = Generator::new(topic, seed).with_malformed_ratio(ratio);
+    let mut generated = Generated {
+        lines: Vec::with_capacity(count),
+        malformed: Vec::new(),
+    };
+    for i in 0..count {
+        let (line, malformation) = generator.next_record();
+        if malformation.is_some() {
+            generated.malformed.push(i);
+        }
+        generated.lines.push(line);
+    }
+    generated
+}
+
+/// Writes a pipeline config in `dir` reading `files` (path, topic) into the
+/// SQLite database `dir/out.db`, and returns its path.
+pub fn embedded_config(dir: &Path, files: &[(&Path, &str)]) -> PathBuf {
+    let mut text = format!("[plugins]\ndir = {:?}\n", plugins_dir());
+    for (path, topic) in files {
+        text += &format!("[[source.file]]\npath = {path:?}\ntopic = {topic:?}\n");
+    }
+    text += "[sink.sql]\nurl = \"sqlite://out.db\"\n";
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs a query on a SQLite database and returns the rows as (i64, i64).
+pub fn sqlite_pairs(db: &Path, sql: &str) -> BTreeMap<i64, i64> {
+    use sqlx::Row as _;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        rows.iter()
+            .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+            .collect()
+    })
+}
+
+/// Runs a one-number query on a SQLite database.
+pub fn sqlite_count(db: &Path, sql: &str) -> i64 {
+    use sqlx::Row as _;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+    })
+}
+
+/// Runs `command` to completion, killing it and failing the test if it
+/// takes longer than `limit`.
+pub fn run_with_limit(
+    command: &mut Command,
+    limit: std::time::Duration,
+) -> (Output, String, String) {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().ok();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "apiary did not finish within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// `apiary run CONFIG --stop-when-idle 300ms`, which must succeed.
+pub fn run_until_idle(config: &Path) -> String {
+    let (out, _, stderr) = run_with_limit(
+        apiary()
+            .arg("run")
+            .arg(config)
+            .args(["--stop-when-idle", "300ms"]),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "apiary run failed: {stderr}");
+    stderr
+}
+
+/// Writes a pipeline config in `dir` consuming `topic` as group `group`
+/// from the test broker into the SQLite database `dir/out.db`, with `extra`
+/// lines added to `[source.kafka]`, and returns its path.
+pub fn kafka_config(dir: &Path, topic: &str, group: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "[plugins]\ndir = {:?}\n[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\n\
+         topics = {{ {topic:?} = \"live_gift_total\" }}\n{extra}\n\
+         [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"500ms\"\n",
+        plugins_dir(),
+        kafka::broker(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A background `apiary` killed when dropped, so a failing test leaves no
+/// process behind.
+pub struct Running(pub std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
