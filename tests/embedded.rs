@@ -10,13 +10,6 @@ use support::*;
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
 
-fn add(mut a: BTreeMap<i64, i64>, b: BTreeMap<i64, i64>) -> BTreeMap<i64, i64> {
-    for (k, v) in b {
-        *a.entry(k).or_default() += v;
-    }
-    a
-}
-
 #[test]
 fn run_merges_totals_and_adds_up_across_runs_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,7 +30,7 @@ fn run_merges_totals_and_adds_up_across_runs_exactly_once() {
     // A second input merges into the same table: `add` adds up.
     let config_b = embedded_config(dir.path(), &[(&b, "live_gift_total")]);
     run_until_idle(&config_b);
-    let expected = add(first.gift_totals(), second.gift_totals());
+    let expected = add_totals(first.gift_totals(), second.gift_totals());
     assert_eq!(sqlite_pairs(&db, TOTALS), expected);
 
     // Lines appended to the first file: only they are read on the next run.
@@ -45,7 +38,7 @@ fn run_merges_totals_and_adds_up_across_runs_exactly_once() {
     file.write_all(appended.text().as_bytes()).unwrap();
     let config_a = embedded_config(dir.path(), &[(&a, "live_gift_total")]);
     run_until_idle(&config_a);
-    let expected = add(expected, appended.gift_totals());
+    let expected = add_totals(expected, appended.gift_totals());
     assert_eq!(sqlite_pairs(&db, TOTALS), expected);
     let malformed = first.malformed.len() + second.malformed.len() + appended.malformed.len();
     assert_eq!(sqlite_count(&db, dead), malformed as i64);

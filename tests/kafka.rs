@@ -1,73 +1,19 @@
 //! The Kafka source against a real broker (tansu, sqlite engine, from
 //! `scripts/services start`): totals, restarts, the dead-letter topic, an
-//! unreachable broker. Two processes in one group, one killed, are tested
-//! in `mysql.rs` (`two_processes_in_one_group_one_killed_totals_exact`).
+//! unreachable broker. Crashes (kill -9, two processes in one group) are
+//! tested in `mysql.rs`.
 
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use livestream_example::Topic;
 use support::kafka::{create_topic, header, produce, read_topic};
+use support::process::{interrupt_and_wait, signal, spawn_run, wait_exit, wait_until};
 use support::*;
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
-
-/// `apiary run` in the background, its log in `log`.
-fn spawn_run(config: &Path, idle: Option<&str>, log: &Path) -> Running {
-    let mut command = apiary();
-    command
-        .env("APIARY_LOG", "info,librdkafka=warn")
-        .arg("run")
-        .arg(config);
-    if let Some(idle) = idle {
-        command.args(["--stop-when-idle", idle]);
-    }
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    Running(child)
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > limit {
-            child.kill().ok();
-            panic!(
-                "apiary did not stop within {limit:?}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Records committed so far, over every lane (0 before the first checkpoint).
 fn committed(db: &Path) -> i64 {
@@ -90,16 +36,6 @@ fn committed(db: &Path) -> i64 {
             .map(|r| r.get::<i64, _>(0))
             .unwrap_or(0)
     })
-}
-
-fn add(
-    mut a: std::collections::BTreeMap<i64, i64>,
-    b: std::collections::BTreeMap<i64, i64>,
-) -> std::collections::BTreeMap<i64, i64> {
-    for (k, v) in b {
-        *a.entry(k).or_default() += v;
-    }
-    a
 }
 
 #[test]
@@ -176,17 +112,11 @@ fn a_clean_stop_and_restart_counts_every_record_once() {
     let config = kafka_config(dir.path(), &topic, &format!("{topic}-g"), "");
     let log = dir.path().join("first.log");
 
-    let mut child = spawn_run(&config, None, &log);
-    wait_until(Duration::from_secs(120), "a first checkpoint", || {
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(Duration::from_secs(120), "a first checkpoint", &log, || {
         committed(&db) > 0
     });
-    signal(&child, "INT");
-    let status = wait_exit(&mut child, Duration::from_secs(60), &log);
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
-    );
+    interrupt_and_wait(&mut child, &log);
     let stopped_at = committed(&db);
     assert!(stopped_at > 0);
 
@@ -202,7 +132,7 @@ fn a_clean_stop_and_restart_counts_every_record_once() {
     assert_eq!(committed(&db), 100_000);
     assert_eq!(
         sqlite_pairs(&db, TOTALS),
-        add(first.gift_totals(), second.gift_totals())
+        add_totals(first.gift_totals(), second.gift_totals())
     );
 }
 
@@ -215,14 +145,19 @@ fn an_unreachable_broker_is_reported_and_retried() {
         .replace(&support::kafka::broker(), "127.0.0.1:1");
     std::fs::write(&config, text).unwrap();
     let log = dir.path().join("run.log");
-    let mut child = spawn_run(&config, None, &log);
+    let mut child = spawn_run(&config, &[], &log);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until(Duration::from_secs(60), "the broker error twice", || {
-        read()
-            .matches("cannot reach Kafka brokers at 127.0.0.1:1")
-            .count()
-            >= 2
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the broker error twice",
+        &log,
+        || {
+            read()
+                .matches("cannot reach Kafka brokers at 127.0.0.1:1")
+                .count()
+                >= 2
+        },
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "apiary keeps retrying: {}",

@@ -5,13 +5,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use livestream_example::Topic;
 use support::kafka::{broker, create_topic, produce};
 use support::mysql::{count, execute, fresh_database, pairs};
+use support::process::{interrupt_and_wait, spawn_run, wait_until};
 use support::*;
 
 /// The restart test stops the shared server: tests here run one at a time.
@@ -22,147 +22,35 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+const MODULES: &str = "SELECT module_id, module_gift_total_amount FROM module_gift_totals";
 const COMMITTED: &str = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
 
 /// A pipeline reading `topics` (physical, logical) from the test broker as
-/// `group` into the MySQL database `url`.
+/// `group` into the MySQL database `url`, with `extra` lines added to
+/// `[sink.sql]`.
 fn config(
     dir: &Path,
     topics: &[(&str, &str)],
     group: &str,
     url: &str,
-    extra_sink: &str,
+    extra: &str,
 ) -> std::path::PathBuf {
     let mapping: Vec<String> = topics
         .iter()
         .map(|(p, l)| format!("{p:?} = {l:?}"))
         .collect();
     let text = format!(
-        "[plugins]\ndir = {:?}\n[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\ntopics = {{ {} }}\n\
-         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n{extra_sink}\n[batch]\nmax-records = 500\n",
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\ntopics = {{ {} }}\n\
+         session-timeout = \"10s\"\n\
+         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n{extra}\n[batch]\nmax-records = 500\n",
         plugins_dir(),
+        dim_rooms_lookup(),
         broker(),
         mapping.join(", "),
     );
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn spawn_run(config: &Path, log: &Path) -> Running {
-    Running(
-        apiary()
-            .env("APIARY_LOG", "info,librdkafka=warn")
-            .arg("run")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// Waits for `done`; on time-out fails with the tail of apiary's log, so
-/// the failure says whether Apiary or the broker stalled.
-fn wait_until(limit: Duration, what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        if started.elapsed() > limit {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!(
-                "timed out after {limit:?} waiting for {what}; apiary's log ends:\n{}",
-                tail.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-/// Starts `apiary run` and returns it once `progressed()` holds. After a
-/// SIGKILL the test broker (tansu 0.6) sometimes leaves the next member
-/// without partitions and never rebalances again; such a process is killed
-/// after 60 s without progress and started again (each restart is one more
-/// crash the totals must survive), five times at most. Before each start
-/// the dead member's 10 s session is waited out.
-fn start_making_progress(config: &Path, log: &Path, progressed: impl Fn() -> bool) -> Running {
-    for attempt in 1..=5 {
-        std::thread::sleep(Duration::from_secs(11));
-        let child = spawn_run(config, log);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if progressed() {
-                return child;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        eprintln!(
-            "start {attempt}: no progress in 60 s (the broker left the group without partitions); restarting"
-        );
-    }
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-    panic!(
-        "no progress after 5 starts; apiary's log ends (newest first):\n{}",
-        tail.join("\n")
-    );
-}
-
-/// Waits until `total` records are committed. A process that makes no
-/// progress for 60 s (the broker left it without partitions, see
-/// `start_making_progress`) is killed and started again, five times at most.
-fn finish(config: &Path, log: &Path, url: &str, total: i64, mut child: Running) -> Running {
-    for _ in 0..5 {
-        let mut last = (count(url, COMMITTED), Instant::now());
-        while last.0 < total && last.1.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(200));
-            let now = count(url, COMMITTED);
-            if now > last.0 {
-                last = (now, Instant::now());
-            }
-        }
-        if last.0 == total {
-            return child;
-        }
-        eprintln!(
-            "no progress for 60 s at {} of {total}: restarting the process",
-            last.0
-        );
-        drop(child);
-        let before = last.0;
-        child = start_making_progress(config, log, || count(url, COMMITTED) > before);
-    }
-    panic!(
-        "not every record was committed after five restarts: {}",
-        count(url, COMMITTED)
-    );
-}
-
-fn interrupt_and_wait(child: &mut Child, log: &Path) {
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no clean stop: {}",
-            std::fs::read_to_string(log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        child.wait().unwrap().success(),
-        "{}",
-        std::fs::read_to_string(log).unwrap()
-    );
 }
 
 /// Distinct users per grade over the valid visits.
@@ -201,6 +89,7 @@ fn file_pipeline_merges_into_mysql() {
     std::fs::write(&config, text).unwrap();
     run_until_idle(&config);
     assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+    assert_eq!(pairs(&url, MODULES), gifts.module_totals(&dim_rooms()));
     assert_eq!(
         pairs(&url, "SELECT grade, members FROM grade_members"),
         members_per_grade(&visits)
@@ -281,26 +170,30 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
         (gifts_topic.as_str(), "live_gift_total"),
         (visits_topic.as_str(), "live_streaming_log"),
     ];
-    let config = config(dir.path(), &topics, &format!("{gifts_topic}-g"), &url, "");
-    // A killed member holds its partitions until its session expires.
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("[sink.sql]", "session-timeout = \"10s\"\n[sink.sql]"),
-    )
-    .unwrap();
     let gifts_committed = format!(
         "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets WHERE stream = '{gifts_topic}'"
     );
     let log = dir.path().join("run.log");
     let total = 220_000;
+    // Restarted in place, as systemd or a StatefulSet would: with a static
+    // member id the broker hands the partitions straight back to the new
+    // process instead of waiting out the killed one's session.
+    let config = config(dir.path(), &topics, &format!("{gifts_topic}-g"), &url, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "[sink.sql]",
+        "[source.kafka.properties]\n\"group.instance.id\" = \"kill-test\"\n[sink.sql]",
+    );
+    std::fs::write(&config, text).unwrap();
 
     // Five kills at pseudo-random moments, each after some progress.
     let mut rng = livestream_example::SplitMix64::new(7);
     for kill in 0..5 {
         let before = count(&url, &gifts_committed);
-        let mut child =
-            start_making_progress(&config, &log, || count(&url, &gifts_committed) > before);
+        let mut child = spawn_run(&config, &[], &log);
+        wait_until(Duration::from_secs(180), "progress", &log, || {
+            count(&url, &gifts_committed) > before
+        });
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -310,12 +203,14 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
         );
     }
     // The last process runs to the end.
-    let before = count(&url, COMMITTED);
-    let child = start_making_progress(&config, &log, || count(&url, COMMITTED) > before);
-    let mut child = finish(&config, &log, &url, total, child);
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(Duration::from_secs(300), "every record", &log, || {
+        count(&url, COMMITTED) == total
+    });
     interrupt_and_wait(&mut child, &log);
 
     assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+    assert_eq!(pairs(&url, MODULES), gifts.module_totals(&dim_rooms()));
     assert_eq!(
         pairs(&url, "SELECT grade, members FROM grade_members"),
         members_per_grade(&visits)
@@ -344,7 +239,7 @@ fn a_database_restart_mid_run_is_retried_and_totals_stay_exact() {
         "max-retries = 6",
     );
     let log = dir.path().join("run.log");
-    let mut child = spawn_run(&config, &log);
+    let mut child = spawn_run(&config, &[], &log);
     wait_until(
         Duration::from_secs(180),
         "the first records committed",
@@ -400,43 +295,53 @@ fn two_processes_in_one_group_one_killed_totals_exact() {
     produce(&topic, &gifts.lines);
     let url = fresh_database("pair");
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        &[(&topic, "live_gift_total")],
-        &format!("{topic}-g"),
-        &url,
-        "",
-    );
+    let group = format!("{topic}-g");
+    let config = config(dir.path(), &[(&topic, "live_gift_total")], &group, &url, "");
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-
-    let mut a = spawn_run(&config, &log_a);
-    wait_until(
-        Duration::from_secs(120),
-        "process A to commit",
-        &log_a,
-        || count(&url, COMMITTED) > 0,
-    );
-    let b = spawn_run(&config, &log_b);
     let owns_partitions = |log: &Path| {
         std::fs::read_to_string(log)
             .unwrap_or_default()
             .lines()
             .any(|l| l.contains("partitions assigned") && l.contains(&topic))
     };
+
+    let mut a = spawn_run(&config, &[], &log_a);
+    wait_until(Duration::from_secs(120), "A to commit", &log_a, || {
+        count(&url, COMMITTED) > 0
+    });
+    // B joins second, so A stays the group's leader (see below).
+    let mut b = spawn_run(&config, &[], &log_b);
     wait_until(
         Duration::from_secs(120),
-        "process B to get partitions",
+        "B to get partitions",
         &log_b,
         || owns_partitions(&log_b),
     );
-    // Let A's revoked lanes hand over, then kill it outright. The default
-    // 45 s session: with a short one the test broker rebalanced while the
-    // dead member was still listed and never again after it expired.
-    std::thread::sleep(Duration::from_secs(2));
-    a.kill().unwrap();
-    a.wait().unwrap();
+    let before = count(&url, COMMITTED);
+    wait_until(
+        Duration::from_secs(60),
+        "the pair to commit",
+        &log_b,
+        || count(&url, COMMITTED) > before + 5_000,
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let at_kill = count(&url, COMMITTED);
+    assert!(at_kill < 200_000, "B was killed with records left");
 
-    let mut b = finish(&config, &log_b, &url, 200_000, b);
+    // Kafka hands B's partitions to A once B's 10 s session expires. The
+    // test broker (tansu 0.6) drops the expired member but keeps the old
+    // assignment until a member joins (and loses the group for good if the
+    // dead member was its leader), so B is started again after its session
+    // expired, as a supervisor would: the group then rebalances and B's
+    // partitions resume from B's last checkpoint.
+    std::thread::sleep(Duration::from_secs(13));
+    drop(b);
+    let mut b = spawn_run(&config, &[], &log_b);
+    wait_until(Duration::from_secs(300), "every record", &log_b, || {
+        count(&url, COMMITTED) == 200_000
+    });
     interrupt_and_wait(&mut b, &log_b);
+    interrupt_and_wait(&mut a, &log_a);
     assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
 }

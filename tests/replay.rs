@@ -24,19 +24,31 @@ fn replay_sums_gift_types_and_reports_malformed_lines() {
             .args(["replay", "--plugins"])
             .arg(plugins_dir())
             .args(["--topic", "live_gift_total", "--input"])
-            .arg(&path),
+            .arg(&path)
+            .arg("--lookup")
+            .arg(format!("dim_hbase={}", dim_rooms_csv().display())),
     );
     assert!(out.status.success(), "replay failed: {stderr}");
 
-    let mut printed: BTreeMap<i64, i64> = BTreeMap::new();
+    let (mut per_type, mut per_module) = (BTreeMap::new(), BTreeMap::new());
     for line in stdout.lines() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(row["output"], "gift_type_totals", "{line}");
-        *printed
-            .entry(row["row"]["gift_type"].as_i64().unwrap())
-            .or_default() += row["row"]["gift_total_amount"].as_i64().unwrap();
+        let (totals, key, amount) = match row["output"].as_str() {
+            Some("gift_type_totals") => (&mut per_type, "gift_type", "gift_total_amount"),
+            Some("module_gift_totals") => {
+                (&mut per_module, "module_id", "module_gift_total_amount")
+            }
+            _ => panic!("unexpected row {line}"),
+        };
+        *totals.entry(row["row"][key].as_i64().unwrap()).or_default() +=
+            row["row"][amount].as_i64().unwrap();
     }
-    assert_eq!(printed, input.gift_totals());
+    assert_eq!(per_type, input.gift_totals());
+    assert_eq!(per_module, input.module_totals(&dim_rooms()));
+    assert!(
+        per_module.contains_key(&0),
+        "an unmapped room counts under 0"
+    );
 
     let reported: Vec<usize> = stderr
         .lines()

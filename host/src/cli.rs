@@ -55,6 +55,10 @@ pub enum Command {
         /// Records per batch handed to the plugins.
         #[arg(long, default_value_t = 1024)]
         batch_size: usize,
+        /// A dimension table for the `lookup` import, from a CSV file whose
+        /// first column is the key; repeatable.
+        #[arg(long = "lookup", value_name = "TABLE=CSV")]
+        lookups: Vec<String>,
     },
     /// Run a SQL query against a pipeline's sink and print the rows.
     Query {
@@ -107,10 +111,12 @@ impl Cli {
                 topic,
                 input,
                 batch_size,
+                lookups,
             } => {
                 if batch_size == 0 {
                     bail!("--batch-size must be at least 1");
                 }
+                let lookups = replay_lookups(&lookups)?;
                 let reader: Box<dyn BufRead> = if input == Path::new("-") {
                     Box::new(BufReader::new(std::io::stdin()))
                 } else {
@@ -122,6 +128,7 @@ impl Cli {
                 let summary = tokio::task::block_in_place(|| {
                     crate::replay::replay(
                         &plugins,
+                        lookups,
                         &topic,
                         batch_size,
                         reader,
@@ -144,6 +151,19 @@ impl Cli {
     }
 }
 
+/// The `--lookup TABLE=CSV` tables of `apiary replay`.
+fn replay_lookups(specs: &[String]) -> anyhow::Result<Lookups> {
+    let mut tables = std::collections::BTreeMap::new();
+    for spec in specs {
+        let Some((name, path)) = spec.split_once('=') else {
+            bail!("--lookup {spec}: expected TABLE=CSV");
+        };
+        let table = crate::config::LookupTable::csv(path.into());
+        tables.insert(name.to_owned(), table);
+    }
+    Lookups::load(&tables, None)
+}
+
 /// `apiary check`: the first problem found, or nothing.
 async fn check(path: &Path) -> anyhow::Result<()> {
     let config = PipelineConfig::load(path)?;
@@ -151,7 +171,7 @@ async fn check(path: &Path) -> anyhow::Result<()> {
         bail!("plugin dir {} does not exist", config.plugins.dir.display());
     }
     let engine = Engine::new()?;
-    let lookups = Arc::new(Lookups::load(&config.lookup)?);
+    let lookups = Arc::new(Lookups::load(&config.lookup, config.hbase.as_ref())?);
     let plugins = crate::plugin::PluginSet::load_dir(&engine, &config.plugins.dir, &lookups)?;
     if let Some(rejected) = plugins.rejected.first() {
         bail!("{rejected}");
@@ -177,6 +197,8 @@ async fn check(path: &Path) -> anyhow::Result<()> {
         }
     }
     let tables: Vec<_> = plugins.tables().cloned().collect();
+    let hbase = crate::pipeline::hbase_sink(&config, &tables)?;
+    let sql_tables = crate::pipeline::sql_tables(&tables, hbase.as_deref());
     let url = &config.sink.sql.url;
     let sqlite_file = url
         .strip_prefix("sqlite://")
@@ -184,7 +206,7 @@ async fn check(path: &Path) -> anyhow::Result<()> {
     if sqlite_file.is_none_or(|f| Path::new(f).exists()) {
         SqlSink::connect(&config.sink.sql)
             .await?
-            .check_tables(&tables)
+            .check_tables(&sql_tables)
             .await?;
     }
     println!(

@@ -31,6 +31,85 @@ pub struct PipelineConfig {
     /// Dimension tables served to the `lookup` import, by table name.
     #[serde(default)]
     pub lookup: std::collections::BTreeMap<String, LookupTable>,
+    /// The HBase REST gateway, for lookups and outputs.
+    pub hbase: Option<HBaseSection>,
+}
+
+/// `[hbase]`: an HBase REST gateway (`hbase rest start`), used by lookup
+/// tables with `hbase-table` and by the outputs under `[hbase.output]`.
+/// Flush settings follow Flink's HBase sink (`sink.buffer-flush.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HBaseSection {
+    /// `http://host:8080`.
+    pub url: String,
+    /// Retries of a request the gateway answered 503 or not at all.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[serde(default = "default_hbase_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Time limit of one request.
+    #[serde(default = "default_hbase_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Rows per put request.
+    #[serde(default = "default_hbase_max_rows")]
+    pub max_rows: usize,
+    /// Bytes (about) per put request.
+    #[serde(default = "default_hbase_max_bytes")]
+    pub max_bytes: usize,
+    /// Buffered rows are written at least this often.
+    #[serde(default = "default_hbase_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Outputs written to HBase instead of the SQL sink, by output name.
+    #[serde(default)]
+    pub output: std::collections::BTreeMap<String, HBaseOutput>,
+}
+
+/// `[hbase.output.<name>]`: a plugin output routed to an HBase table. The
+/// row key is made of the primary-key columns; every other column is a
+/// cell `family:column`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HBaseOutput {
+    /// The table; defaults to the output's table name.
+    pub table: Option<String>,
+    /// The column family.
+    #[serde(default = "default_family")]
+    pub family: String,
+    /// How values become bytes.
+    #[serde(default)]
+    pub encoding: crate::hbase::codec::Encoding,
+}
+
+/// `[lookup.<table>.cache]`: the partial cache of an HBase lookup table,
+/// named after Flink's `lookup.partial-cache.*` options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LookupCache {
+    /// Rows kept at most; 0 turns the cache off.
+    #[serde(default = "default_cache_rows")]
+    pub max_rows: u64,
+    /// A cached row is fetched again this long after it was fetched.
+    #[serde(default, with = "humantime_serde")]
+    pub expire_after_write: Option<Duration>,
+    /// A cached row not read for this long is dropped.
+    #[serde(default, with = "humantime_serde")]
+    pub expire_after_access: Option<Duration>,
+    /// Whether a key with no row is cached too (as missing).
+    #[serde(default = "default_true")]
+    pub cache_missing_key: bool,
+}
+
+impl Default for LookupCache {
+    fn default() -> Self {
+        Self {
+            max_rows: default_cache_rows(),
+            expire_after_write: None,
+            expire_after_access: None,
+            cache_missing_key: true,
+        }
+    }
 }
 
 /// `[pipeline]`: general settings.
@@ -221,17 +300,75 @@ impl Default for BatchSection {
     }
 }
 
-/// `[lookup.<table>]`: a dimension table read from a local CSV file with a
-/// header line; the `key` column identifies a row.
+/// `[lookup.<table>]`: a dimension table, either a local CSV file with a
+/// header line (`path`; the `key` column identifies a row) or an HBase
+/// table read through `[hbase]` (`hbase-table`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LookupTable {
     /// The CSV file.
-    pub path: PathBuf,
-    /// Column holding the row key; defaults to the first column.
+    pub path: Option<PathBuf>,
+    /// CSV: the column holding the row key; defaults to the first column.
     pub key: Option<String>,
+    /// HBase: the table.
+    pub hbase_table: Option<String>,
+    /// HBase: the column family the columns are read from.
+    #[serde(default = "default_family")]
+    pub family: String,
+    /// HBase: how the cells were written.
+    #[serde(default)]
+    pub encoding: crate::hbase::codec::Encoding,
+    /// HBase: what the row key holds; plugins pass keys as text.
+    #[serde(default)]
+    pub key_type: crate::hbase::codec::CellType,
+    /// HBase: what each column holds (default `string`).
+    #[serde(default)]
+    pub types: std::collections::BTreeMap<String, crate::hbase::codec::CellType>,
+    /// HBase: the partial cache.
+    #[serde(default)]
+    pub cache: LookupCache,
 }
 
+impl LookupTable {
+    /// A table read from the CSV file `path`, keyed by its first column.
+    pub fn csv(path: PathBuf) -> Self {
+        Self {
+            path: Some(path),
+            key: None,
+            hbase_table: None,
+            family: default_family(),
+            encoding: Default::default(),
+            key_type: Default::default(),
+            types: Default::default(),
+            cache: Default::default(),
+        }
+    }
+}
+
+fn default_family() -> String {
+    "cf".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_cache_rows() -> u64 {
+    10_000
+}
+fn default_hbase_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_hbase_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_hbase_max_rows() -> usize {
+    1000
+}
+fn default_hbase_max_bytes() -> usize {
+    2 << 20
+}
+fn default_hbase_interval() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_max_rows() -> usize {
     5000
 }
@@ -307,6 +444,9 @@ impl PipelineConfig {
             Ok::<(), ConfigError>(())
         };
         expand("sink.sql.url", &mut self.sink.sql.url)?;
+        if let Some(hbase) = &mut self.hbase {
+            expand("hbase.url", &mut hbase.url)?;
+        }
         if let Some(kafka) = &mut self.source.kafka {
             expand("source.kafka.brokers", &mut kafka.brokers)?;
             expand("source.kafka.group", &mut kafka.group)?;
@@ -328,7 +468,9 @@ impl PipelineConfig {
             resolve(&mut file.path);
         }
         for table in self.lookup.values_mut() {
-            resolve(&mut table.path);
+            if let Some(path) = &mut table.path {
+                resolve(path);
+            }
         }
         if let Some(rest) = self.sink.sql.url.strip_prefix("sqlite://") {
             let db = Path::new(rest.split('?').next().unwrap_or(rest));
@@ -380,6 +522,36 @@ impl PipelineConfig {
         if let Some(zone) = &self.sink.sql.time_zone {
             crate::time::parse_utc_offset(zone)
                 .map_err(|message| invalid("sink.sql.time-zone", message))?;
+        }
+        for (name, table) in &self.lookup {
+            let key = format!("lookup.{name}");
+            match (&table.path, &table.hbase_table) {
+                (Some(_), None) => {}
+                (None, Some(_)) if self.hbase.is_none() => {
+                    return Err(invalid(
+                        &format!("{key}.hbase-table"),
+                        "needs an [hbase] section with the REST gateway's url".into(),
+                    ));
+                }
+                (None, Some(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        &key,
+                        "needs exactly one of `path` (a CSV file) and `hbase-table`".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(hbase) = &self.hbase {
+            if !(hbase.url.starts_with("http://") || hbase.url.starts_with("https://")) {
+                return Err(invalid(
+                    "hbase.url",
+                    format!("`{}` is not an http:// or https:// URL", hbase.url),
+                ));
+            }
+            if hbase.max_rows == 0 {
+                return Err(invalid("hbase.max-rows", "must be at least 1".into()));
+            }
         }
         if self.batch.max_records == 0 {
             return Err(invalid("batch.max-records", "must be at least 1".into()));

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod hbase;
 pub mod lookup;
 pub mod pipeline;
 pub mod plugin;

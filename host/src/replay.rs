@@ -28,10 +28,11 @@ pub struct ReplaySummary {
 }
 
 /// Replays `input` (one raw record per line) as records of `topic` through
-/// the plugins in `plugins_dir`. Rows go to `out`, refused records to `err`
+/// the plugins in `plugins_dir`, with `lookups` as dimension tables. Rows go to `out`, refused records to `err`
 /// as `line N: plugin: reason`.
 pub fn replay(
     plugins_dir: &Path,
+    lookups: Lookups,
     topic: &str,
     batch_size: usize,
     input: impl BufRead,
@@ -39,7 +40,7 @@ pub fn replay(
     mut err: impl Write,
 ) -> anyhow::Result<ReplaySummary> {
     let engine = Engine::new()?;
-    let lookups = Arc::new(Lookups::default());
+    let lookups = Arc::new(lookups);
     let plugins = crate::pipeline::load_plugins(&engine, plugins_dir, &lookups)?;
     let mut lane = LanePlugins::new(&engine, &plugins, topic, "replay", &lookups, |_| {
         Ok(PluginState::default())

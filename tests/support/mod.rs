@@ -5,6 +5,7 @@
 
 pub mod kafka;
 pub mod mysql;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,45 @@ impl Generated {
     }
 }
 
+impl Generated {
+    /// Sum of `gift_total_amount` per module over the valid gifts, rooms
+    /// mapped by `modules` and unmapped rooms under module 0.
+    pub fn module_totals(&self, modules: &BTreeMap<i64, i64>) -> BTreeMap<i64, i64> {
+        let mut totals = BTreeMap::new();
+        for gift in self.valid() {
+            let room = gift["room_id"].as_i64().unwrap();
+            *totals
+                .entry(modules.get(&room).copied().unwrap_or(0))
+                .or_default() += gift["gift_total_amount"].as_i64().unwrap();
+        }
+        totals
+    }
+}
+
+/// The example's room → module table (`dim_hbase`), as a CSV file.
+pub fn dim_rooms_csv() -> PathBuf {
+    repo_root().join("examples/livestream/dim_hbase.csv")
+}
+
+/// The `[lookup.dim_hbase]` table of [`dim_rooms_csv`], which the
+/// module-gift-totals plugin reads.
+pub fn dim_rooms_lookup() -> String {
+    format!("[lookup.dim_hbase]\npath = {:?}\n", dim_rooms_csv())
+}
+
+/// The rooms → modules of [`dim_rooms_csv`].
+pub fn dim_rooms() -> BTreeMap<i64, i64> {
+    std::fs::read_to_string(dim_rooms_csv())
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (room, module) = l.split_once(',').unwrap();
+            (room.parse().unwrap(), module.parse().unwrap())
+        })
+        .collect()
+}
+
 /// `count` records of `topic` from generator seed `seed`, about `ratio` of
 /// them malformed.
 pub fn generate(topic: Topic, count: usize, seed: u64, ratio: f64) -> Generated {
@@ -117,7 +157,11 @@ pub fn generate(topic: Topic, count: usize, seed: u64, ratio: f64) -> Generated 
 /// Writes a pipeline config in `dir` reading `files` (path, topic) into the
 /// SQLite database `dir/out.db`, and returns its path.
 pub fn embedded_config(dir: &Path, files: &[(&Path, &str)]) -> PathBuf {
-    let mut text = format!("[plugins]\ndir = {:?}\n", plugins_dir());
+    let mut text = format!(
+        "[plugins]\ndir = {:?}\n{}",
+        plugins_dir(),
+        dim_rooms_lookup()
+    );
     for (path, topic) in files {
         text += &format!("[[source.file]]\npath = {path:?}\ntopic = {topic:?}\n");
     }
@@ -210,10 +254,11 @@ pub fn run_until_idle(config: &Path) -> String {
 /// lines added to `[source.kafka]`, and returns its path.
 pub fn kafka_config(dir: &Path, topic: &str, group: &str, extra: &str) -> PathBuf {
     let text = format!(
-        "[plugins]\ndir = {:?}\n[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\n\
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\n\
          topics = {{ {topic:?} = \"live_gift_total\" }}\n{extra}\n\
          [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"500ms\"\n",
         plugins_dir(),
+        dim_rooms_lookup(),
         kafka::broker(),
     );
     let path = dir.join("pipeline.toml");
@@ -221,26 +266,10 @@ pub fn kafka_config(dir: &Path, topic: &str, group: &str, extra: &str) -> PathBu
     path
 }
 
-/// A background `apiary` killed when dropped, so a failing test leaves no
-/// process behind.
-pub struct Running(pub std::process::Child);
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
+/// The sum of two sets of totals per key.
+pub fn add_totals(mut a: BTreeMap<i64, i64>, b: BTreeMap<i64, i64>) -> BTreeMap<i64, i64> {
+    for (k, v) in b {
+        *a.entry(k).or_default() += v;
     }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    a
 }

@@ -8,7 +8,9 @@ use tokio::sync::mpsc;
 
 use crate::config;
 use crate::plugin::{BatchResult, Engine, LanePlugins};
-use crate::sink::{Checkpoint, DeadLetter, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink};
+use crate::sink::{
+    Checkpoint, DeadLetter, HBaseSink, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink,
+};
 use crate::source::{SourceBatch, span_bytes};
 
 /// Counts of a lane over a run.
@@ -51,6 +53,7 @@ pub struct Lane {
     interval: Duration,
     stats: LaneStats,
     dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
+    hbase: Option<Arc<HBaseSink>>,
     on_commit: Option<CommitHook>,
 }
 
@@ -82,6 +85,7 @@ impl Lane {
             interval: config.interval,
             stats: LaneStats::default(),
             dead_letter_topic: None,
+            hbase: None,
             on_commit: None,
         }
     }
@@ -90,6 +94,16 @@ impl Lane {
     /// checkpoint commits.
     pub fn with_dead_letter_topic(mut self, topic: Option<Arc<KafkaDeadLetters>>) -> Self {
         self.dead_letter_topic = topic;
+        self
+    }
+
+    /// Writes the outputs HBase routes there, before each checkpoint
+    /// commits; checkpoints come at least as often as HBase's `interval`.
+    pub fn with_hbase(mut self, hbase: Option<Arc<HBaseSink>>) -> Self {
+        if let Some(h) = &hbase {
+            self.interval = self.interval.min(h.interval());
+        }
+        self.hbase = hbase;
         self
     }
 
@@ -221,10 +235,20 @@ impl Lane {
             topic.send(&self.dead_letters).await?;
         }
         let rows_written: usize = self.buffer.len();
+        let mut rows = self.buffer.take();
+        if let Some(hbase) = &self.hbase {
+            // Idempotent puts first: if the SQL commit below fails, the
+            // lane replays and puts the same rows again.
+            let (to_hbase, to_sql): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|(t, _, _)| hbase.routes(&t.output));
+            hbase.write(&to_hbase, self.sink.utc_offset_secs()).await?;
+            rows = to_sql;
+        }
         let checkpoint = Checkpoint {
             lane: self.key.clone(),
             next_offset: self.next_offset,
-            rows: self.buffer.take(),
+            rows,
             state: self.plugins.take_state_changes(),
             dead_letters: std::mem::take(&mut self.dead_letters),
         };

@@ -19,7 +19,7 @@ pub use lane::{CommitHook, Lane, LaneStats};
 use crate::config::{self, PipelineConfig};
 use crate::lookup::Lookups;
 use crate::plugin::{Engine, LanePlugins, PluginSet, PluginState};
-use crate::sink::{KafkaDeadLetters, LaneKey, SqlSink};
+use crate::sink::{HBaseSink, KafkaDeadLetters, LaneKey, SqlSink};
 use crate::source::file::FileReader;
 use crate::source::kafka::KafkaReader;
 
@@ -67,6 +67,8 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// Per lane: its key and its counts.
     pub lanes: Vec<(LaneKey, LaneStats)>,
+    /// Per cached lookup table: its cache counters.
+    pub lookup_caches: std::collections::BTreeMap<String, crate::lookup::CacheStats>,
 }
 
 impl RunSummary {
@@ -115,6 +117,32 @@ pub struct LaneFactory {
     sink: SqlSink,
     sink_config: config::SqlSink,
     dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
+    hbase: Option<Arc<HBaseSink>>,
+}
+
+/// The tables the SQL sink holds: those not routed to HBase.
+pub fn sql_tables(
+    tables: &[Arc<crate::sink::TableSchema>],
+    hbase: Option<&HBaseSink>,
+) -> Vec<Arc<crate::sink::TableSchema>> {
+    tables
+        .iter()
+        .filter(|t| !hbase.is_some_and(|h| h.routes(&t.output)))
+        .cloned()
+        .collect()
+}
+
+/// The HBase sink, when `[hbase.output]` routes outputs there; checks each
+/// routed output exists and merges by `replace` only.
+pub fn hbase_sink(
+    config: &PipelineConfig,
+    tables: &[Arc<crate::sink::TableSchema>],
+) -> anyhow::Result<Option<Arc<HBaseSink>>> {
+    let Some(hbase) = config.hbase.as_ref().filter(|h| !h.output.is_empty()) else {
+        return Ok(None);
+    };
+    HBaseSink::check(&hbase.output, tables).map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(HBaseSink::new(hbase)?)))
 }
 
 impl LaneFactory {
@@ -151,7 +179,8 @@ impl LaneFactory {
             self.sink.clone(),
             &self.sink_config,
         )
-        .with_dead_letter_topic(self.dead_letter_topic.clone());
+        .with_dead_letter_topic(self.dead_letter_topic.clone())
+        .with_hbase(self.hbase.clone());
         Ok((lane, stored))
     }
 }
@@ -160,11 +189,13 @@ impl LaneFactory {
 /// fails.
 pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<RunSummary> {
     let engine = Engine::new()?;
-    let lookups = Arc::new(Lookups::load(&config.lookup)?);
+    let lookups = Arc::new(Lookups::load(&config.lookup, config.hbase.as_ref())?);
     let plugins = load_plugins(&engine, &config.plugins.dir, &lookups)?;
     let sink = SqlSink::connect(&config.sink.sql).await?;
     let tables: Vec<_> = plugins.tables().cloned().collect();
-    sink.prepare_tables(&tables).await?;
+    let hbase = hbase_sink(&config, &tables)?;
+    let sql_tables = sql_tables(&tables, hbase.as_deref());
+    sink.prepare_tables(&sql_tables).await?;
     let dead_letter_topic = match &config.source.kafka {
         Some(kafka) => match &kafka.dead_letter_topic {
             Some(topic) => Some(Arc::new(KafkaDeadLetters::new(kafka, topic)?)),
@@ -179,6 +210,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         sink,
         sink_config: config.sink.sql.clone(),
         dead_letter_topic,
+        hbase,
     });
 
     let activity = Arc::new(Activity::new());
@@ -263,6 +295,17 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
                 failure.get_or_insert(e);
             }
         }
+    }
+    summary.lookup_caches = factory.lookups.cache_stats();
+    for (table, c) in &summary.lookup_caches {
+        tracing::info!(
+            table,
+            hits = c.hits,
+            misses = c.misses,
+            requests = c.requests,
+            "lookup cache hit rate {:.1}%",
+            c.hit_rate() * 100.0
+        );
     }
     match failure {
         Some(e) => Err(e),

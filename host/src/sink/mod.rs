@@ -2,6 +2,7 @@
 //! together, one checkpoint at a time.
 
 pub mod buffer;
+mod hbase;
 mod kafka;
 pub mod schema;
 mod sql;
@@ -9,6 +10,7 @@ mod sql;
 use std::sync::Arc;
 
 pub use buffer::RowBuffer;
+pub use hbase::HBaseSink;
 pub use kafka::KafkaDeadLetters;
 pub use schema::TableSchema;
 pub use sql::SqlSink;

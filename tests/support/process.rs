@@ -1,0 +1,111 @@
+//! Background `apiary run` processes: start, signal, wait, and fail with
+//! the tail of their log so a failure says whether Apiary or a service
+//! stalled.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::apiary;
+
+/// A background `apiary` killed when dropped, so a failing test leaves no
+/// process behind.
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `apiary run CONFIG ARGS…` in the background, its log appended to `log`.
+pub fn spawn_run(config: &Path, args: &[&str], log: &Path) -> Running {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = apiary()
+        .env("APIARY_LOG", "info,librdkafka=warn")
+        .arg("run")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// The last `lines` lines of `log`.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits for `done`, polling; after `limit` fails naming `what`, with the
+/// tail of `log`.
+pub fn wait_until(limit: Duration, what: &str, log: &Path, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}; apiary's log ends:\n{}",
+            log_tail(log, 40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends signal `name` (`INT`, `TERM`, …) to `child`.
+pub fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits up to `limit` for `child` to exit and returns its status.
+pub fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            panic!(
+                "apiary did not stop within {limit:?}; its log ends:\n{}",
+                log_tail(log, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ctrl-C, then a clean exit within a minute.
+pub fn interrupt_and_wait(child: &mut Child, log: &Path) {
+    signal(child, "INT");
+    let status = wait_exit(child, Duration::from_secs(60), log);
+    assert!(
+        status.success(),
+        "no clean stop; apiary's log ends:\n{}",
+        log_tail(log, 40)
+    );
+}
