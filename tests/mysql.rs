@@ -170,11 +170,8 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
         (gifts_topic.as_str(), "live_gift_total"),
         (visits_topic.as_str(), "live_streaming_log"),
     ];
-    let gifts_committed = format!(
-        "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets WHERE stream = '{gifts_topic}'"
-    );
     let log = dir.path().join("run.log");
-    let total = 220_000;
+    let total: i64 = 220_000;
     // Restarted in place, as systemd or a StatefulSet would: with a static
     // member id the broker hands the partitions straight back to the new
     // process instead of waiting out the killed one's session.
@@ -186,15 +183,21 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
     );
     std::fs::write(&config, text).unwrap();
 
-    // Five kills at pseudo-random moments, each after some progress.
+    // Five kills spread over the stream at pseudo-random points: the k-th
+    // once about k/6 of the records are committed, plus up to 1/12 more.
     let mut rng = livestream_example::SplitMix64::new(7);
     for kill in 0..5 {
-        let before = count(&url, &gifts_committed);
+        let target = total * (kill + 1) / 6 + rng.below(total as u64 / 12) as i64;
         let mut child = spawn_run(&config, &[], &log);
-        wait_until(Duration::from_secs(180), "progress", &log, || {
-            count(&url, &gifts_committed) > before
-        });
-        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        let started = Instant::now();
+        while count(&url, COMMITTED) < target {
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "no progress to {target}; apiary's log ends:\n{}",
+                support::process::log_tail(&log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         eprintln!(

@@ -123,10 +123,11 @@ impl HBaseTable {
         }
         let rows: Vec<Vec<u8>> = by_bytes.keys().cloned().collect();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let found = block_on(
-            self.client
-                .multi_get(&self.table, &rows, std::slice::from_ref(&self.family)),
-        )
+        let found = block_on(self.client.multi_get(
+            &self.table,
+            &rows,
+            std::slice::from_ref(&self.family),
+        ))
         .map_err(|e| e.to_string())?;
         let mut fetched: HashMap<String, Option<SharedRow>> =
             by_bytes.values().map(|k| (k.clone(), None)).collect();
