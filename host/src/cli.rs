@@ -170,7 +170,7 @@ async fn check(path: &Path) -> anyhow::Result<()> {
     if !config.plugins.dir.is_dir() {
         bail!("plugin dir {} does not exist", config.plugins.dir.display());
     }
-    let engine = Engine::new()?;
+    let engine = Engine::with_limits(config.plugins.clone())?;
     let lookups = Arc::new(Lookups::load(&config.lookup, config.hbase.as_ref())?);
     let plugins = crate::plugin::PluginSet::load_dir(&engine, &config.plugins.dir, &lookups)?;
     if let Some(rejected) = plugins.rejected.first() {

@@ -127,6 +127,66 @@ pub struct PipelineSection {
 pub struct PluginsSection {
     /// Directory of `*.wasm` plugin components.
     pub dir: PathBuf,
+    /// Linear memory one plugin instance may grow to, in bytes.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: u64,
+    /// Time one plugin call (one batch) may take.
+    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
+    pub batch_timeout: Duration,
+    /// Wasm stack of one call, in bytes (one value for every plugin).
+    #[serde(default = "default_stack_limit")]
+    pub stack_limit: usize,
+    /// A plugin that fails on this many records in a row is quarantined:
+    /// its lanes pause until a new version of it is loaded.
+    #[serde(default = "default_quarantine_after")]
+    pub quarantine_after: u32,
+    /// Per-plugin overrides of the limits, by plugin name.
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, PluginLimits>,
+    /// Whether `apiary run` loads, replaces and removes plugins as their
+    /// files change.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+/// `[plugins.limits.<plugin>]`: limits of one plugin, overriding
+/// `[plugins]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginLimits {
+    /// Linear memory an instance may grow to, in bytes.
+    pub memory_limit: Option<u64>,
+    /// Time one call may take.
+    #[serde(default, with = "humantime_serde")]
+    pub batch_timeout: Option<Duration>,
+}
+
+impl PluginsSection {
+    /// Plugins in `dir` with the default limits.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            memory_limit: default_memory_limit(),
+            batch_timeout: default_batch_timeout(),
+            stack_limit: default_stack_limit(),
+            quarantine_after: default_quarantine_after(),
+            limits: Default::default(),
+            watch: true,
+        }
+    }
+}
+
+fn default_memory_limit() -> u64 {
+    256 << 20
+}
+fn default_batch_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_stack_limit() -> usize {
+    1 << 20
+}
+fn default_quarantine_after() -> u32 {
+    10
 }
 
 /// `[source]`: the pipeline's input.
@@ -552,6 +612,18 @@ impl PipelineConfig {
             if hbase.max_rows == 0 {
                 return Err(invalid("hbase.max-rows", "must be at least 1".into()));
             }
+        }
+        if self.plugins.quarantine_after == 0 {
+            return Err(invalid(
+                "plugins.quarantine-after",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.plugins.batch_timeout.is_zero() {
+            return Err(invalid(
+                "plugins.batch-timeout",
+                "must be longer than 0".into(),
+            ));
         }
         if self.batch.max_records == 0 {
             return Err(invalid("batch.max-records", "must be at least 1".into()));

@@ -188,6 +188,21 @@ pub fn sqlite_pairs(db: &Path, sql: &str) -> BTreeMap<i64, i64> {
     })
 }
 
+/// Runs a one-column text query on a SQLite database.
+pub fn sqlite_text(db: &Path, sql: &str) -> Vec<String> {
+    use sqlx::Row as _;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        rows.iter().map(|r| r.get::<String, _>(0)).collect()
+    })
+}
+
 /// Runs a one-number query on a SQLite database.
 pub fn sqlite_count(db: &Path, sql: &str) -> i64 {
     use sqlx::Row as _;

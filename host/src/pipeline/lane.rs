@@ -2,12 +2,15 @@
 //! plugin instances, checkpointed by count and by time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::config;
-use crate::plugin::{BatchResult, Engine, LanePlugins};
+use anyhow::Context as _;
+
+use crate::plugin::{BatchResult, Engine, LanePlugins, LivePlugins, PluginState, Quarantined};
 use crate::sink::{
     Checkpoint, DeadLetter, HBaseSink, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink,
 };
@@ -36,6 +39,8 @@ pub struct LaneStats {
     pub last_batch_at: Option<Instant>,
     /// When its last checkpoint committed.
     pub last_commit_at: Option<Instant>,
+    /// How long each take-over of new plugins held the lane up.
+    pub swap_pauses: Vec<Duration>,
 }
 
 /// One partition's processing state.
@@ -55,6 +60,18 @@ pub struct Lane {
     dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
     hbase: Option<Arc<HBaseSink>>,
     on_commit: Option<CommitHook>,
+    stop: Arc<AtomicBool>,
+    live: Option<LiveLink>,
+}
+
+/// Where a lane looks for newer plugins, and which it runs.
+pub struct LiveLink {
+    /// The pipeline's current plugins.
+    pub plugins: Arc<LivePlugins>,
+    /// The generation the lane runs.
+    pub generation: u64,
+    /// The lane's logical topic, whose parser it needs.
+    pub topic: String,
 }
 
 /// Called with the next offset after each committed checkpoint.
@@ -86,7 +103,9 @@ impl Lane {
             stats: LaneStats::default(),
             dead_letter_topic: None,
             hbase: None,
+            stop: Arc::new(AtomicBool::new(false)),
             on_commit: None,
+            live: None,
         }
     }
 
@@ -107,6 +126,19 @@ impl Lane {
         self
     }
 
+    /// Follows `live`: the lane takes each new plugin set over at a batch
+    /// boundary.
+    pub fn with_live(mut self, live: LiveLink) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// Sets the flag that tells a paused lane the pipeline is stopping.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// Calls `hook` after each committed checkpoint (to mirror the offset
     /// to Kafka for lag monitoring).
     pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
@@ -121,13 +153,34 @@ impl Lane {
         mut rx: mpsc::Receiver<SourceBatch>,
     ) -> anyhow::Result<(LaneKey, LaneStats)> {
         let mut last_checkpoint = Instant::now();
-        loop {
+        'lane: loop {
             let due = last_checkpoint + self.interval;
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
-                    // Plugin calls are CPU work: keep them off the async workers.
-                    tokio::task::block_in_place(|| self.process(batch))?;
+                    loop {
+                        // New plugins take over between two batches.
+                        if self.plugins_changed() && !self.upgrade(&rx).await? {
+                            break 'lane;
+                        }
+                        // Plugin calls are CPU work: keep them off the async workers.
+                        let Some(quarantined) = tokio::task::block_in_place(|| self.process(&batch))? else {
+                            break;
+                        };
+                        // Commit what came before the held batch, then wait.
+                        self.checkpoint().await?;
+                        tracing::error!(
+                            lane = %self.key,
+                            offset = self.next_offset,
+                            "{quarantined}; the lane pauses at offset {} until a new version \
+                             of `{}` is loaded (no record is skipped)",
+                            self.next_offset,
+                            quarantined.plugin
+                        );
+                        if !self.wait_for_plugins(&rx).await {
+                            break 'lane;
+                        }
+                    }
                     if self.buffer.len() >= self.max_rows || self.buffer.bytes() >= self.max_bytes {
                         self.checkpoint().await?;
                         last_checkpoint = Instant::now();
@@ -153,45 +206,115 @@ impl Lane {
         Ok((self.key, self.stats))
     }
 
-    fn process(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
+    fn plugins_changed(&self) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|l| l.plugins.generation() != l.generation)
+    }
+
+    /// Waits for a newer plugin set; `false` if the pipeline stops or the
+    /// source lets the lane go first (its held records are then read again
+    /// by whoever resumes the lane).
+    fn wait_for_plugins<'a>(
+        &self,
+        rx: &'a mpsc::Receiver<SourceBatch>,
+    ) -> impl Future<Output = bool> + Send + 'a {
+        // Owned handles only: the lane itself is not `Sync`.
+        let live = self
+            .live
+            .as_ref()
+            .map(|l| (l.plugins.clone(), l.generation));
+        let stop = self.stop.clone();
+        async move {
+            loop {
+                if live.as_ref().is_some_and(|(p, g)| p.generation() != *g) {
+                    return true;
+                }
+                if stop.load(Ordering::Relaxed) || rx.is_closed() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Takes the newest plugin set over, after a checkpoint (so the rows
+    /// and state of the old versions, and of removed plugins, are durable).
+    /// While no plugin parses the lane's topic, the lane pauses. `false` if
+    /// the pipeline stops first.
+    async fn upgrade(&mut self, rx: &mpsc::Receiver<SourceBatch>) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        self.checkpoint().await?;
+        let Some(live) = &self.live else {
+            return Ok(true);
+        };
+        let (plugins, topic) = (live.plugins.clone(), live.topic.clone());
+        loop {
+            let (generation, set) = plugins.current();
+            if let Some(live) = &mut self.live {
+                live.generation = generation;
+            }
+            if set.parser_for(&topic).is_some() {
+                let running = self.plugins.names();
+                let mut states = std::collections::HashMap::new();
+                for plugin in set.all() {
+                    let name = plugin.name();
+                    if !running.iter().any(|r| r == name) {
+                        let stored = self.sink.load_state(&self.key, name).await?;
+                        states.insert(name.to_owned(), stored);
+                    }
+                }
+                self.plugins
+                    .upgrade(&self.engine, &set, &topic, |name| {
+                        Ok(PluginState::from_stored(
+                            states.remove(name).unwrap_or_default(),
+                        ))
+                    })
+                    .with_context(|| format!("lane {}", self.key))?;
+                let took = started.elapsed();
+                self.stats.swap_pauses.push(took);
+                tracing::info!(lane = %self.key, generation, ?took, "lane takes new plugins over");
+                return Ok(true);
+            }
+            tracing::warn!(
+                lane = %self.key,
+                "no plugin parses topic `{topic}` any more: the lane pauses until one is \
+                 loaded (no record is skipped)"
+            );
+            if !self.wait_for_plugins(rx).await {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Processes one batch; returns the quarantine that stopped it, if a
+    /// plugin failed on too many records in a row (the batch then left no
+    /// trace and must be processed again).
+    fn process(&mut self, batch: &SourceBatch) -> anyhow::Result<Option<Quarantined>> {
         let SourceBatch {
             batch, next_offset, ..
         } = batch;
         self.stats.first_batch_at.get_or_insert_with(Instant::now);
+        let BatchResult {
+            rows,
+            rejected,
+            events,
+        } = match self.plugins.process_isolating(&self.engine, batch)? {
+            Ok(result) => result,
+            Err(quarantined) => return Ok(Some(quarantined)),
+        };
         self.stats.records += batch.records.len() as u64;
-        match self.plugins.process(&batch) {
-            Ok(BatchResult {
-                rows,
-                rejected,
-                events,
-            }) => {
-                self.stats.events += events as u64;
-                for (table, cells) in rows {
-                    self.stats.rows += (cells.len() / table.columns.len()) as u64;
-                    self.buffer.merge(&table, cells);
-                }
-                for (index, plugin, reason) in rejected {
-                    self.dead_letter(&batch, index, plugin, reason);
-                }
-            }
-            Err(failure) => {
-                // The batch produced nothing: every record goes to the dead
-                // letters with the failure, and fresh instances take over.
-                tracing::error!(lane = %self.key, records = batch.records.len(), "batch failed: {failure}");
-                for index in 0..batch.records.len() {
-                    self.dead_letter(
-                        &batch,
-                        index,
-                        failure.plugin.clone(),
-                        failure.reason.clone(),
-                    );
-                }
-                self.plugins.restart(&self.engine)?;
-            }
+        self.stats.events += events as u64;
+        for (table, cells) in rows {
+            self.stats.rows += (cells.len() / table.columns.len()) as u64;
+            self.buffer.merge(&table, cells);
         }
-        self.next_offset = next_offset;
+        for (index, plugin, reason) in rejected {
+            self.dead_letter(batch, index, plugin, reason);
+        }
+        self.next_offset = *next_offset;
         self.stats.last_batch_at = Some(Instant::now());
-        Ok(())
+        Ok(None)
     }
 
     fn dead_letter(

@@ -3,6 +3,7 @@
 //! rows, state, dead letters and offset together.
 
 mod lane;
+mod reload;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,11 +15,12 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-pub use lane::{CommitHook, Lane, LaneStats};
+pub use lane::{CommitHook, Lane, LaneStats, LiveLink};
+pub use reload::Reloader;
 
 use crate::config::{self, PipelineConfig};
 use crate::lookup::Lookups;
-use crate::plugin::{Engine, LanePlugins, PluginSet, PluginState};
+use crate::plugin::{Engine, LanePlugins, LivePlugins, PluginSet, PluginState};
 use crate::sink::{HBaseSink, KafkaDeadLetters, LaneKey, SqlSink};
 use crate::source::file::FileReader;
 use crate::source::kafka::KafkaReader;
@@ -69,6 +71,8 @@ pub struct RunSummary {
     pub lanes: Vec<(LaneKey, LaneStats)>,
     /// Per cached lookup table: its cache counters.
     pub lookup_caches: std::collections::BTreeMap<String, crate::lookup::CacheStats>,
+    /// What plugin reloads did.
+    pub reloads: crate::plugin::ReloadCounts,
 }
 
 impl RunSummary {
@@ -112,12 +116,13 @@ pub fn load_plugins(
 /// Everything a new lane needs: shared by all sources of a run.
 pub struct LaneFactory {
     engine: Engine,
-    plugins: PluginSet,
+    plugins: Arc<LivePlugins>,
     lookups: Arc<Lookups>,
     sink: SqlSink,
     sink_config: config::SqlSink,
     dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
     hbase: Option<Arc<HBaseSink>>,
+    stop: Arc<AtomicBool>,
 }
 
 /// The tables the SQL sink holds: those not routed to HBase.
@@ -151,15 +156,15 @@ impl LaneFactory {
     /// stored at its last checkpoint, if it has one.
     pub async fn open(&self, key: LaneKey, topic: &str) -> anyhow::Result<(Lane, Option<i64>)> {
         let stored = self.sink.load_offset(&key).await?;
-        let names = self.plugins.parsers.iter().map(|p| &p.info.name);
-        let names = names.chain(self.plugins.rules.iter().map(|r| &r.info.name));
+        let (generation, set) = self.plugins.current();
         let mut states = HashMap::new();
-        for name in names {
-            states.insert(name.clone(), self.sink.load_state(&key, name).await?);
+        for plugin in set.all() {
+            let name = plugin.name();
+            states.insert(name.to_owned(), self.sink.load_state(&key, name).await?);
         }
         let plugins = LanePlugins::new(
             &self.engine,
-            &self.plugins,
+            &set,
             topic,
             &key.to_string(),
             &self.lookups,
@@ -180,7 +185,13 @@ impl LaneFactory {
             &self.sink_config,
         )
         .with_dead_letter_topic(self.dead_letter_topic.clone())
-        .with_hbase(self.hbase.clone());
+        .with_hbase(self.hbase.clone())
+        .with_stop(self.stop.clone())
+        .with_live(LiveLink {
+            plugins: self.plugins.clone(),
+            generation,
+            topic: topic.to_owned(),
+        });
         Ok((lane, stored))
     }
 }
@@ -188,7 +199,7 @@ impl LaneFactory {
 /// Runs a pipeline until it is interrupted, idle if asked to be, or a lane
 /// fails.
 pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<RunSummary> {
-    let engine = Engine::new()?;
+    let engine = Engine::with_limits(config.plugins.clone())?;
     let lookups = Arc::new(Lookups::load(&config.lookup, config.hbase.as_ref())?);
     let plugins = load_plugins(&engine, &config.plugins.dir, &lookups)?;
     let sink = SqlSink::connect(&config.sink.sql).await?;
@@ -203,18 +214,36 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         },
         None => None,
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    let live = Arc::new(LivePlugins::new(plugins));
+    let reloader = config.plugins.watch.then(|| {
+        let reloader = Reloader {
+            dir: config.plugins.dir.clone(),
+            engine: engine.clone(),
+            lookups: lookups.clone(),
+            live: live.clone(),
+            sink: sink.clone(),
+            hbase: hbase.clone(),
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = reloader.run(stop).await {
+                tracing::error!("plugin watcher stopped, plugins will not reload: {e:#}");
+            }
+        })
+    });
     let factory = Arc::new(LaneFactory {
         engine,
-        plugins,
+        plugins: live.clone(),
         lookups,
         sink,
         sink_config: config.sink.sql.clone(),
         dead_letter_topic,
         hbase,
+        stop: stop.clone(),
     });
 
     let activity = Arc::new(Activity::new());
-    let stop = Arc::new(AtomicBool::new(false));
     let mut sources: JoinSet<anyhow::Result<Vec<(LaneKey, LaneStats)>>> = JoinSet::new();
     for file in &config.source.file {
         let key = LaneKey {
@@ -236,14 +265,18 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         };
         let (activity, stop) = (activity.clone(), stop.clone());
         sources.spawn(async move {
+            let reader_stop = stop.clone();
             let reading = tokio::task::spawn_blocking(move || {
-                reader.run(stored.unwrap_or(0), tx, activity, stop)
+                reader.run(stored.unwrap_or(0), tx, activity, reader_stop)
             });
             let lane = lane.run(rx).await;
             let read = reading.await?;
-            // A lane's own error explains a reader's "lane stopped".
+            // A lane's own error explains a reader's "lane stopped"; so does
+            // a paused lane let go when the pipeline stops.
             let lane = lane?;
-            read?;
+            if !stop.load(Ordering::Relaxed) {
+                read?;
+            }
             Ok(vec![lane])
         });
     }
@@ -295,6 +328,26 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
                 failure.get_or_insert(e);
             }
         }
+    }
+    if let Some(reloader) = reloader {
+        reloader.await?;
+    }
+    summary.reloads = live.counts();
+    let pauses: Vec<Duration> = summary
+        .lanes
+        .iter()
+        .flat_map(|(_, s)| s.swap_pauses.iter().copied())
+        .collect();
+    if let Some(longest) = pauses.iter().max() {
+        let r = summary.reloads;
+        tracing::info!(
+            loaded = r.loaded,
+            swapped = r.swapped,
+            removed = r.removed,
+            rejected = r.rejected,
+            lane_takeovers = pauses.len(),
+            "plugin reloads; longest lane pause {longest:?}"
+        );
     }
     summary.lookup_caches = factory.lookups.cache_stats();
     for (table, c) in &summary.lookup_caches {

@@ -19,6 +19,10 @@ pub struct PluginCtx {
     lookups: Arc<Lookups>,
     /// The plugin's keyed state in this lane.
     pub state: PluginState,
+    /// Memory limit of the instance (set by the engine).
+    pub(super) limits: wasmtime::StoreLimits,
+    /// Epoch ticks one call may take (set by the engine).
+    pub(super) deadline_ticks: u64,
 }
 
 impl PluginCtx {
@@ -48,7 +52,14 @@ impl PluginCtx {
             lane,
             lookups,
             state,
+            limits: wasmtime::StoreLimits::default(),
+            deadline_ticks: u64::MAX,
         }
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
     }
 }
 
@@ -81,6 +92,10 @@ impl WasiView for PluginCtx {
 pub struct PluginState {
     values: HashMap<String, Vec<u8>>,
     changed: HashSet<String>,
+    /// What the current batch overwrote, oldest first: key, its value and
+    /// whether it was already changed. Undone if the batch fails, so a
+    /// retried batch does not count twice.
+    undo: Vec<(String, Option<Vec<u8>>, bool)>,
 }
 
 /// One state entry changed since the last checkpoint: the new value, or
@@ -93,6 +108,42 @@ impl PluginState {
         Self {
             values,
             changed: HashSet::new(),
+            undo: Vec::new(),
+        }
+    }
+
+    fn remember(&mut self, key: &str) {
+        let old = self.values.get(key).cloned();
+        self.undo
+            .push((key.to_owned(), old, self.changed.contains(key)));
+    }
+
+    /// Keeps what the current batch wrote.
+    pub fn commit_batch(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Undoes what the current batch wrote.
+    pub fn roll_back_batch(&mut self) {
+        self.roll_back_to(0);
+    }
+
+    /// A point of the current batch to roll back to.
+    pub fn savepoint(&self) -> usize {
+        self.undo.len()
+    }
+
+    /// Undoes what was written since `mark`.
+    pub fn roll_back_to(&mut self, mark: usize) {
+        while self.undo.len() > mark {
+            let (key, old, was_changed) = self.undo.pop().expect("above the mark");
+            if !was_changed {
+                self.changed.remove(&key);
+            }
+            match old {
+                Some(value) => self.values.insert(key, value),
+                None => self.values.remove(&key),
+            };
         }
     }
 
@@ -124,12 +175,15 @@ impl state::Host for PluginCtx {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) {
+        self.state.remember(&key);
         self.state.changed.insert(key.clone());
         self.state.values.insert(key, value);
     }
 
     fn delete(&mut self, key: String) {
-        if self.state.values.remove(&key).is_some() {
+        if self.state.values.contains_key(&key) {
+            self.state.remember(&key);
+            self.state.values.remove(&key);
             self.state.changed.insert(key);
         }
     }

@@ -2,12 +2,14 @@
 //! implement.
 
 use std::path::Path;
+use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Config, Store};
+use wasmtime::{Cache, CacheConfig, Config, Store, StoreLimitsBuilder};
 
 use super::bindings::{log, lookup, state};
 use super::ctx::PluginCtx;
+use crate::config::PluginsSection;
 use crate::error::PluginRejected;
 
 /// Export that marks a parser plugin.
@@ -24,19 +26,33 @@ pub enum PluginKind {
     Rule,
 }
 
+/// How often the engine's epoch advances: the granularity of the time
+/// limit of a plugin call.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 /// The shared Wasm engine and the linker that provides the host imports.
 #[derive(Clone)]
 pub struct Engine {
     engine: wasmtime::Engine,
     linker: std::sync::Arc<Linker<PluginCtx>>,
+    limits: std::sync::Arc<PluginsSection>,
 }
 
 impl Engine {
-    /// An engine with the component model on and compiled code cached on
-    /// disk, so restarts and reloads of unchanged plugins skip compilation.
+    /// An engine with the default limits.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_limits(PluginsSection::new(Default::default()))
+    }
+
+    /// An engine with the component model on, compiled code cached on
+    /// disk (restarts and reloads of unchanged plugins skip compilation),
+    /// and the limits of `plugins`: memory and time per call are set on
+    /// each store, the stack here for all.
+    pub fn with_limits(plugins: PluginsSection) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(plugins.stack_limit);
         if let Some(dir) = cache_dir() {
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
@@ -53,10 +69,27 @@ impl Engine {
         log::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        // The clock of call time limits; it stops with the last engine.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("apiary-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
         Ok(Self {
             engine,
             linker: std::sync::Arc::new(linker),
+            limits: std::sync::Arc::new(plugins),
         })
+    }
+
+    /// The configured consecutive failures before a plugin is quarantined.
+    pub fn quarantine_after(&self) -> u32 {
+        self.limits.quarantine_after
     }
 
     /// The linker with every import a plugin may use.
@@ -64,9 +97,26 @@ impl Engine {
         &self.linker
     }
 
-    /// A store for one plugin instance.
-    pub fn store(&self, ctx: PluginCtx) -> Store<PluginCtx> {
-        Store::new(&self.engine, ctx)
+    /// A store for one plugin instance, with its plugin's memory limit and
+    /// time limit per call.
+    pub fn store(&self, mut ctx: PluginCtx) -> Store<PluginCtx> {
+        let own = self.limits.limits.get(ctx.plugin());
+        let memory = own
+            .and_then(|l| l.memory_limit)
+            .unwrap_or(self.limits.memory_limit);
+        let timeout = own
+            .and_then(|l| l.batch_timeout)
+            .unwrap_or(self.limits.batch_timeout);
+        ctx.limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .build();
+        ctx.deadline_ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let ticks = ctx.deadline_ticks;
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|ctx| &mut ctx.limits);
+        store.set_epoch_deadline(ticks);
+        store
     }
 
     /// Compiles a plugin file and finds its world.

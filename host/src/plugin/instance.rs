@@ -108,12 +108,28 @@ pub struct BatchFailure {
     pub reason: String,
 }
 
+/// A plugin that failed on too many records in a row.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin `{plugin}` quarantined after failing on {failures} records in a row; last: {last}")]
+pub struct Quarantined {
+    /// The plugin.
+    pub plugin: String,
+    /// Records it failed on in a row.
+    pub failures: u32,
+    /// Its last failure.
+    pub last: String,
+}
+
 /// The parser of a lane's topic and every rule, instantiated for the lane.
 pub struct LanePlugins {
     /// The lane's parser.
     pub parser: ParserInstance,
     /// All rules.
     pub rules: Vec<RuleInstance>,
+    /// Records each plugin failed on since the last success.
+    strikes: std::collections::HashMap<String, u32>,
+    lane: Arc<str>,
+    lookups: Arc<Lookups>,
 }
 
 impl LanePlugins {
@@ -150,12 +166,125 @@ impl LanePlugins {
                 RuleInstance::new(engine, rule.clone(), lane.clone(), lookups.clone(), state)
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { parser, rules })
+        Ok(Self {
+            parser,
+            rules,
+            strikes: Default::default(),
+            lane,
+            lookups: lookups.clone(),
+        })
     }
 
     /// Runs one raw batch through the parser and the rules. On failure
-    /// (a trap, or a broken contract) the batch produced nothing.
+    /// (a trap, or a broken contract) the batch produced nothing and left
+    /// the plugins' state as it was; call [`LanePlugins::restart`] before
+    /// the next batch if a plugin trapped.
     pub fn process(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
+        let result = self.try_batch(batch);
+        if result.is_ok() {
+            self.states().for_each(PluginState::commit_batch);
+        }
+        result
+    }
+
+    /// Like [`LanePlugins::process`], but a failing batch is split in
+    /// halves until each record that makes a plugin fail is alone; those
+    /// are refused with the failure (trap message, limit hit) and the rest
+    /// processed. A plugin that fails on `quarantine-after` records in a
+    /// row is quarantined: the batch then leaves no trace, so the lane can
+    /// hold it until a new version of the plugin arrives.
+    pub fn process_isolating(
+        &mut self,
+        engine: &Engine,
+        batch: &RawBatch,
+    ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
+        match self.isolate(engine, batch)? {
+            Ok(result) => {
+                self.states().for_each(PluginState::commit_batch);
+                Ok(Ok(result))
+            }
+            Err(quarantined) => {
+                self.states().for_each(PluginState::roll_back_batch);
+                Ok(Err(quarantined))
+            }
+        }
+    }
+
+    fn isolate(
+        &mut self,
+        engine: &Engine,
+        batch: &RawBatch,
+    ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
+        let failure = match self.try_batch(batch) {
+            Ok(result) => {
+                if !batch.records.is_empty() {
+                    self.strikes.clear();
+                }
+                return Ok(Ok(result));
+            }
+            Err(failure) => failure,
+        };
+        // A trapped instance cannot be entered again.
+        self.restart(engine)?;
+        if batch.records.len() == 1 {
+            let strikes = self.strikes.entry(failure.plugin.clone()).or_default();
+            *strikes += 1;
+            if *strikes >= engine.quarantine_after() {
+                return Ok(Err(Quarantined {
+                    plugin: failure.plugin,
+                    failures: *strikes,
+                    last: failure.reason,
+                }));
+            }
+            return Ok(Ok(BatchResult {
+                rejected: vec![(0, failure.plugin, failure.reason)],
+                ..BatchResult::default()
+            }));
+        }
+        let half = batch.records.len() / 2;
+        let part = |records: &[super::bindings::types::RawRecord]| RawBatch {
+            topic: batch.topic.clone(),
+            data: batch.data.clone(),
+            records: records.to_vec(),
+        };
+        let mut first = match self.isolate(engine, &part(&batch.records[..half]))? {
+            Ok(result) => result,
+            quarantined => return Ok(quarantined),
+        };
+        let second = match self.isolate(engine, &part(&batch.records[half..]))? {
+            Ok(result) => result,
+            quarantined => return Ok(quarantined),
+        };
+        first.rows.extend(second.rows);
+        first.events += second.events;
+        first.rejected.extend(
+            second
+                .rejected
+                .into_iter()
+                .map(|(index, plugin, reason)| (index + half, plugin, reason)),
+        );
+        Ok(Ok(first))
+    }
+
+    /// Every plugin's state in this lane.
+    fn states(&mut self) -> impl Iterator<Item = &mut PluginState> {
+        std::iter::once(&mut self.parser.store.data_mut().state)
+            .chain(self.rules.iter_mut().map(|r| &mut r.store.data_mut().state))
+    }
+
+    /// One attempt at a batch; on failure its state changes are undone.
+    fn try_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
+        let marks: Vec<usize> = self.states().map(|s| s.savepoint()).collect();
+        let result = self.run_batch(batch);
+        if result.is_err() {
+            for (state, mark) in self.states().zip(marks) {
+                state.roll_back_to(mark);
+            }
+        }
+        result
+    }
+
+    fn run_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
         let mut result = BatchResult::default();
         let parser = &mut self.parser;
         let name = &parser.loaded.info.name;
@@ -163,6 +292,8 @@ impl LanePlugins {
             plugin: name.clone(),
             reason,
         };
+        let ticks = parser.store.data().deadline_ticks;
+        parser.store.set_epoch_deadline(ticks);
         let parsed = parser
             .bindings
             .apiary_plugin_parser()
@@ -219,6 +350,8 @@ impl LanePlugins {
                 plugin: name.clone(),
                 reason,
             };
+            let ticks = rule.store.data().deadline_ticks;
+            rule.store.set_epoch_deadline(ticks);
             let output = rule
                 .bindings
                 .apiary_plugin_rule()
@@ -253,6 +386,75 @@ impl LanePlugins {
             }
         }
         Ok(result)
+    }
+
+    /// Names of the plugins running in this lane.
+    pub fn names(&self) -> Vec<String> {
+        std::iter::once(&self.parser.loaded.info.name)
+            .chain(self.rules.iter().map(|r| &r.loaded.info.name))
+            .cloned()
+            .collect()
+    }
+
+    /// Takes `set` over for `topic`: unchanged plugins keep their
+    /// instances; a plugin of a new version gets a new instance that keeps
+    /// its state; a new plugin starts from `load_state(name)`; a removed one
+    /// is dropped (checkpoint its state first). Fails if `set` has no parser
+    /// for `topic`.
+    pub fn upgrade(
+        &mut self,
+        engine: &Engine,
+        set: &PluginSet,
+        topic: &str,
+        mut load_state: impl FnMut(&str) -> anyhow::Result<PluginState>,
+    ) -> anyhow::Result<()> {
+        let Some(parser) = set.parser_for(topic) else {
+            bail!("no parser plugin reads topic `{topic}`");
+        };
+        if !Arc::ptr_eq(parser, &self.parser.loaded) {
+            let state = if parser.info.name == self.parser.loaded.info.name {
+                std::mem::take(&mut self.parser.store.data_mut().state)
+            } else {
+                load_state(&parser.info.name)?
+            };
+            self.parser = ParserInstance::new(
+                engine,
+                parser.clone(),
+                self.lane.clone(),
+                self.lookups.clone(),
+                state,
+            )?;
+        }
+        let mut old: std::collections::HashMap<String, RuleInstance> = self
+            .rules
+            .drain(..)
+            .map(|r| (r.loaded.info.name.clone(), r))
+            .collect();
+        for rule in &set.rules {
+            let instance = match old.remove(&rule.info.name) {
+                Some(same) if Arc::ptr_eq(&same.loaded, rule) => same,
+                Some(mut previous) => {
+                    let state = std::mem::take(&mut previous.store.data_mut().state);
+                    RuleInstance::new(
+                        engine,
+                        rule.clone(),
+                        self.lane.clone(),
+                        self.lookups.clone(),
+                        state,
+                    )?
+                }
+                None => RuleInstance::new(
+                    engine,
+                    rule.clone(),
+                    self.lane.clone(),
+                    self.lookups.clone(),
+                    load_state(&rule.info.name)?,
+                )?,
+            };
+            self.rules.push(instance);
+        }
+        self.strikes.clear();
+        Ok(())
     }
 
     /// Replaces every instance with a fresh one that keeps the plugin's

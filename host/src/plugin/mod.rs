@@ -5,9 +5,14 @@ pub mod bindings;
 mod ctx;
 mod engine;
 mod instance;
+mod live;
 mod registry;
 
 pub use ctx::{PluginCtx, PluginState, StateChange};
+pub use engine::EPOCH_TICK;
 pub use engine::{Engine, PluginKind};
-pub use instance::{BatchFailure, BatchResult, LanePlugins, ParserInstance, RuleInstance};
-pub use registry::{Loaded, LoadedParser, LoadedRule, PluginSet, load_file};
+pub use instance::{
+    BatchFailure, BatchResult, LanePlugins, ParserInstance, Quarantined, RuleInstance,
+};
+pub use live::{LivePlugins, ReloadCounts};
+pub use registry::{FileStamp, Loaded, LoadedParser, LoadedRule, PluginSet, Shared, load_file};

@@ -12,10 +12,31 @@ use crate::error::PluginRejected;
 use crate::lookup::Lookups;
 use crate::sink::schema::TableSchema;
 
+/// Size and modification time of a plugin file when it was loaded: a
+/// reload reuses a plugin whose file still has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now, if it can be read.
+    pub fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
 /// A parser that compiled, matched its world and described itself.
 pub struct LoadedParser {
     /// The file it came from.
     pub path: PathBuf,
+    /// The file's stamp when it was read.
+    pub stamp: Option<FileStamp>,
     /// What `describe()` returned.
     pub info: ParserInfo,
     /// Ready to instantiate, once per lane.
@@ -26,6 +47,8 @@ pub struct LoadedParser {
 pub struct LoadedRule {
     /// The file it came from.
     pub path: PathBuf,
+    /// The file's stamp when it was read.
+    pub stamp: Option<FileStamp>,
     /// What `describe()` returned.
     pub info: RuleInfo,
     /// Its outputs, validated, in declaration order.
@@ -49,6 +72,79 @@ pub enum Loaded {
     Rule(LoadedRule),
 }
 
+/// Either kind of plugin, as a set holds it.
+#[derive(Clone)]
+pub enum Shared {
+    /// A parser.
+    Parser(Arc<LoadedParser>),
+    /// A rule.
+    Rule(Arc<LoadedRule>),
+}
+
+impl From<Loaded> for Shared {
+    fn from(loaded: Loaded) -> Self {
+        match loaded {
+            Loaded::Parser(p) => Self::Parser(Arc::new(p)),
+            Loaded::Rule(r) => Self::Rule(Arc::new(r)),
+        }
+    }
+}
+
+impl Shared {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Parser(p) => &p.info.name,
+            Self::Rule(r) => &r.info.name,
+        }
+    }
+
+    /// Its version.
+    pub fn version(&self) -> &str {
+        match self {
+            Self::Parser(p) => &p.info.version,
+            Self::Rule(r) => &r.info.version,
+        }
+    }
+
+    /// The file it came from.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Parser(p) => &p.path,
+            Self::Rule(r) => &r.path,
+        }
+    }
+
+    fn stamp(&self) -> Option<FileStamp> {
+        match self {
+            Self::Parser(p) => p.stamp,
+            Self::Rule(r) => r.stamp,
+        }
+    }
+
+    /// Whether both are the same loaded plugin (not merely the same name).
+    pub fn same(&self, other: &Shared) -> bool {
+        match (self, other) {
+            (Self::Parser(a), Self::Parser(b)) => Arc::ptr_eq(a, b),
+            (Self::Rule(a), Self::Rule(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// The `*.wasm` files of `dir`, in name order; editors' and copiers'
+/// temporary names (anything not ending in `.wasm`) are left alone.
+fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read plugin dir {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// The plugins of a directory, with the files that were rejected.
 #[derive(Default)]
 pub struct PluginSet {
@@ -65,21 +161,46 @@ impl PluginSet {
     /// be used are recorded in `rejected`; the others load. Fails only when
     /// the directory itself cannot be read.
     pub fn load_dir(engine: &Engine, dir: &Path, lookups: &Arc<Lookups>) -> anyhow::Result<Self> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read plugin dir {}: {e}", dir.display()))?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        paths.sort();
+        Self::reload(engine, dir, lookups, &PluginSet::default())
+    }
+
+    /// Loads `dir` again after `current`: plugins whose file is unchanged
+    /// are kept as they are (lanes keep their instances), changed and new
+    /// files are loaded, and a file that cannot be used leaves the plugin
+    /// it held before running.
+    pub fn reload(
+        engine: &Engine,
+        dir: &Path,
+        lookups: &Arc<Lookups>,
+        current: &PluginSet,
+    ) -> anyhow::Result<Self> {
         let mut set = PluginSet::default();
-        for path in paths {
-            let loaded = load_file(engine, &path, lookups).and_then(|l| set.admit(l));
+        for path in plugin_files(dir)? {
+            let unchanged = current.all().find(|p| {
+                p.path() == path && p.stamp().is_some() && p.stamp() == FileStamp::of(&path)
+            });
+            let loaded = match unchanged {
+                Some(plugin) => set.admit(plugin),
+                None => load_file(engine, &path, lookups).and_then(|l| set.admit(l.into())),
+            };
             if let Err(rejected) = loaded {
+                if let Some(previous) = current.all().find(|p| p.path() == path) {
+                    // The running version stays, unless the set has moved on.
+                    let _ = set.admit(previous);
+                }
                 set.rejected.push(rejected);
             }
         }
         Ok(set)
+    }
+
+    /// Every plugin, parsers first.
+    pub fn all(&self) -> impl Iterator<Item = Shared> + '_ {
+        self.parsers
+            .iter()
+            .cloned()
+            .map(Shared::Parser)
+            .chain(self.rules.iter().cloned().map(Shared::Rule))
     }
 
     /// The parser for `topic`, if one declares it.
@@ -96,11 +217,8 @@ impl PluginSet {
 
     /// Adds a loaded plugin unless its name, a topic or an output table is
     /// already taken.
-    fn admit(&mut self, loaded: Loaded) -> Result<(), PluginRejected> {
-        let (path, name) = match &loaded {
-            Loaded::Parser(p) => (p.path.clone(), p.info.name.clone()),
-            Loaded::Rule(r) => (r.path.clone(), r.info.name.clone()),
-        };
+    fn admit(&mut self, loaded: Shared) -> Result<(), PluginRejected> {
+        let (path, name) = (loaded.path().to_owned(), loaded.name().to_owned());
         let reject = |reason: String| PluginRejected {
             path: path.clone(),
             reason,
@@ -118,7 +236,7 @@ impl PluginSet {
             )));
         }
         match loaded {
-            Loaded::Parser(parser) => {
+            Shared::Parser(parser) => {
                 for topic in &parser.info.topics {
                     if let Some(other) = self.parser_for(topic) {
                         return Err(reject(format!(
@@ -128,9 +246,9 @@ impl PluginSet {
                         )));
                     }
                 }
-                self.parsers.push(Arc::new(parser));
+                self.parsers.push(parser);
             }
-            Loaded::Rule(rule) => {
+            Shared::Rule(rule) => {
                 for table in &rule.tables {
                     if let Some(other) = self.tables().find(|t| t.table == table.table) {
                         return Err(reject(format!(
@@ -139,7 +257,7 @@ impl PluginSet {
                         )));
                     }
                 }
-                self.rules.push(Arc::new(rule));
+                self.rules.push(rule);
             }
         }
         Ok(())
@@ -157,6 +275,8 @@ pub fn load_file(
         path: path.to_owned(),
         reason,
     };
+    // Stamped before reading: a file changed meanwhile is reloaded again.
+    let stamp = FileStamp::of(path);
     let (component, kind) = engine.compile(path)?;
     let pre = engine
         .linker()
@@ -192,6 +312,7 @@ pub fn load_file(
             }
             Ok(Loaded::Parser(LoadedParser {
                 path: path.to_owned(),
+                stamp,
                 info,
                 pre,
             }))
@@ -230,6 +351,7 @@ pub fn load_file(
             }
             Ok(Loaded::Rule(LoadedRule {
                 path: path.to_owned(),
+                stamp,
                 info,
                 tables,
                 pre,

@@ -54,6 +54,11 @@ impl HBaseSink {
         self.interval
     }
 
+    /// The routed outputs.
+    pub fn outputs(&self) -> &BTreeMap<String, HBaseOutput> {
+        &self.outputs
+    }
+
     /// Whether rows of `output` go to HBase.
     pub fn routes(&self, output: &str) -> bool {
         self.outputs.contains_key(output)

@@ -36,7 +36,14 @@ impl Guest for GiftTypeTotalsRule {
         };
         RuleInfo {
             name: "gift-type-totals".into(),
-            version: "0.1.0".into(),
+            // `next-version` builds the same code under another version,
+            // which the hot-reload tests swap in and out.
+            version: if cfg!(feature = "next-version") {
+                "0.1.1"
+            } else {
+                "0.1.0"
+            }
+            .into(),
             consumes: vec![EventKind::Gift],
             outputs: vec![OutputSchema {
                 name: OUTPUT.into(),

@@ -37,7 +37,14 @@ impl Guest for GradeMembers {
         };
         RuleInfo {
             name: "grade-members".into(),
-            version: "0.1.0".into(),
+            // `next-version` builds the same code under another version,
+            // which the hot-reload tests swap in and out.
+            version: if cfg!(feature = "next-version") {
+                "0.1.1"
+            } else {
+                "0.1.0"
+            }
+            .into(),
             consumes: vec![EventKind::Visit],
             outputs: vec![OutputSchema {
                 name: OUTPUT.into(),
