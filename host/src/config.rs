@@ -130,7 +130,8 @@ pub struct PluginsSection {
     /// Linear memory one plugin instance may grow to, in bytes.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: u64,
-    /// Time one plugin call (one batch) may take.
+    /// Time one plugin call (one batch) may take; `0s` sets no limit and
+    /// turns the engine's interruption checks off (trusted plugins only).
     #[serde(default = "default_batch_timeout", with = "humantime_serde")]
     pub batch_timeout: Duration,
     /// Wasm stack of one call, in bytes (one value for every plugin).
@@ -617,12 +618,6 @@ impl PipelineConfig {
             return Err(invalid(
                 "plugins.quarantine-after",
                 "must be at least 1".into(),
-            ));
-        }
-        if self.plugins.batch_timeout.is_zero() {
-            return Err(invalid(
-                "plugins.batch-timeout",
-                "must be longer than 0".into(),
             ));
         }
         if self.batch.max_records == 0 {

@@ -51,7 +51,8 @@ impl Engine {
     pub fn with_limits(plugins: PluginsSection) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        let timed = !plugins.batch_timeout.is_zero();
+        config.epoch_interruption(timed);
         config.max_wasm_stack(plugins.stack_limit);
         if let Some(dir) = cache_dir() {
             let mut cache = CacheConfig::new();
@@ -69,17 +70,19 @@ impl Engine {
         log::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
-        // The clock of call time limits; it stops with the last engine.
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("apiary-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
+        if timed {
+            // The clock of call time limits; it stops with the last engine.
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("apiary-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })?;
+        }
         Ok(Self {
             engine,
             linker: std::sync::Arc::new(linker),
@@ -111,7 +114,11 @@ impl Engine {
             .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)
             .build();
-        ctx.deadline_ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        ctx.deadline_ticks = if timeout.is_zero() {
+            u64::MAX
+        } else {
+            (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+        };
         let ticks = ctx.deadline_ticks;
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limits);
