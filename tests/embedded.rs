@@ -116,17 +116,7 @@ fn stateful_rule_counts_each_member_once_across_runs() {
         .unwrap();
     run_until_idle(&config);
 
-    let mut members: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
-    for v in visits.valid() {
-        members
-            .entry(v["grade"].as_i64().unwrap())
-            .or_default()
-            .insert(v["user_id"].as_i64().unwrap());
-    }
-    let expected: BTreeMap<i64, i64> = members
-        .into_iter()
-        .map(|(g, users)| (g, users.len() as i64))
-        .collect();
+    let expected = visits.members_per_grade();
     assert_eq!(
         sqlite_pairs(&db, "SELECT grade, members FROM grade_members"),
         expected

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use livestream_example::Topic;
@@ -14,29 +13,6 @@ use support::process::{interrupt_and_wait, signal, spawn_run, wait_exit, wait_un
 use support::*;
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
-
-/// Records committed so far, over every lane (0 before the first checkpoint).
-fn committed(db: &Path) -> i64 {
-    if !db.exists() {
-        return 0;
-    }
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use sqlx::Row as _;
-        let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
-            return 0;
-        };
-        sqlx::query("SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets")
-            .fetch_one(&pool)
-            .await
-            .map(|r| r.get::<i64, _>(0))
-            .unwrap_or(0)
-    })
-}
 
 #[test]
 fn totals_match_what_was_produced_and_bad_records_reach_the_dead_letter_topic() {
@@ -58,7 +34,7 @@ fn totals_match_what_was_produced_and_bad_records_reach_the_dead_letter_topic() 
     assert!(out.status.success(), "{stderr}");
     let db = dir.path().join("out.db");
     assert_eq!(sqlite_pairs(&db, TOTALS), input.gift_totals());
-    assert_eq!(committed(&db), 100_000);
+    assert_eq!(sqlite_committed(&db), 100_000);
     assert_eq!(
         sqlite_count(&db, "SELECT COUNT(*) FROM apiary_dead_letter"),
         input.malformed.len() as i64
@@ -114,10 +90,10 @@ fn a_clean_stop_and_restart_counts_every_record_once() {
 
     let mut child = spawn_run(&config, &[], &log);
     wait_until(Duration::from_secs(120), "a first checkpoint", &log, || {
-        committed(&db) > 0
+        sqlite_committed(&db) > 0
     });
     interrupt_and_wait(&mut child, &log);
-    let stopped_at = committed(&db);
+    let stopped_at = sqlite_committed(&db);
     assert!(stopped_at > 0);
 
     produce(&topic, &second.lines);
@@ -129,7 +105,7 @@ fn a_clean_stop_and_restart_counts_every_record_once() {
         Duration::from_secs(240),
     );
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(committed(&db), 100_000);
+    assert_eq!(sqlite_committed(&db), 100_000);
     assert_eq!(
         sqlite_pairs(&db, TOTALS),
         add_totals(first.gift_totals(), second.gift_totals())

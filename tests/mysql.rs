@@ -53,22 +53,6 @@ fn config(
     path
 }
 
-/// Distinct users per grade over the valid visits.
-fn members_per_grade(visits: &Generated) -> std::collections::BTreeMap<i64, i64> {
-    let mut members: std::collections::BTreeMap<i64, std::collections::BTreeSet<i64>> =
-        Default::default();
-    for v in visits.valid() {
-        members
-            .entry(v["grade"].as_i64().unwrap())
-            .or_default()
-            .insert(v["user_id"].as_i64().unwrap());
-    }
-    members
-        .into_iter()
-        .map(|(g, u)| (g, u.len() as i64))
-        .collect()
-}
-
 #[test]
 fn file_pipeline_merges_into_mysql() {
     let _serial = serial();
@@ -87,12 +71,22 @@ fn file_pipeline_merges_into_mysql() {
         .unwrap()
         .replace("sqlite://out.db", &url);
     std::fs::write(&config, text).unwrap();
+    let (out, _, stderr) = output(apiary().arg("check").arg(&config));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+        ),
+        0,
+        "check writes nothing"
+    );
     run_until_idle(&config);
     assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
     assert_eq!(pairs(&url, MODULES), gifts.module_totals(&dim_rooms()));
     assert_eq!(
         pairs(&url, "SELECT grade, members FROM grade_members"),
-        members_per_grade(&visits)
+        visits.members_per_grade()
     );
     assert_eq!(
         count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
@@ -216,7 +210,7 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
     assert_eq!(pairs(&url, MODULES), gifts.module_totals(&dim_rooms()));
     assert_eq!(
         pairs(&url, "SELECT grade, members FROM grade_members"),
-        members_per_grade(&visits)
+        visits.members_per_grade()
     );
     assert_eq!(
         count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use support::process::{interrupt_and_wait, log_tail, spawn_run, wait_until};
 use support::*;
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
-const COMMITTED: &str = "SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets";
 
 /// A plugin directory holding copies of `names` from target/plugins.
 fn plugin_dir(root: &Path, names: &[&str]) -> PathBuf {
@@ -39,14 +37,6 @@ fn count_in(log: &Path, text: &str) -> usize {
         .unwrap_or_default()
         .matches(text)
         .count()
-}
-
-fn committed(db: &Path) -> i64 {
-    if db.exists() {
-        sqlite_count(db, COMMITTED)
-    } else {
-        0
-    }
 }
 
 #[test]
@@ -79,21 +69,21 @@ fn a_rule_swapped_five_times_under_load_keeps_the_totals_exact() {
         // Spread the swaps over the stream.
         let due = records as i64 * (swap + 1) / 7;
         wait_until(Duration::from_secs(300), "records to flow", &log, || {
-            committed(&db) >= due
+            sqlite_committed(&db) >= due
         });
         install(&versions[swap as usize % 2], &plugins, "gift-type-totals");
         wait_until(Duration::from_secs(60), "the swap", &log, || {
             count_in(&log, "plugin swapped") > swap as usize
         });
-        eprintln!("swap {swap} at {} committed records", committed(&db));
+        eprintln!("swap {swap} at {} committed records", sqlite_committed(&db));
     }
     wait_until(Duration::from_secs(300), "every record", &log, || {
-        committed(&db) == records as i64
+        sqlite_committed(&db) == records as i64
     });
     interrupt_and_wait(&mut child, &log);
 
     assert!(
-        committed(&db) == records as i64 && sqlite_pairs(&db, TOTALS) == gifts.gift_totals(),
+        sqlite_committed(&db) == records as i64 && sqlite_pairs(&db, TOTALS) == gifts.gift_totals(),
         "totals differ after five swaps"
     );
     let text = std::fs::read_to_string(&log).unwrap();
@@ -132,29 +122,18 @@ fn file_pipeline(root: &Path, plugins: &Path, input: &Path, topic: &str) -> Path
     config
 }
 
-fn append(path: &Path, lines: &[String]) {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all((lines.join("\n") + "\n").as_bytes())
-        .unwrap();
-}
-
 #[test]
 fn a_stateful_rule_replaced_mid_stream_continues_from_its_state() {
     let root = tempfile::tempdir().unwrap();
     let plugins = plugin_dir(root.path(), &["seed-json-parser", "grade-members"]);
     let visits = generate(Topic::LiveStreamingLog, 6_000, 103, 0.0);
     let input = root.path().join("visits.jsonl");
-    append(&input, &visits.lines[..3_000]);
+    append_lines(&input, &visits.lines[..3_000]);
     let config = file_pipeline(root.path(), &plugins, &input, "live_streaming_log");
     let (db, log) = (root.path().join("out.db"), root.path().join("run.log"));
     let mut child = spawn_run(&config, &[], &log);
     wait_until(Duration::from_secs(60), "the first half", &log, || {
-        committed(&db) == 3_000
+        sqlite_committed(&db) == 3_000
     });
     install(
         &test_plugin("grade-members-next"),
@@ -165,24 +144,14 @@ fn a_stateful_rule_replaced_mid_stream_continues_from_its_state() {
         count_in(&log, "plugin swapped") == 1
     });
     // The lane takes the new version over with its next batch.
-    append(&input, &visits.lines[3_000..]);
+    append_lines(&input, &visits.lines[3_000..]);
     wait_until(Duration::from_secs(60), "the second half", &log, || {
-        committed(&db) == 6_000
+        sqlite_committed(&db) == 6_000
     });
     interrupt_and_wait(&mut child, &log);
     assert_eq!(count_in(&log, "lane takes new plugins over"), 1);
 
-    let mut members: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
-    for v in visits.valid() {
-        members
-            .entry(v["grade"].as_i64().unwrap())
-            .or_default()
-            .insert(v["user_id"].as_i64().unwrap());
-    }
-    let expected: BTreeMap<i64, i64> = members
-        .into_iter()
-        .map(|(g, u)| (g, u.len() as i64))
-        .collect();
+    let expected = visits.members_per_grade();
     assert_eq!(
         sqlite_pairs(&db, "SELECT grade, members FROM grade_members"),
         expected,
@@ -196,12 +165,12 @@ fn broken_files_are_rejected_and_a_removed_parser_pauses_its_topic() {
     let plugins = plugin_dir(root.path(), &["seed-json-parser", "gift-type-totals"]);
     let gifts = generate(Topic::LiveGiftTotal, 9_000, 107, 0.0);
     let input = root.path().join("gifts.jsonl");
-    append(&input, &gifts.lines[..3_000]);
+    append_lines(&input, &gifts.lines[..3_000]);
     let config = file_pipeline(root.path(), &plugins, &input, "live_gift_total");
     let (db, log) = (root.path().join("out.db"), root.path().join("run.log"));
     let mut child = spawn_run(&config, &[], &log);
     wait_until(Duration::from_secs(60), "the first part", &log, || {
-        committed(&db) == 3_000
+        sqlite_committed(&db) == 3_000
     });
 
     // Random bytes, a component of the wrong world, and a half-written
@@ -229,9 +198,9 @@ fn broken_files_are_rejected_and_a_removed_parser_pauses_its_topic() {
         "{}",
         log_tail(&log, 20)
     );
-    append(&input, &gifts.lines[3_000..6_000]);
+    append_lines(&input, &gifts.lines[3_000..6_000]);
     wait_until(Duration::from_secs(60), "the second part", &log, || {
-        committed(&db) == 6_000
+        sqlite_committed(&db) == 6_000
     });
     // The rest of the file arrives: the new version loads.
     std::fs::write(plugins.join("gift-type-totals.wasm"), &next).unwrap();
@@ -244,19 +213,23 @@ fn broken_files_are_rejected_and_a_removed_parser_pauses_its_topic() {
     wait_until(Duration::from_secs(60), "the removal", &log, || {
         count_in(&log, "plugin removed") == 1
     });
-    append(&input, &gifts.lines[6_000..]);
+    append_lines(&input, &gifts.lines[6_000..]);
     wait_until(Duration::from_secs(60), "the pause", &log, || {
         count_in(&log, "no plugin parses topic `live_gift_total` any more") == 1
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(committed(&db), 6_000, "nothing read without a parser");
+    assert_eq!(
+        sqlite_committed(&db),
+        6_000,
+        "nothing read without a parser"
+    );
     install(
         &plugins_dir().join("seed-json-parser.wasm"),
         &plugins,
         "seed-json-parser",
     );
     wait_until(Duration::from_secs(60), "the rest", &log, || {
-        committed(&db) == 9_000
+        sqlite_committed(&db) == 9_000
     });
     interrupt_and_wait(&mut child, &log);
     assert_eq!(sqlite_pairs(&db, TOTALS), gifts.gift_totals());

@@ -141,7 +141,7 @@ impl Cli {
             }
             Command::Query { config, sql } => {
                 let config = PipelineConfig::load(&config)?;
-                let sink = SqlSink::connect(&config.sink.sql).await?;
+                let sink = SqlSink::connect_read_only(&config.sink.sql).await?;
                 let table = sink.query_text(&sql).await?;
                 print!("{table}");
                 Ok(())
@@ -204,7 +204,7 @@ async fn check(path: &Path) -> anyhow::Result<()> {
         .strip_prefix("sqlite://")
         .map(|p| p.split('?').next().unwrap_or(p));
     if sqlite_file.is_none_or(|f| Path::new(f).exists()) {
-        SqlSink::connect(&config.sink.sql)
+        SqlSink::connect_read_only(&config.sink.sql)
             .await?
             .check_tables(&sql_tables)
             .await?;

@@ -98,6 +98,21 @@ impl Generated {
 }
 
 impl Generated {
+    /// Distinct users per grade over the valid visits.
+    pub fn members_per_grade(&self) -> BTreeMap<i64, i64> {
+        let mut members: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
+        for v in self.valid() {
+            members
+                .entry(v["grade"].as_i64().unwrap())
+                .or_default()
+                .insert(v["user_id"].as_i64().unwrap());
+        }
+        members
+            .into_iter()
+            .map(|(g, users)| (g, users.len() as i64))
+            .collect()
+    }
+
     /// Sum of `gift_total_amount` per module over the valid gifts, rooms
     /// mapped by `modules` and unmapped rooms under module 0.
     pub fn module_totals(&self, modules: &BTreeMap<i64, i64>) -> BTreeMap<i64, i64> {
@@ -171,9 +186,8 @@ pub fn embedded_config(dir: &Path, files: &[(&Path, &str)]) -> PathBuf {
     path
 }
 
-/// Runs a query on a SQLite database and returns the rows as (i64, i64).
-pub fn sqlite_pairs(db: &Path, sql: &str) -> BTreeMap<i64, i64> {
-    use sqlx::Row as _;
+/// Runs a query on a SQLite database, reading each row with `read`.
+fn sqlite_rows<T>(db: &Path, sql: &str, read: impl Fn(&sqlx::sqlite::SqliteRow) -> T) -> Vec<T> {
     let url = format!("sqlite://{}?mode=ro", db.display());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -182,43 +196,58 @@ pub fn sqlite_pairs(db: &Path, sql: &str) -> BTreeMap<i64, i64> {
     runtime.block_on(async {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
-        rows.iter()
-            .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
-            .collect()
+        rows.iter().map(read).collect()
     })
+}
+
+/// Runs a query on a SQLite database and returns the rows as (i64, i64).
+pub fn sqlite_pairs(db: &Path, sql: &str) -> BTreeMap<i64, i64> {
+    use sqlx::Row as _;
+    sqlite_rows(db, sql, |r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+        .into_iter()
+        .collect()
 }
 
 /// Runs a one-column text query on a SQLite database.
 pub fn sqlite_text(db: &Path, sql: &str) -> Vec<String> {
     use sqlx::Row as _;
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
-        rows.iter().map(|r| r.get::<String, _>(0)).collect()
-    })
+    sqlite_rows(db, sql, |r| r.get::<String, _>(0))
 }
 
 /// Runs a one-number query on a SQLite database.
 pub fn sqlite_count(db: &Path, sql: &str) -> i64 {
     use sqlx::Row as _;
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    sqlite_rows(db, sql, |r| r.get::<i64, _>(0))[0]
+}
+
+/// Records committed so far over every lane of the SQLite sink `db`; 0
+/// before its first checkpoint.
+pub fn sqlite_committed(db: &Path) -> i64 {
+    let has_offsets = db.exists()
+        && sqlite_count(
+            db,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'apiary_offsets'",
+        ) == 1;
+    if has_offsets {
+        sqlite_count(
+            db,
+            "SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets",
+        )
+    } else {
+        0
+    }
+}
+
+/// Appends `lines` to the file at `path`, creating it if needed.
+pub fn append_lines(path: &Path, lines: &[String]) {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
         .unwrap();
-    runtime.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query(sql)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get::<i64, _>(0)
-    })
+    file.write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
 }
 
 /// Runs `command` to completion, killing it and failing the test if it

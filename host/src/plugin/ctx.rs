@@ -260,3 +260,56 @@ impl rand_core::TryRng for Seeded {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(pairs: &[(&str, &[u8])]) -> PluginState {
+        PluginState::from_stored(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+        )
+    }
+
+    fn write(s: &mut PluginState, key: &str, value: Option<&[u8]>) {
+        s.remember(key);
+        s.changed.insert(key.to_owned());
+        match value {
+            Some(v) => s.values.insert(key.to_owned(), v.to_vec()),
+            None => s.values.remove(key),
+        };
+    }
+
+    #[test]
+    fn a_rolled_back_batch_leaves_no_trace() {
+        let mut s = state(&[("a", b"1")]);
+        write(&mut s, "b", Some(b"x"));
+        s.commit_batch();
+        let before = (s.values.clone(), s.changed.clone());
+        write(&mut s, "a", Some(b"2"));
+        write(&mut s, "a", Some(b"3"));
+        write(&mut s, "c", Some(b"y"));
+        write(&mut s, "b", None);
+        s.roll_back_batch();
+        assert_eq!((s.values.clone(), s.changed.clone()), before);
+    }
+
+    #[test]
+    fn a_savepoint_undoes_only_what_came_after_it() {
+        let mut s = state(&[]);
+        write(&mut s, "a", Some(b"1"));
+        let mark = s.savepoint();
+        write(&mut s, "a", Some(b"2"));
+        write(&mut s, "b", Some(b"3"));
+        s.roll_back_to(mark);
+        assert_eq!(s.values.get("a").map(Vec::as_slice), Some(&b"1"[..]));
+        assert!(!s.values.contains_key("b") && !s.changed.contains("b"));
+        assert!(s.changed.contains("a"), "the kept write is still a change");
+        s.commit_batch();
+        s.roll_back_batch();
+        assert_eq!(s.values.get("a").map(Vec::as_slice), Some(&b"1"[..]));
+    }
+}

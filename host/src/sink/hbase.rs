@@ -184,3 +184,73 @@ fn to_row(schema: &TableSchema, row: &[Value], family: &str, encoding: Encoding)
         .collect();
     Row { key, cells }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::{Column, ColumnType, OutputSchema};
+
+    fn schema() -> TableSchema {
+        let column = |name: &str, type_, merge| Column {
+            name: name.into(),
+            type_,
+            merge,
+            nullable: true,
+        };
+        TableSchema::from_output(
+            "p",
+            &OutputSchema {
+                name: "o".into(),
+                table: None,
+                columns: vec![
+                    column("room", ColumnType::Int, MergeMode::Replace),
+                    column("day", ColumnType::Text, MergeMode::Replace),
+                    column("viewers", ColumnType::Int, MergeMode::Replace),
+                    column("note", ColumnType::Text, MergeMode::Replace),
+                ],
+                primary_key: vec!["room".into(), "day".into()],
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_row_key_joins_its_key_columns_and_nulls_are_left_out() {
+        let row = [
+            Value::Int(7),
+            Value::Text("2021-08-16".into()),
+            Value::Int(300),
+            Value::Null,
+        ];
+        let r = to_row(&schema(), &row, "cf", Encoding::String);
+        assert_eq!(r.key, b"7|2021-08-16");
+        assert_eq!(r.cells.len(), 1);
+        assert_eq!(r.cells[0].column, b"cf:viewers");
+        assert_eq!(r.cells[0].value, b"300");
+        let r = to_row(&schema(), &row, "cf", Encoding::Binary);
+        assert_eq!(&r.key[..8], 7i64.to_be_bytes());
+        assert_eq!(r.cells[0].value, 300i64.to_be_bytes());
+    }
+
+    #[test]
+    fn puts_are_split_by_rows_and_bytes() {
+        let config: HBaseSection =
+            toml::from_str("url = \"http://127.0.0.1:1\"\nmax-rows = 3\nmax-bytes = 400").unwrap();
+        let sink = HBaseSink::new(&config).unwrap();
+        let row = |i: u8| Row {
+            key: vec![i],
+            cells: vec![Cell {
+                column: b"cf:a".to_vec(),
+                timestamp: None,
+                value: vec![i; 60],
+            }],
+        };
+        let chunks = sink.chunks(CellSet {
+            rows: (0..7).map(row).collect(),
+        });
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.rows.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 7);
+        assert!(sizes.iter().all(|&n| (1..=3).contains(&n)), "{sizes:?}");
+        assert!(chunks.iter().all(|c| c.encoded_len() <= 400), "{sizes:?}");
+    }
+}

@@ -48,10 +48,23 @@ impl SqlSink {
     /// Connects to the configured database, creating a SQLite file if it is
     /// missing, and creates Apiary's own tables.
     pub async fn connect(config: &config::SqlSink) -> anyhow::Result<Self> {
+        let sink = Self::open(config, false).await?;
+        sink.create_own_tables().await?;
+        Ok(sink)
+    }
+
+    /// Connects without creating or changing anything (`apiary check` and
+    /// `apiary query`); a SQLite file must exist.
+    pub async fn connect_read_only(config: &config::SqlSink) -> anyhow::Result<Self> {
+        Self::open(config, true).await
+    }
+
+    async fn open(config: &config::SqlSink, read_only: bool) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if config.url.starts_with("sqlite:") {
             let sep = if config.url.contains('?') { '&' } else { '?' };
-            (Dialect::Sqlite, format!("{}{sep}mode=rwc", config.url))
+            let mode = if read_only { "ro" } else { "rwc" };
+            (Dialect::Sqlite, format!("{}{sep}mode={mode}", config.url))
         } else {
             (Dialect::Mysql, config.url.clone())
         };
@@ -60,7 +73,7 @@ impl SqlSink {
         let mut options = AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(std::time::Duration::from_secs(5));
-        if dialect == Dialect::Sqlite {
+        if dialect == Dialect::Sqlite && !read_only {
             // WAL lets readers (a dashboard) in while lanes commit; NORMAL
             // sync is still durable across process crashes in WAL mode.
             options = options.after_connect(|conn, _| {
@@ -80,16 +93,14 @@ impl SqlSink {
             Some(zone) => crate::time::parse_utc_offset(zone).map_err(anyhow::Error::msg)?,
             None => 0,
         };
-        let sink = Self {
+        Ok(Self {
             pool,
             dialect,
             utc_offset_secs,
             max_retries: config.max_retries,
             retry_backoff: config.retry_backoff,
             known_tables: Arc::default(),
-        };
-        sink.create_own_tables().await?;
-        Ok(sink)
+        })
     }
 
     /// Seconds east of UTC that timestamps are written in.

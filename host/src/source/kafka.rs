@@ -476,8 +476,15 @@ impl Lanes {
                 continue;
             };
             if !lane.builder.is_empty() {
-                // A stopped lane reports its own error below.
-                Self::send(&mut lane);
+                // Never wait here: a paused lane only lets go once its
+                // sender is dropped. A partial batch it cannot take is not
+                // committed, so whoever resumes the partition reads it again
+                // (a stopped lane reports its own error below).
+                let _ = lane.tx.try_send(SourceBatch {
+                    lane: lane.key.clone(),
+                    batch: lane.builder.take(),
+                    next_offset: lane.next_offset,
+                });
             }
             drop(lane.tx);
             match self.runtime.block_on(lane.task) {
