@@ -176,3 +176,71 @@ fn time_partitioned_output_creates_a_table_per_day() {
     );
     assert_eq!(tables, expected.len() as i64);
 }
+
+/// `GET /metrics` from `address`, the body's samples by name and labels.
+fn scrape(address: &str) -> BTreeMap<String, f64> {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: apiary\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_are_served_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("gifts.jsonl");
+    let gifts = generate(Topic::LiveGiftTotal, 5_000, 17, 0.01);
+    std::fs::write(&input, gifts.text()).unwrap();
+    let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("[metrics]\nlisten = {address:?}\n{text}")).unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = support::process::spawn_run(&config, &[], &log);
+    let db = dir.path().join("out.db");
+    support::process::wait_until(
+        std::time::Duration::from_secs(60),
+        "every record",
+        &log,
+        || sqlite_committed(&db) == 5_000,
+    );
+    let samples = scrape(&address);
+    support::process::interrupt_and_wait(&mut child, &log);
+
+    let lane = format!(
+        "{{lane=\"{}[0]\"}}",
+        input.canonicalize().unwrap().display()
+    );
+    assert_eq!(samples[&format!("apiary_records_total{lane}")], 5_000.0);
+    assert_eq!(samples[&format!("apiary_committed_offset{lane}")], 5_000.0);
+    assert!(samples[&format!("apiary_checkpoints_total{lane}")] >= 1.0);
+    let dead = format!(
+        "apiary_dead_letters_total{{lane=\"{}[0]\",plugin=\"seed-json-parser\"}}",
+        input.canonicalize().unwrap().display()
+    );
+    assert_eq!(samples[&dead], gifts.malformed.len() as f64, "{samples:?}");
+    assert_eq!(
+        samples["apiary_plugin_reloads_total{kind=\"swapped\"}"],
+        0.0
+    );
+}

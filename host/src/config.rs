@@ -33,6 +33,16 @@ pub struct PipelineConfig {
     pub lookup: std::collections::BTreeMap<String, LookupTable>,
     /// The HBase REST gateway, for lookups and outputs.
     pub hbase: Option<HBaseSection>,
+    /// Where Prometheus scrapes the metrics.
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: serve Prometheus metrics at `http://<listen>/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsSection {
+    /// Address to listen on, e.g. `127.0.0.1:9464`.
+    pub listen: String,
 }
 
 /// `[hbase]`: an HBase REST gateway (`hbase rest start`), used by lookup

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod hbase;
 pub mod lookup;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod replay;

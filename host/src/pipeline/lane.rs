@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::config;
+use crate::metrics::LaneMetrics;
 use anyhow::Context as _;
 
 use crate::plugin::{BatchResult, Engine, LanePlugins, LivePlugins, PluginState, Quarantined};
@@ -62,6 +63,7 @@ pub struct Lane {
     on_commit: Option<CommitHook>,
     stop: Arc<AtomicBool>,
     live: Option<LiveLink>,
+    metrics: Arc<LaneMetrics>,
 }
 
 /// Where a lane looks for newer plugins, and which it runs.
@@ -106,6 +108,7 @@ impl Lane {
             stop: Arc::new(AtomicBool::new(false)),
             on_commit: None,
             live: None,
+            metrics: Arc::default(),
         }
     }
 
@@ -130,6 +133,12 @@ impl Lane {
     /// boundary.
     pub fn with_live(mut self, live: LiveLink) -> Self {
         self.live = Some(live);
+        self
+    }
+
+    /// Counts into `metrics` as it goes.
+    pub fn with_metrics(mut self, metrics: Arc<LaneMetrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -294,7 +303,8 @@ impl Lane {
         let SourceBatch {
             batch, next_offset, ..
         } = batch;
-        self.stats.first_batch_at.get_or_insert_with(Instant::now);
+        let started = Instant::now();
+        self.stats.first_batch_at.get_or_insert(started);
         let BatchResult {
             rows,
             rejected,
@@ -303,17 +313,22 @@ impl Lane {
             Ok(result) => result,
             Err(quarantined) => return Ok(Some(quarantined)),
         };
-        self.stats.records += batch.records.len() as u64;
-        self.stats.events += events as u64;
+        let mut row_count = 0;
         for (table, cells) in rows {
-            self.stats.rows += (cells.len() / table.columns.len()) as u64;
+            row_count += (cells.len() / table.columns.len()) as u64;
             self.buffer.merge(&table, cells);
         }
         for (index, plugin, reason) in rejected {
             self.dead_letter(batch, index, plugin, reason);
         }
+        self.stats.records += batch.records.len() as u64;
+        self.stats.events += events as u64;
+        self.stats.rows += row_count;
         self.next_offset = *next_offset;
-        self.stats.last_batch_at = Some(Instant::now());
+        let now = Instant::now();
+        self.stats.last_batch_at = Some(now);
+        self.metrics
+            .batch(batch.records.len(), events, row_count, now - started);
         Ok(None)
     }
 
@@ -327,6 +342,7 @@ impl Lane {
         let record = &batch.records[index];
         tracing::debug!(lane = %self.key, offset = record.offset, %plugin, "record refused: {reason}");
         self.stats.dead_letters += 1;
+        self.metrics.dead_letter(&plugin);
         self.dead_letters.push(DeadLetter {
             stream: self.key.stream.clone(),
             partition: record.partition,
@@ -380,6 +396,7 @@ impl Lane {
         self.stats.checkpoints += 1;
         self.stats.rows_written += rows_written as u64;
         self.stats.checkpoint_times.push(started.elapsed());
+        self.metrics.checkpoint(self.next_offset, started.elapsed());
         self.stats.last_commit_at = Some(Instant::now());
         if let Some(hook) = &self.on_commit {
             hook(&self.key, self.next_offset);

@@ -20,6 +20,7 @@ pub use reload::Reloader;
 
 use crate::config::{self, PipelineConfig};
 use crate::lookup::Lookups;
+use crate::metrics::Metrics;
 use crate::plugin::{Engine, LanePlugins, LivePlugins, PluginSet, PluginState};
 use crate::sink::{HBaseSink, KafkaDeadLetters, LaneKey, SqlSink};
 use crate::source::file::FileReader;
@@ -123,6 +124,7 @@ pub struct LaneFactory {
     dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
     hbase: Option<Arc<HBaseSink>>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
 /// The tables the SQL sink holds: those not routed to HBase.
@@ -176,6 +178,7 @@ impl LaneFactory {
         )
         .with_context(|| format!("lane {key}"))?;
         tracing::info!(lane = %key, topic, start = ?stored, "lane opens");
+        let lane_metrics = self.metrics.lane(&key.to_string());
         let lane = Lane::new(
             key,
             stored.unwrap_or(0),
@@ -187,6 +190,7 @@ impl LaneFactory {
         .with_dead_letter_topic(self.dead_letter_topic.clone())
         .with_hbase(self.hbase.clone())
         .with_stop(self.stop.clone())
+        .with_metrics(lane_metrics)
         .with_live(LiveLink {
             plugins: self.plugins.clone(),
             generation,
@@ -216,6 +220,11 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
     };
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(LivePlugins::new(plugins));
+    let metrics = Arc::new(Metrics::default());
+    metrics.watch(live.clone(), lookups.clone());
+    if let Some(section) = &config.metrics {
+        metrics.clone().serve(&section.listen).await?;
+    }
     let reloader = config.plugins.watch.then(|| {
         let reloader = Reloader {
             dir: config.plugins.dir.clone(),
@@ -241,6 +250,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         dead_letter_topic,
         hbase,
         stop: stop.clone(),
+        metrics,
     });
 
     let activity = Arc::new(Activity::new());

@@ -1,0 +1,277 @@
+//! Metrics in the Prometheus text format, served at `/metrics` when
+//! `[metrics] listen` is set: per lane records, events, rows, dead letters
+//! per plugin, batch and checkpoint times and offsets; plugin reloads; and
+//! the lookup caches.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::lookup::Lookups;
+use crate::plugin::LivePlugins;
+
+/// Live counters of one lane.
+#[derive(Debug, Default)]
+pub struct LaneMetrics {
+    records: AtomicU64,
+    events: AtomicU64,
+    rows: AtomicU64,
+    batches: AtomicU64,
+    batch_micros: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_micros: AtomicU64,
+    committed_offset: AtomicU64,
+    dead_letters: Mutex<BTreeMap<String, u64>>,
+}
+
+impl LaneMetrics {
+    /// Counts a processed batch.
+    pub fn batch(&self, records: usize, events: usize, rows: u64, took: Duration) {
+        self.records.fetch_add(records as u64, Ordering::Relaxed);
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batch_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a record `plugin` refused.
+    pub fn dead_letter(&self, plugin: &str) {
+        let mut counts = self.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(plugin.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a committed checkpoint.
+    pub fn checkpoint(&self, next_offset: i64, took: Duration) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.committed_offset
+            .store(next_offset.max(0) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Every lane's counters, and what else a scrape reports.
+#[derive(Default)]
+pub struct Metrics {
+    lanes: Mutex<BTreeMap<String, Arc<LaneMetrics>>>,
+    plugins: Mutex<Option<Arc<LivePlugins>>>,
+    lookups: Mutex<Option<Arc<Lookups>>>,
+}
+
+impl Metrics {
+    /// The counters of `lane`, created on first use (a lane reopened after
+    /// a rebalance goes on counting).
+    pub fn lane(&self, lane: &str) -> Arc<LaneMetrics> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.entry(lane.to_owned()).or_default().clone()
+    }
+
+    /// Reports reloads of `plugins` and the caches of `lookups` too.
+    pub fn watch(&self, plugins: Arc<LivePlugins>, lookups: Arc<Lookups>) {
+        *self.plugins.lock().unwrap_or_else(|e| e.into_inner()) = Some(plugins);
+        *self.lookups.lock().unwrap_or_else(|e| e.into_inner()) = Some(lookups);
+    }
+
+    /// Everything, in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let counter =
+            |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let kind = if name.ends_with("_total") || name.ends_with("_sum") {
+                    "counter"
+                } else {
+                    "gauge"
+                };
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                for (lane, m) in &lanes {
+                    let _ = writeln!(out, "{name}{{lane=\"{}\"}} {}", escape(lane), value(m));
+                }
+            };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        counter(
+            &mut out,
+            "apiary_records_total",
+            "Records processed.",
+            &|m| get(&m.records),
+        );
+        counter(
+            &mut out,
+            "apiary_events_total",
+            "Events the parser produced.",
+            &|m| get(&m.events),
+        );
+        counter(
+            &mut out,
+            "apiary_rows_total",
+            "Rows the rules produced, before folding.",
+            &|m| get(&m.rows),
+        );
+        counter(
+            &mut out,
+            "apiary_batches_total",
+            "Batches processed.",
+            &|m| get(&m.batches),
+        );
+        counter(
+            &mut out,
+            "apiary_batch_seconds_sum",
+            "Time spent processing batches.",
+            &|m| get(&m.batch_micros) / 1e6,
+        );
+        counter(
+            &mut out,
+            "apiary_checkpoints_total",
+            "Checkpoints committed.",
+            &|m| get(&m.checkpoints),
+        );
+        counter(
+            &mut out,
+            "apiary_checkpoint_seconds_sum",
+            "Time spent committing checkpoints.",
+            &|m| get(&m.checkpoint_micros) / 1e6,
+        );
+        counter(
+            &mut out,
+            "apiary_committed_offset",
+            "Next offset of the lane's last checkpoint.",
+            &|m| get(&m.committed_offset),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP apiary_dead_letters_total Records refused, by plugin."
+        );
+        let _ = writeln!(out, "# TYPE apiary_dead_letters_total counter");
+        for (lane, m) in &lanes {
+            let counts = m.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
+            for (plugin, n) in counts.iter() {
+                let _ = writeln!(
+                    out,
+                    "apiary_dead_letters_total{{lane=\"{}\",plugin=\"{}\"}} {n}",
+                    escape(lane),
+                    escape(plugin)
+                );
+            }
+        }
+        if let Some(plugins) = &*self.plugins.lock().unwrap_or_else(|e| e.into_inner()) {
+            let c = plugins.counts();
+            let _ = writeln!(
+                out,
+                "# HELP apiary_plugin_reloads_total Plugin files loaded, swapped, removed or rejected while running."
+            );
+            let _ = writeln!(out, "# TYPE apiary_plugin_reloads_total counter");
+            for (kind, n) in [
+                ("loaded", c.loaded),
+                ("swapped", c.swapped),
+                ("removed", c.removed),
+                ("rejected", c.rejected),
+            ] {
+                let _ = writeln!(out, "apiary_plugin_reloads_total{{kind=\"{kind}\"}} {n}");
+            }
+        }
+        if let Some(lookups) = &*self.lookups.lock().unwrap_or_else(|e| e.into_inner()) {
+            let caches = lookups.cache_stats();
+            for (name, help, value) in [
+                (
+                    "apiary_lookup_cache_hits_total",
+                    "Lookup keys answered from the cache.",
+                    0,
+                ),
+                (
+                    "apiary_lookup_cache_misses_total",
+                    "Lookup keys fetched from the store.",
+                    1,
+                ),
+                (
+                    "apiary_lookup_requests_total",
+                    "Multi-get requests sent to the store.",
+                    2,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} counter");
+                for (table, s) in &caches {
+                    let n = [s.hits, s.misses, s.requests][value];
+                    let _ = writeln!(out, "{name}{{table=\"{}\"}} {n}", escape(table));
+                }
+            }
+        }
+        out
+    }
+
+    /// Serves `/metrics` on `listen` until the process ends.
+    pub async fn serve(self: Arc<Self>, listen: &str) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {listen}: {e}"))?;
+        tracing::info!(address = %listener.local_addr()?, "serving metrics at /metrics");
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = self.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("metrics server stopped: {e}");
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_lanes_and_dead_letters_per_plugin() {
+        let metrics = Metrics::default();
+        let lane = metrics.lane("gifts[0]");
+        lane.batch(1024, 1020, 10, Duration::from_millis(2));
+        lane.dead_letter("seed-json-parser");
+        lane.checkpoint(1024, Duration::from_millis(4));
+        let text = metrics.render();
+        assert!(
+            text.contains("apiary_records_total{lane=\"gifts[0]\"} 1024\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiary_committed_offset{lane=\"gifts[0]\"} 1024\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiary_checkpoint_seconds_sum{lane=\"gifts[0]\"} 0.004\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "apiary_dead_letters_total{lane=\"gifts[0]\",plugin=\"seed-json-parser\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE apiary_committed_offset gauge"),
+            "{text}"
+        );
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}
