@@ -30,7 +30,9 @@ fn compile_times(plugins: &Path, work: &Path) -> anyhow::Result<()> {
     // A cache of its own, empty at first.
     // SAFETY: set before any other thread reads the environment.
     unsafe { std::env::set_var("XDG_CACHE_HOME", work.join("cache")) };
+    let python = plugins.parent().unwrap().join("plugins-python");
     let mut files: Vec<PathBuf> = std::fs::read_dir(plugins)?
+        .chain(std::fs::read_dir(&python).into_iter().flatten())
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
         .collect();
@@ -50,8 +52,13 @@ fn compile_times(plugins: &Path, work: &Path) -> anyhow::Result<()> {
             engine.compile(&file)?;
             started.elapsed()
         };
+        let language = if file.starts_with(&python) {
+            " (Python)"
+        } else {
+            ""
+        };
         println!(
-            "| {} | {} KiB | {:.0} ms | {:.1} ms |",
+            "| {}{language} | {} KiB | {:.0} ms | {:.1} ms |",
             file.file_name().unwrap().to_string_lossy(),
             std::fs::metadata(&file)?.len() / 1024,
             cold.as_secs_f64() * 1e3,

@@ -62,6 +62,40 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // The same rule in each guest language, behind the same Rust parser.
+    let python = root
+        .parent()
+        .unwrap()
+        .join("plugins-python/top-gifters.wasm");
+    if python.exists() {
+        let rust_dir = only(&root, &["seed-json-parser.wasm", "top-gifters.wasm"])?;
+        let python_dir = rust_dir.with_extension("python");
+        std::fs::create_dir_all(&python_dir)?;
+        std::fs::copy(
+            root.join("seed-json-parser.wasm"),
+            python_dir.join("seed-json-parser.wasm"),
+        )?;
+        std::fs::copy(&python, python_dir.join("top-gifters.wasm"))?;
+        let sample = &lines[..lines.len().min(200_000)];
+        println!();
+        println!("| top-gifters (parser in Rust), batch 1024 | records/s | × Rust |");
+        println!("|---|---:|---:|");
+        let rust = rate(
+            sample.len(),
+            time(|| run_wasm(&engine, &rust_dir, sample, 1024)),
+        );
+        let py = rate(
+            sample.len(),
+            time(|| run_wasm(&engine, &python_dir, sample, 1024)),
+        );
+        println!("| Rust | {} | 1.00 |", fmt(rust));
+        println!(
+            "| Python (componentize-py) | {} | {:.2} |",
+            fmt(py),
+            py / rust
+        );
+    }
+
     // The price of the time limit: epoch interruption checks in every loop
     // and call of the compiled plugins, against an engine without them.
     let mut untimed = apiary::config::PluginsSection::new(PathBuf::new());
@@ -86,7 +120,7 @@ fn only(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "apiary-bench-{}-{}",
         std::process::id(),
-        names.len()
+        names.join("+")
     ));
     std::fs::create_dir_all(&dir)?;
     for name in names {

@@ -240,12 +240,7 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
                 r.info.version,
                 path.display()
             );
-            let kinds: Vec<String> = r
-                .info
-                .consumes
-                .iter()
-                .map(|k| format!("{k:?}").to_lowercase())
-                .collect();
+            let kinds: Vec<String> = r.info.consumes.iter().map(ToString::to_string).collect();
             println!("consumes: {}", kinds.join(", "));
             for table in &r.tables {
                 println!("output {} -> table {}", table.output, table.table);

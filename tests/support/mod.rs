@@ -257,26 +257,43 @@ pub fn run_with_limit(
     limit: std::time::Duration,
 ) -> (Output, String, String) {
     use std::process::Stdio;
-    let mut child = command
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            child.kill().ok();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "apiary did not finish within {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Output is read while the child runs (a full pipe would block it); a
+    // watchdog kills it at the limit.
+    let pid = child.id().to_string();
+    let (done, killed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let watchdog = {
+        let (done, killed) = (done.clone(), killed.clone());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                if started.elapsed() > limit {
+                    killed.store(true, Ordering::Relaxed);
+                    let _ = Command::new("kill").args(["-9", &pid]).status();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
     let out = child.wait_with_output().unwrap();
+    done.store(true, Ordering::Relaxed);
+    watchdog.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !killed.load(Ordering::Relaxed),
+        "apiary did not finish within {limit:?}; stderr: {stderr}"
+    );
     (out, stdout, stderr)
 }
 

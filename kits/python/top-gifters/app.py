@@ -1,0 +1,69 @@
+"""Rule plugin in Python: gift totals and counts per user, the seed
+dashboard's "top 10 gifting users". The same rule as plugins/top-gifters
+(Rust), row for row: each batch folds into one delta row per user, in user
+order, and the store adds them up.
+
+Built by scripts/build-plugins with componentize-py against wit/ (world
+rule-plugin) into target/plugins-python/top-gifters.wasm; see
+kits/python/README.md.
+"""
+
+from wit_world import exports
+from wit_world.exports import rule
+from wit_world.imports import types
+from wit_world.imports.types import (
+    Column,
+    ColumnType,
+    EventBody_Gift,
+    EventKind,
+    MergeMode,
+    OutputRows,
+    OutputSchema,
+    Rejection,
+    Value_Int,
+)
+
+OUTPUT = "top_gifters"
+
+
+class Rule(exports.Rule):
+    def describe(self) -> rule.RuleInfo:
+        def column(name: str, merge: MergeMode) -> Column:
+            return Column(name, ColumnType.INT, merge, False)
+
+        return rule.RuleInfo(
+            name="top-gifters",
+            version="0.1.0",
+            consumes=[EventKind.GIFT],
+            outputs=[
+                OutputSchema(
+                    OUTPUT,
+                    None,
+                    [
+                        column("user_id", MergeMode.REPLACE),
+                        column("gift_total_amount", MergeMode.ADD),
+                        column("gifts", MergeMode.ADD),
+                    ],
+                    ["user_id"],
+                )
+            ],
+        )
+
+    def process(self, batch: types.EventBatch) -> rule.RuleOutput:
+        totals: dict[int, list[int]] = {}
+        rejected = []
+        for index, event in enumerate(batch.events):
+            body = event.body
+            if isinstance(body, EventBody_Gift):
+                gift = body.value
+                entry = totals.setdefault(gift.user_id, [0, 0])
+                entry[0] += gift.amount
+                entry[1] += 1
+            else:
+                rejected.append(Rejection(index, "top-gifters consumes gift events only"))
+        cells = []
+        for user in sorted(totals):
+            amount, gifts = totals[user]
+            cells += [Value_Int(user), Value_Int(amount), Value_Int(gifts)]
+        rows = [OutputRows(OUTPUT, cells)] if cells else []
+        return rule.RuleOutput(rows, rejected)
