@@ -67,6 +67,9 @@ pub enum Command {
         /// The query, e.g. `SELECT * FROM gift_type_totals ORDER BY gift_type`.
         sql: String,
     },
+    /// Create or build a plugin project.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Print what a plugin says about itself.
     Inspect {
         /// The plugin component.
@@ -147,6 +150,21 @@ impl Cli {
                 Ok(())
             }
             Command::Inspect { plugin } => inspect(&plugin),
+            Command::Plugin(PluginCommand::New {
+                name,
+                lang,
+                kind,
+                dir,
+            }) => {
+                let project = crate::scaffold::new(&dir, &name, lang, kind)?;
+                println!("created {}", project.display());
+                Ok(())
+            }
+            Command::Plugin(PluginCommand::Build { dir }) => {
+                let built = crate::scaffold::build(&dir)?;
+                println!("built {}", built.display());
+                Ok(())
+            }
         }
     }
 }
@@ -162,6 +180,31 @@ fn replay_lookups(specs: &[String]) -> anyhow::Result<Lookups> {
         tables.insert(name.to_owned(), table);
     }
     Lookups::load(&tables, None)
+}
+
+/// `apiary plugin …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Create a plugin project: WIT, source, sample input, README.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Lang,
+        /// Whether it is a rule or a parser.
+        #[arg(long, value_enum, default_value = "rule")]
+        kind: crate::scaffold::Kind,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin project into `<dir>/<name>.wasm`.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// `apiary check`: the first problem found, or nothing.

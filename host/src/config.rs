@@ -226,6 +226,9 @@ pub struct KafkaSource {
     /// Where a partition without a checkpoint starts.
     #[serde(default)]
     pub start: StartOffset,
+    /// Who decides which partitions this process reads.
+    #[serde(default)]
+    pub assignment: Assignment,
     /// How long the broker may hold a fetch waiting for data
     /// (`fetch.wait.max.ms`); short keeps batches flowing.
     #[serde(default = "default_fetch_wait", with = "humantime_serde")]
@@ -293,6 +296,21 @@ impl<'de> Deserialize<'de> for KafkaTopics {
 
         deserializer.deserialize_any(TopicsVisitor)
     }
+}
+
+/// `assignment`: how partitions are spread over processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// Kafka's group protocol: processes with the same `group` split the
+    /// partitions, and take over those of a process that dies.
+    #[default]
+    Group,
+    /// This process reads every partition of its topics itself, with no
+    /// group coordination (what Flink's Kafka source does): one process per
+    /// pipeline, restarted by its supervisor. Partitions added later are not
+    /// picked up until a restart.
+    All,
 }
 
 /// Where a partition without a checkpoint starts.

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod replay;
+pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod time;

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{BatchBuilder, SourceBatch};
-use crate::config::{BatchSection, KafkaSource, StartOffset};
+use crate::config::{Assignment, BatchSection, KafkaSource, StartOffset};
 use crate::pipeline::{Activity, LaneFactory, LaneStats, QUEUE_BATCHES};
 use crate::sink::LaneKey;
 
@@ -130,9 +130,12 @@ impl KafkaReader {
         if !wait_for_brokers(&consumer, &self.source.brokers, &topics, &stop) {
             return Ok(Vec::new());
         }
-        consumer
-            .subscribe(&topics)
-            .with_context(|| format!("cannot subscribe to {topics:?}"))?;
+        match self.source.assignment {
+            Assignment::Group => consumer
+                .subscribe(&topics)
+                .with_context(|| format!("cannot subscribe to {topics:?}"))?,
+            Assignment::All => assign_all(&consumer, &topics)?,
+        }
         tracing::info!(group = %self.source.group, ?topics, "consuming");
 
         let max_wait = self.batch.max_wait;
@@ -173,6 +176,42 @@ impl KafkaReader {
             None => Ok(finished),
         }
     }
+}
+
+/// Opens a lane for every partition of `topics` and assigns them all to
+/// this consumer, each at its lane's checkpoint: no group protocol.
+fn assign_all(consumer: &Consumer_, topics: &[&str]) -> anyhow::Result<()> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("cannot read the topics' partitions")?;
+    let mut tpl = TopicPartitionList::new();
+    let mut lanes = consumer.context().lock();
+    for topic in metadata.topics() {
+        if !topics.contains(&topic.name()) {
+            continue;
+        }
+        for partition in topic.partitions() {
+            let offset = match lanes.open(topic.name(), partition.id())? {
+                Some(offset) => Offset::Offset(offset),
+                None => Offset::Invalid,
+            };
+            tpl.add_partition_offset(topic.name(), partition.id(), offset)?;
+        }
+    }
+    drop(lanes);
+    let partitions: Vec<(String, i32)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    consumer
+        .assign(&tpl)
+        .context("cannot assign the topics' partitions")?;
+    tracing::info!(
+        ?partitions,
+        "partitions assigned (every partition, no group protocol)"
+    );
+    Ok(())
 }
 
 /// Mirrors committed lane offsets to Kafka's group offsets (for lag
