@@ -30,7 +30,8 @@ fn replay_sums_gift_types_and_reports_malformed_lines() {
     );
     assert!(out.status.success(), "replay failed: {stderr}");
 
-    let (mut per_type, mut per_module) = (BTreeMap::new(), BTreeMap::new());
+    let (mut per_type, mut per_module, mut per_user) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for line in stdout.lines() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
         let (totals, key, amount) = match row["output"].as_str() {
@@ -38,12 +39,19 @@ fn replay_sums_gift_types_and_reports_malformed_lines() {
             Some("module_gift_totals") => {
                 (&mut per_module, "module_id", "module_gift_total_amount")
             }
+            Some("top_gifters") => (&mut per_user, "user_id", "gift_total_amount"),
             _ => panic!("unexpected row {line}"),
         };
         *totals.entry(row["row"][key].as_i64().unwrap()).or_default() +=
             row["row"][amount].as_i64().unwrap();
     }
     assert_eq!(per_type, input.gift_totals());
+    let mut users: BTreeMap<i64, i64> = BTreeMap::new();
+    for gift in input.valid() {
+        *users.entry(gift["user_id"].as_i64().unwrap()).or_default() +=
+            gift["gift_total_amount"].as_i64().unwrap();
+    }
+    assert_eq!(per_user, users);
     assert_eq!(per_module, input.module_totals(&dim_rooms()));
     assert!(
         per_module.contains_key(&0),
