@@ -5,34 +5,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use livestream_example::Topic;
 use support::*;
 
-/// A plugin directory with the gift parser and `rule`.
-fn with_rule(root: &Path, name: &str, rule: &Path) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let parser = "seed-json-parser.wasm";
-    std::fs::copy(plugins_dir().join(parser), dir.join(parser)).unwrap();
-    std::fs::copy(rule, dir.join("top-gifters.wasm")).unwrap();
-    dir
-}
-
-/// The `top_gifters` rows `apiary replay` prints.
-fn replay_rows(plugins: &Path, input: &Path) -> Vec<String> {
-    let (out, stdout, stderr) = run_with_limit(
-        apiary()
-            .args(["replay", "--plugins"])
-            .arg(plugins)
-            .args(["--topic", "live_gift_total", "--input"])
-            .arg(input),
-        // A Python component takes about a minute to compile the first
-        // time (then it comes from the cache).
-        std::time::Duration::from_secs(600),
-    );
-    assert!(out.status.success(), "{stderr}");
+/// The `top_gifters` rows `apiary replay` prints with the gift parser and
+/// `rule` in `dir`.
+fn replay_rows(dir: &Path, rule: &Path, input: &Path) -> Vec<String> {
+    let parser = plugins_dir().join("seed-json-parser.wasm");
+    let (stdout, _) = replay_plugins(dir, &[&parser, rule], "live_gift_total", input);
     stdout
         .lines()
         .filter(|l| l.contains("\"output\":\"top_gifters\""))
@@ -53,11 +35,9 @@ fn top_gifters_in_python_gives_the_rows_of_top_gifters_in_rust() {
         python.display()
     );
 
-    let rust_rows = replay_rows(
-        &with_rule(root.path(), "rust", &plugins_dir().join("top-gifters.wasm")),
-        &input,
-    );
-    let python_rows = replay_rows(&with_rule(root.path(), "python", &python), &input);
+    let rust = plugins_dir().join("top-gifters.wasm");
+    let rust_rows = replay_rows(&root.path().join("rust"), &rust, &input);
+    let python_rows = replay_rows(&root.path().join("python"), &python, &input);
     assert!(!rust_rows.is_empty());
     assert_eq!(python_rows, rust_rows, "the same rows, in the same order");
 

@@ -52,25 +52,6 @@ fn new_and_build(root: &Path, name: &str, lang: &str, kind: &str) -> PathBuf {
     built
 }
 
-/// Replays `input` as `topic` through `plugins`, copied into `dir`; its
-/// stdout and stderr.
-fn replay(dir: &Path, plugins: &[&Path], topic: &str, input: &Path) -> (String, String) {
-    std::fs::create_dir_all(dir).unwrap();
-    for plugin in plugins {
-        std::fs::copy(plugin, dir.join(plugin.file_name().unwrap())).unwrap();
-    }
-    let (out, stdout, stderr) = run_with_limit(
-        apiary()
-            .args(["replay", "--plugins"])
-            .arg(dir)
-            .args(["--topic", topic, "--input"])
-            .arg(input),
-        std::time::Duration::from_secs(600),
-    );
-    assert!(out.status.success(), "{stderr}");
-    (stdout, stderr)
-}
-
 #[test]
 fn new_rules_in_rust_and_python_build_and_count_gifts_per_room() {
     let root = tempfile::tempdir().unwrap();
@@ -91,7 +72,7 @@ fn new_rules_in_rust_and_python_build_and_count_gifts_per_room() {
         let name = format!("room-gifts-{lang}");
         let rule = new_and_build(root.path(), &name, lang, "rule");
         let dir = root.path().join(format!("{name}-plugins"));
-        let (stdout, _) = replay(&dir, &[&parser, &rule], "live_gift_total", &input);
+        let (stdout, _) = replay_plugins(&dir, &[&parser, &rule], "live_gift_total", &input);
         let mut rooms: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let mut rows = Vec::new();
         for line in stdout.lines() {
@@ -119,7 +100,7 @@ fn new_parsers_in_rust_and_python_refuse_what_they_cannot_read() {
         let sample = root.path().join(&name).join("sample.jsonl");
         let topic = name.replace('-', "_");
         let dir = root.path().join(format!("{name}-plugins"));
-        let (stdout, stderr) = replay(&dir, &[&parser], &topic, &sample);
+        let (stdout, stderr) = replay_plugins(&dir, &[&parser], &topic, &sample);
         assert!(stdout.is_empty(), "no rule, no rows: {stdout}");
         let refused: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line ")).collect();
         assert_eq!(refused.len(), 1, "{lang}: {stderr}");

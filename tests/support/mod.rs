@@ -297,6 +297,31 @@ pub fn run_with_limit(
     (out, stdout, stderr)
 }
 
+/// Replays `input` as `topic` through `plugins`, copied into `dir`; its
+/// stdout and stderr. Compiling a Python component the first time takes
+/// about a minute in a debug build, hence the generous limit.
+pub fn replay_plugins(
+    dir: &Path,
+    plugins: &[&Path],
+    topic: &str,
+    input: &Path,
+) -> (String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    for plugin in plugins {
+        std::fs::copy(plugin, dir.join(plugin.file_name().unwrap())).unwrap();
+    }
+    let (out, stdout, stderr) = run_with_limit(
+        apiary()
+            .args(["replay", "--plugins"])
+            .arg(dir)
+            .args(["--topic", topic, "--input"])
+            .arg(input),
+        std::time::Duration::from_secs(600),
+    );
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
 /// `apiary run CONFIG --stop-when-idle 300ms`, which must succeed.
 pub fn run_until_idle(config: &Path) -> String {
     let (out, _, stderr) = run_with_limit(

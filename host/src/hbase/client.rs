@@ -141,7 +141,7 @@ impl Client {
             url.push_str(&encode_columns(columns));
         }
         let what = format!("get from `{table}`");
-        let set = self.get_cells(&what, &url).await?;
+        let set = self.get_json::<CellSet>(&what, &url).await?;
         Ok(set
             .and_then(|s| s.rows.into_iter().next())
             .map(|r| cells_of(r.cells)))
@@ -170,7 +170,10 @@ impl Client {
             url.push_str(&suffix);
         }
         let what = format!("multi-get of {} rows from `{table}`", rows.len());
-        let set = self.get_cells(&what, &url).await?.unwrap_or_default();
+        let set = self
+            .get_json::<CellSet>(&what, &url)
+            .await?
+            .unwrap_or_default();
         Ok(set
             .rows
             .into_iter()
@@ -190,23 +193,8 @@ impl Client {
             name: String,
         }
         let url = format!("{}/{}/schema", self.base, encode(table.as_bytes()));
-        let what = format!("schema of `{table}`");
-        let body = match self
-            .send(&what, || {
-                self.http.get(&url).header("Accept", "application/json")
-            })
-            .await
-        {
-            Ok(body) => body,
-            Err(HBaseError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let schema: Schema = serde_json::from_slice(&body).map_err(|e| HBaseError::Other {
-            what,
-            status: StatusCode::OK,
-            detail: format!("unreadable schema: {e}"),
-        })?;
-        Ok(Some(schema.families.into_iter().map(|f| f.name).collect()))
+        let schema: Option<Schema> = self.get_json(&format!("schema of `{table}`"), &url).await?;
+        Ok(schema.map(|s| s.families.into_iter().map(|f| f.name).collect()))
     }
 
     /// Makes sure `table` exists with `families`, creating the table or
@@ -234,8 +222,13 @@ impl Client {
         .map(drop)
     }
 
-    /// A CellSet read, `None` on 404 (no such row, or none of its rows).
-    async fn get_cells(&self, what: &str, url: &str) -> Result<Option<CellSet>, HBaseError> {
+    /// A JSON document read, `None` on 404 (no such table, row, or none
+    /// of the rows asked for).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+    ) -> Result<Option<T>, HBaseError> {
         let response = self
             .send(what, || {
                 self.http.get(url).header("Accept", "application/json")
@@ -251,7 +244,7 @@ impl Client {
             .map_err(|e| HBaseError::Other {
                 what: what.to_owned(),
                 status: StatusCode::OK,
-                detail: format!("unreadable CellSet: {e}"),
+                detail: format!("unreadable answer: {e}"),
             })
     }
 

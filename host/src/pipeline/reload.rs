@@ -106,12 +106,10 @@ impl Reloader {
             self.live.count_rejected(changes.rejected);
             return Ok(());
         }
-        if let Some(hbase) = &self.hbase {
-            let tables: Vec<_> = set.tables().cloned().collect();
-            let outputs = hbase.outputs();
-            HBaseSink::check(outputs, &tables).map_err(anyhow::Error::msg)?;
-        }
         let tables: Vec<_> = set.tables().cloned().collect();
+        if let Some(hbase) = &self.hbase {
+            HBaseSink::check(hbase.outputs(), &tables).map_err(anyhow::Error::msg)?;
+        }
         let tables = super::sql_tables(&tables, self.hbase.as_deref());
         self.sink.prepare_tables(&tables).await?;
         self.live.publish(set, changes);

@@ -433,8 +433,13 @@ impl LanePlugins {
         for rule in &set.rules {
             let instance = match old.remove(&rule.info.name) {
                 Some(same) if Arc::ptr_eq(&same.loaded, rule) => same,
-                Some(mut previous) => {
-                    let state = std::mem::take(&mut previous.store.data_mut().state);
+                previous => {
+                    // A new version keeps the lane's state; a new plugin
+                    // loads what it stored.
+                    let state = match previous {
+                        Some(mut previous) => std::mem::take(&mut previous.store.data_mut().state),
+                        None => load_state(&rule.info.name)?,
+                    };
                     RuleInstance::new(
                         engine,
                         rule.clone(),
@@ -443,13 +448,6 @@ impl LanePlugins {
                         state,
                     )?
                 }
-                None => RuleInstance::new(
-                    engine,
-                    rule.clone(),
-                    self.lane.clone(),
-                    self.lookups.clone(),
-                    load_state(&rule.info.name)?,
-                )?,
             };
             self.rules.push(instance);
         }

@@ -139,10 +139,7 @@ impl HBaseSink {
         let mut chunks = vec![CellSet::default()];
         let mut bytes = 0;
         for row in set.rows {
-            let size = CellSet {
-                rows: vec![row.clone()],
-            }
-            .encoded_len();
+            let size = row.encoded_len();
             let last = chunks.last_mut().expect("one chunk");
             if !last.rows.is_empty()
                 && (last.rows.len() >= self.max_rows || bytes + size > self.max_bytes)

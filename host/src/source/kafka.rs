@@ -403,6 +403,17 @@ struct OpenLane {
     task: JoinHandle<anyhow::Result<(LaneKey, LaneStats)>>,
 }
 
+impl OpenLane {
+    /// The records gathered so far, as a batch for the lane.
+    fn take_batch(&mut self) -> SourceBatch {
+        SourceBatch {
+            lane: self.key.clone(),
+            batch: self.builder.take(),
+            next_offset: self.next_offset,
+        }
+    }
+}
+
 impl Lanes {
     /// Opens the lane of an assigned partition; returns its checkpointed
     /// offset, where consumption must start.
@@ -493,13 +504,8 @@ impl Lanes {
 
     /// Hands the lane its batch; false if the lane has stopped (failed).
     fn send(lane: &mut OpenLane) -> bool {
-        lane.tx
-            .blocking_send(SourceBatch {
-                lane: lane.key.clone(),
-                batch: lane.builder.take(),
-                next_offset: lane.next_offset,
-            })
-            .is_ok()
+        let batch = lane.take_batch();
+        lane.tx.blocking_send(batch).is_ok()
     }
 
     /// Closes the lanes of `partitions`: each gets its partial batch, then
@@ -519,11 +525,8 @@ impl Lanes {
                 // sender is dropped. A partial batch it cannot take is not
                 // committed, so whoever resumes the partition reads it again
                 // (a stopped lane reports its own error below).
-                let _ = lane.tx.try_send(SourceBatch {
-                    lane: lane.key.clone(),
-                    batch: lane.builder.take(),
-                    next_offset: lane.next_offset,
-                });
+                let batch = lane.take_batch();
+                let _ = lane.tx.try_send(batch);
             }
             drop(lane.tx);
             match self.runtime.block_on(lane.task) {
