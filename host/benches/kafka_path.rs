@@ -184,15 +184,22 @@ async fn apiary_run(
     sink: &str,
     records: usize,
 ) -> anyhow::Result<Run> {
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .join("target/plugins");
-    let logical = if topic.contains("visits") {
-        "live_streaming_log"
+    let (logical, rules): (&str, &[&str]) = if topic.contains("visits") {
+        ("live_streaming_log", &["viewer-log", "grade-members"])
     } else {
-        "live_gift_total"
+        ("live_gift_total", &["gift-type-totals"])
     };
+    // Only the plugins the row names: target/plugins holds more rules.
+    let plugins = dir.join(format!("{name}-plugins"));
+    std::fs::create_dir_all(&plugins)?;
+    for plugin in std::iter::once(&"seed-json-parser").chain(rules) {
+        let file = format!("{plugin}.wasm");
+        std::fs::copy(shipped.join(&file), plugins.join(&file))?;
+    }
     let text = format!(
         "[pipeline]\nname = {name:?}\n[plugins]\ndir = {plugins:?}\n[source.kafka]\nbrokers = {broker:?}\n\
          group = \"{topic}-{name}\"\ntopics = {{ {topic:?} = {logical:?} }}\n[sink.sql]\nurl = {sink:?}\n"
