@@ -1,14 +1,29 @@
-//! Plugins in other languages: the Python twin of `top-gifters` (built by
-//! `scripts/build-plugins` from kits/python) gives the same rows as the
-//! Rust one on the same input, and both match totals computed here.
+//! Plugins in other languages, from kits/ (built by `scripts/build-kits`):
+//! the same rule in Rust, Python, JavaScript and C gives the same rows on
+//! the same input, matching totals computed here; and the C Bilibili
+//! parser reads packet-framed, partly compressed messages from Kafka.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use livestream_example::Topic;
+use sqlx::Row as _;
+use support::kafka::{create_topic, produce_keyed};
 use support::*;
+
+/// A kit's component, `target/plugins-<lang>/<name>.wasm`.
+fn kit(lang: &str, name: &str) -> PathBuf {
+    let path = repo_root().join(format!("target/plugins-{lang}/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing: run ./scripts/build-kits",
+        path.display()
+    );
+    path
+}
 
 /// The `top_gifters` rows `apiary replay` prints with the gift parser and
 /// `rule` in `dir`.
@@ -23,24 +38,14 @@ fn replay_rows(dir: &Path, rule: &Path, input: &Path) -> Vec<String> {
 }
 
 #[test]
-fn top_gifters_in_python_gives_the_rows_of_top_gifters_in_rust() {
+fn top_gifters_gives_the_same_rows_in_rust_python_javascript_and_c() {
     let root = tempfile::tempdir().unwrap();
     let gifts = generate(Topic::LiveGiftTotal, 5_000, 111, 0.01);
     let input = root.path().join("gifts.jsonl");
     std::fs::write(&input, gifts.text()).unwrap();
-    let python = repo_root().join("target/plugins-python/top-gifters.wasm");
-    assert!(
-        python.exists(),
-        "{} missing: run ./scripts/build-plugins",
-        python.display()
-    );
 
     let rust = plugins_dir().join("top-gifters.wasm");
     let rust_rows = replay_rows(&root.path().join("rust"), &rust, &input);
-    let python_rows = replay_rows(&root.path().join("python"), &python, &input);
-    assert!(!rust_rows.is_empty());
-    assert_eq!(python_rows, rust_rows, "the same rows, in the same order");
-
     let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for gift in gifts.valid() {
         let entry = expected
@@ -50,7 +55,7 @@ fn top_gifters_in_python_gives_the_rows_of_top_gifters_in_rust() {
         entry.1 += 1;
     }
     let mut got: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for line in &python_rows {
+    for line in &rust_rows {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
         let entry = got
             .entry(row["row"]["user_id"].as_i64().unwrap())
@@ -59,4 +64,97 @@ fn top_gifters_in_python_gives_the_rows_of_top_gifters_in_rust() {
         entry.1 += row["row"]["gifts"].as_i64().unwrap();
     }
     assert_eq!(got, expected);
+
+    for lang in ["python", "js", "c"] {
+        let rows = replay_rows(&root.path().join(lang), &kit(lang, "top-gifters"), &input);
+        assert_eq!(rows, rust_rows, "{lang}: the same rows, in the same order");
+    }
+}
+
+#[test]
+fn bilibili_parser_in_c_reads_danmaku_packets_from_kafka() {
+    let messages = support::bilibili::generate(3_000, 7, 40);
+    let topic = create_topic("bilibili", 2);
+    produce_keyed(&topic, &messages.records);
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for plugin in [
+        kit("c", "bilibili-parser"),
+        plugins_dir().join("top-gifters.wasm"),
+        plugins_dir().join("room-activity.wasm"),
+    ] {
+        std::fs::copy(&plugin, plugins.join(plugin.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndir = {plugins:?}\n[source.kafka]\nbrokers = {:?}\ngroup = \"{topic}-g\"\n\
+             topics = {{ {topic:?} = \"bilibili_danmaku\" }}\n\
+             [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"500ms\"\n",
+            support::kafka::broker(),
+        ),
+    )
+    .unwrap();
+    let (out, _, stderr) = run_with_limit(
+        apiary()
+            .arg("run")
+            .arg(&config)
+            .args(["--stop-when-idle", "10s"]),
+        Duration::from_secs(240),
+    );
+    assert!(out.status.success(), "{stderr}");
+
+    let db = dir.path().join("out.db");
+    assert_eq!(sqlite_committed(&db), messages.records.len() as i64);
+    let gifts: BTreeMap<i64, (i64, i64)> = sqlite_rows(
+        &db,
+        "SELECT user_id, gift_total_amount, gifts FROM top_gifters",
+        |r| (r.get(0), (r.get(1), r.get(2))),
+    )
+    .into_iter()
+    .collect();
+    assert!(!gifts.is_empty());
+    assert_eq!(gifts, messages.expected.gifts);
+    let rooms: BTreeMap<i64, (i64, i64, i64)> = sqlite_rows(
+        &db,
+        "SELECT room_id, chats, entries, peak_heat FROM room_activity",
+        |r| (r.get(0), (r.get(1), r.get(2), r.get(3))),
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(rooms, messages.expected.rooms);
+
+    // Each refused message is a dead letter with its bytes and the reason.
+    let dead: Vec<(Vec<u8>, String)> = sqlite_rows(
+        &db,
+        "SELECT record_value, reason FROM apiary_dead_letter",
+        |r| (r.get(0), r.get(1)),
+    );
+    let mut values: Vec<&[u8]> = dead.iter().map(|(v, _)| v.as_slice()).collect();
+    let mut expected: Vec<&[u8]> = messages
+        .bad
+        .iter()
+        .map(|&i| messages.records[i].1.as_slice())
+        .collect();
+    values.sort();
+    expected.sort();
+    assert_eq!(values, expected);
+    for reason in [
+        "shorter than the 16-byte header",
+        "length fields do not fit the message",
+        "checksum mismatch",
+        "brotli-compressed",
+        "record key must be the room id",
+        "DANMU_MSG without info[1]",
+        "not a JSON object",
+    ] {
+        assert!(
+            dead.iter().any(|(_, r)| r.contains(reason)),
+            "no dead letter says `{reason}`: {:?}",
+            dead.iter().map(|(_, r)| r).collect::<Vec<_>>()
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! an empty cache and again from the cache; and how long each lane pauses
 //! when a rule is swapped under load (four file lanes fed continuously,
 //! `gift-type-totals` replaced `BENCH_SWAPS` times, default 20). Prints
-//! tables. Needs `scripts/build-plugins`.
+//! tables. Needs `scripts/build-plugins` (which builds the plugins in other
+//! languages too).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,13 +31,19 @@ fn compile_times(plugins: &Path, work: &Path) -> anyhow::Result<()> {
     // A cache of its own, empty at first.
     // SAFETY: set before any other thread reads the environment.
     unsafe { std::env::set_var("XDG_CACHE_HOME", work.join("cache")) };
-    let python = plugins.parent().unwrap().join("plugins-python");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(plugins)?
-        .chain(std::fs::read_dir(&python).into_iter().flatten())
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .collect();
-    files.sort();
+    // The shipped plugins, then the kits in other languages.
+    let kits = ["c", "js", "python"].map(|lang| plugins.with_file_name(format!("plugins-{lang}")));
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in std::iter::once(plugins).chain(kits.iter().map(PathBuf::as_path)) {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
     println!("| plugin | size | compile, empty cache | from the cache |");
     println!("|---|---:|---:|---:|");
     for file in files {
@@ -52,10 +59,11 @@ fn compile_times(plugins: &Path, work: &Path) -> anyhow::Result<()> {
             engine.compile(&file)?;
             started.elapsed()
         };
-        let language = if file.starts_with(&python) {
-            " (Python)"
-        } else {
-            ""
+        let language = match file.parent().and_then(Path::file_name) {
+            Some(dir) if dir == "plugins-c" => " (C)",
+            Some(dir) if dir == "plugins-js" => " (JavaScript)",
+            Some(dir) if dir == "plugins-python" => " (Python)",
+            _ => "",
         };
         println!(
             "| {}{language} | {} KiB | {:.0} ms | {:.1} ms |",

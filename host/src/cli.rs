@@ -160,8 +160,20 @@ impl Cli {
                 println!("created {}", project.display());
                 Ok(())
             }
-            Command::Plugin(PluginCommand::Build { dir }) => {
-                let built = crate::scaffold::build(&dir)?;
+            Command::Plugin(PluginCommand::Test { dir, bless }) => {
+                let outcome = tokio::task::block_in_place(|| crate::scaffold::test(&dir, bless))?;
+                match outcome {
+                    crate::scaffold::TestOutcome::Passed { lines } => {
+                        println!("ok: the replay printed the {lines} expected lines")
+                    }
+                    crate::scaffold::TestOutcome::Wrote(path) => {
+                        println!("wrote {}: check it, then keep it", path.display())
+                    }
+                }
+                Ok(())
+            }
+            Command::Plugin(PluginCommand::Build { dir, out }) => {
+                let built = crate::scaffold::build(&dir, out.as_deref())?;
                 println!("built {}", built.display());
                 Ok(())
             }
@@ -204,6 +216,19 @@ pub enum PluginCommand {
         /// The project directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Where to write the component instead.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Build a plugin project, replay its sample through it and compare
+    /// the output with the expected file (`[test]` in apiary-plugin.toml).
+    Test {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the output as the new expected file.
+        #[arg(long)]
+        bless: bool,
     },
 }
 

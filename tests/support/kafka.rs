@@ -52,6 +52,17 @@ pub fn create_topic(prefix: &str, partitions: i32) -> String {
 /// Produces `lines` to `topic`, keyed by line number so they spread over
 /// the partitions, and waits until the broker has them all.
 pub fn produce(topic: &str, lines: &[String]) {
+    let records: Vec<(Vec<u8>, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| (i.to_string().into_bytes(), line.as_bytes().to_vec()))
+        .collect();
+    produce_keyed(topic, &records);
+}
+
+/// Produces `(key, value)` records to `topic` and waits until the broker
+/// has them all.
+pub fn produce_keyed(topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("linger.ms", "20")
@@ -60,9 +71,8 @@ pub fn produce(topic: &str, lines: &[String]) {
         .set("enable.idempotence", "true")
         .create()
         .expect("producer");
-    for (i, line) in lines.iter().enumerate() {
-        let key = i.to_string();
-        let mut record = BaseRecord::to(topic).key(&key).payload(line);
+    for (key, value) in records {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

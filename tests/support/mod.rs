@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bilibili;
 pub mod kafka;
 pub mod mysql;
 pub mod process;
@@ -187,7 +188,11 @@ pub fn embedded_config(dir: &Path, files: &[(&Path, &str)]) -> PathBuf {
 }
 
 /// Runs a query on a SQLite database, reading each row with `read`.
-fn sqlite_rows<T>(db: &Path, sql: &str, read: impl Fn(&sqlx::sqlite::SqliteRow) -> T) -> Vec<T> {
+pub fn sqlite_rows<T>(
+    db: &Path,
+    sql: &str,
+    read: impl Fn(&sqlx::sqlite::SqliteRow) -> T,
+) -> Vec<T> {
     let url = format!("sqlite://{}?mode=ro", db.display());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,6 +1,8 @@
-//! `apiary plugin new` and `apiary plugin build`: a plugin project that
-//! builds, with Apiary's WIT in it, a sample input and the commands to try
-//! it on, in Rust or Python.
+//! `apiary plugin new`, `build` and `test`: a plugin project that builds,
+//! with Apiary's WIT in it, a sample input and a replay fixture test over
+//! it, in Rust, Python, JavaScript or C.
+
+mod c;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +22,10 @@ pub enum Lang {
     Rust,
     /// Python, built with `componentize-py`.
     Python,
+    /// JavaScript, built with `componentize-qjs` (QuickJS).
+    Js,
+    /// C, built with clang and wasi-libc; bindings by `wit-bindgen c`.
+    C,
 }
 
 /// What the plugin implements.
@@ -40,6 +46,63 @@ struct Project {
     name: String,
     lang: Lang,
     kind: Kind,
+    /// The WIT directory, relative to the project (default `wit`); a Rust
+    /// plugin names its own in `wit_bindgen::generate!`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wit: Option<PathBuf>,
+    /// The replay fixture `apiary plugin test` runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    test: Option<Fixture>,
+}
+
+/// `[test]` of `apiary-plugin.toml`: replay `input` as `topic` through the
+/// plugin (and `plugins`), and compare what it prints with `expected`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Fixture {
+    /// Logical topic of the input records.
+    topic: String,
+    /// One raw record per line, relative to the project.
+    #[serde(default = "Fixture::default_input")]
+    input: PathBuf,
+    /// The rows and refusals the replay must print, relative to the project.
+    #[serde(default = "Fixture::default_expected")]
+    expected: PathBuf,
+    /// Other components the replay needs, such as the parser a rule's input
+    /// goes through; relative to the project.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    plugins: Vec<PathBuf>,
+}
+
+impl Fixture {
+    fn default_input() -> PathBuf {
+        "sample.jsonl".into()
+    }
+
+    fn default_expected() -> PathBuf {
+        "sample.expected".into()
+    }
+}
+
+/// What `apiary plugin test` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TestOutcome {
+    /// The replay printed what the expected file holds.
+    Passed {
+        /// Lines compared.
+        lines: usize,
+    },
+    /// There was no expected file, or `--bless` was given: it was written.
+    Wrote(PathBuf),
+}
+
+impl Kind {
+    /// The WIT world a plugin of this kind implements.
+    fn world(self) -> &'static str {
+        match self {
+            Kind::Rule => "rule-plugin",
+            Kind::Parser => "parser-plugin",
+        }
+    }
 }
 
 /// Creates the project `<parent>/<name>` and returns its directory.
@@ -70,10 +133,21 @@ pub fn new(parent: &Path, name: &str, lang: Lang, kind: Kind) -> anyhow::Result<
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
     write("wit/plugin.wit", WIT)?;
+    let (sample, topic) = match kind {
+        Kind::Rule => (SAMPLE_GIFTS.to_owned(), "live_gift_total".to_owned()),
+        Kind::Parser => (SAMPLE_CHAT.to_owned(), snake.clone()),
+    };
     let project = Project {
         name: name.to_owned(),
         lang,
         kind,
+        wit: None,
+        test: Some(Fixture {
+            topic: topic.clone(),
+            input: Fixture::default_input(),
+            expected: Fixture::default_expected(),
+            plugins: Vec::new(),
+        }),
     };
     write("apiary-plugin.toml", &toml::to_string(&project)?)?;
     match lang {
@@ -95,32 +169,55 @@ pub fn new(parent: &Path, name: &str, lang: Lang, kind: Kind) -> anyhow::Result<
             write("requirements.txt", "componentize-py==0.25.1\n")?;
             write(".gitignore", "__pycache__/\n.venv/\n*.wasm\n")?;
         }
+        Lang::Js => {
+            let source = match kind {
+                Kind::Rule => include_str!("rule.js.txt"),
+                Kind::Parser => include_str!("parser.js.txt"),
+            };
+            write("app.js", &fill(source))?;
+            write("package.json", &fill(PACKAGE_JSON))?;
+            write(".gitignore", "node_modules/\n*.wasm\n")?;
+        }
+        Lang::C => {
+            let source = match kind {
+                Kind::Rule => include_str!("rule.c.txt"),
+                Kind::Parser => include_str!("parser.c.txt"),
+            };
+            write(&format!("src/{snake}.c"), &fill(source))?;
+            write(".gitignore", &format!("{}/\n*.wasm\n", c::GENERATED))?;
+            // Generated now too, so an editor finds the header at once.
+            c::bindings(&dir, &dir.join("wit"), kind.world())?;
+        }
     }
-    let (sample, topic) = match kind {
-        Kind::Rule => (SAMPLE_GIFTS.to_owned(), "live_gift_total".to_owned()),
-        Kind::Parser => (SAMPLE_CHAT.to_owned(), snake.clone()),
-    };
     write("sample.jsonl", &sample)?;
-    write("README.md", &fill(README).replace("{{topic}}", &topic))?;
+    let toolchain = match lang {
+        Lang::Rust => "rustup target add wasm32-wasip2",
+        Lang::Python => "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
+        Lang::Js => "npm install",
+        Lang::C => "apt install clang lld wasi-libc libclang-rt-14-dev-wasm32   # Debian",
+    };
+    let readme = fill(README)
+        .replace("{{topic}}", &topic)
+        .replace("{{toolchain}}", toolchain);
+    write("README.md", &readme)?;
     Ok(dir)
 }
 
-/// Builds the project in `dir` into `<dir>/<name>.wasm` and returns it.
-pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let manifest = dir.join("apiary-plugin.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| {
-        format!(
-            "{} is not a plugin project (no apiary-plugin.toml)",
-            dir.display()
-        )
-    })?;
-    let project: Project =
-        toml::from_str(&text).with_context(|| format!("invalid {}", manifest.display()))?;
-    let out = dir.join(format!("{}.wasm", project.name));
-    let world = match project.kind {
-        Kind::Rule => "rule-plugin",
-        Kind::Parser => "parser-plugin",
+/// Builds the project in `dir` into `out` (default `<dir>/<name>.wasm`)
+/// and returns that path.
+pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    // Tools run inside the project see the same paths.
+    let dir = &std::path::absolute(dir)?;
+    let project = Project::read(dir)?;
+    let out = match out {
+        Some(out) => std::path::absolute(out)?,
+        None => dir.join(format!("{}.wasm", project.name)),
     };
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let world = project.kind.world();
+    let wit = dir.join(project.wit.as_deref().unwrap_or(Path::new("wit")));
     match project.lang {
         Lang::Rust => {
             let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -143,15 +240,9 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
                 .with_context(|| format!("cannot copy {}", built.display()))?;
         }
         Lang::Python => {
-            let local = dir.join(".venv/bin/componentize-py");
-            let tool = if local.exists() {
-                local.into_os_string()
-            } else {
-                "componentize-py".into()
-            };
-            run(Command::new(&tool)
+            run(Command::new(local_tool(dir, ".venv/bin/componentize-py"))
                 .arg("-d")
-                .arg(dir.join("wit"))
+                .arg(&wit)
                 .args(["-w", world, "componentize", "-p"])
                 .arg(dir)
                 .args(["app", "-o"])
@@ -161,8 +252,121 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
                  -r requirements.txt` in the project",
             )?;
         }
+        Lang::Js => {
+            // --sync: the non-async QuickJS runtime, as Apiary calls
+            // plugins synchronously.
+            run(
+                Command::new(local_tool(dir, "node_modules/.bin/componentize-qjs"))
+                    .current_dir(dir)
+                    .arg("--wit")
+                    .arg(&wit)
+                    .args(["--js", "app.js", "--world", world, "--sync", "--output"])
+                    .arg(&out),
+            )
+            .context("componentize-qjs is needed: `npm install` in the project")?;
+        }
+        Lang::C => c::build(dir, &wit, world, &out)?,
     }
     Ok(out)
+}
+
+/// Builds the project in `dir`, replays its `[test]` fixture through it,
+/// and compares the output with the expected file, which is written when
+/// it is missing or `bless` is set.
+pub fn test(dir: &Path, bless: bool) -> anyhow::Result<TestOutcome> {
+    let dir = &std::path::absolute(dir)?;
+    let project = Project::read(dir)?;
+    let Some(fixture) = &project.test else {
+        bail!(
+            "{}: no [test] section (topic, input, expected, plugins)",
+            dir.join("apiary-plugin.toml").display()
+        );
+    };
+    let plugins = tempfile::tempdir()?;
+    build(
+        dir,
+        Some(&plugins.path().join(format!("{}.wasm", project.name))),
+    )?;
+    for plugin in &fixture.plugins {
+        let path = dir.join(plugin);
+        let name = path.file_name().context("a [test] plugin names a file")?;
+        std::fs::copy(&path, plugins.path().join(name))
+            .with_context(|| format!("[test] plugins: cannot copy {}", path.display()))?;
+    }
+    let input = dir.join(&fixture.input);
+    let file =
+        std::fs::File::open(&input).with_context(|| format!("cannot open {}", input.display()))?;
+    let (mut rows, mut refusals) = (Vec::new(), Vec::new());
+    crate::replay::replay(
+        plugins.path(),
+        crate::lookup::Lookups::default(),
+        &fixture.topic,
+        1024,
+        std::io::BufReader::new(file),
+        &mut rows,
+        &mut refusals,
+    )
+    .with_context(|| {
+        format!(
+            "replaying {} as `{}` (a rule needs its input's parser under [test] plugins)",
+            input.display(),
+            fixture.topic
+        )
+    })?;
+    // Rows, then refused records (`line N: plugin: reason`).
+    rows.extend(refusals);
+    let actual = String::from_utf8(rows)?;
+    let expected_path = dir.join(&fixture.expected);
+    if bless || !expected_path.exists() {
+        std::fs::write(&expected_path, &actual)
+            .with_context(|| format!("cannot write {}", expected_path.display()))?;
+        return Ok(TestOutcome::Wrote(expected_path));
+    }
+    let expected = std::fs::read_to_string(&expected_path)?;
+    let want: Vec<&str> = expected.lines().collect();
+    let got: Vec<&str> = actual.lines().collect();
+    let lines = want.len().max(got.len());
+    if let Some(i) = (0..lines).find(|&i| want.get(i) != got.get(i)) {
+        let shown =
+            |line: Option<&&str>| line.map_or("nothing more".to_owned(), |l| format!("`{l}`"));
+        bail!(
+            "{} line {}: expected {}, the replay printed {} \
+             (`apiary plugin test --bless` accepts the new output)",
+            expected_path.display(),
+            i + 1,
+            shown(want.get(i)),
+            shown(got.get(i)),
+        );
+    }
+    Ok(TestOutcome::Passed { lines })
+}
+
+impl Project {
+    /// `<dir>/apiary-plugin.toml`.
+    fn read(dir: &Path) -> anyhow::Result<Self> {
+        let manifest = dir.join("apiary-plugin.toml");
+        let text = std::fs::read_to_string(&manifest).with_context(|| {
+            format!(
+                "{} is not a plugin project (no apiary-plugin.toml)",
+                dir.display()
+            )
+        })?;
+        toml::from_str(&text).with_context(|| format!("invalid {}", manifest.display()))
+    }
+}
+
+/// The project's own copy of a tool at `relative` if it has one, else the
+/// tool's name, for `PATH` to find.
+fn local_tool(dir: &Path, relative: &str) -> std::ffi::OsString {
+    let local = dir.join(relative);
+    if local.exists() {
+        local.into_os_string()
+    } else {
+        Path::new(relative)
+            .file_name()
+            .expect("a tool name")
+            .to_owned()
+    }
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
@@ -196,6 +400,19 @@ panic = "abort"
 [workspace]
 "#;
 
+const PACKAGE_JSON: &str = r#"{
+  "name": "{{name}}",
+  "private": true,
+  "type": "module",
+  "scripts": {
+    "build": "apiary plugin build ."
+  },
+  "devDependencies": {
+    "componentize-qjs": "0.4.5"
+  }
+}
+"#;
+
 const SAMPLE_GIFTS: &str = r#"{"user_id": 2001, "gift_type": 3, "gift_total_amount": 12, "room_id": 20210813, "ip": "123.0.0.1", "create_time": "2021-08-16 09:46:51", "update_time": "2021-08-16 09:46:51"}
 {"user_id": 2002, "gift_type": 1, "gift_total_amount": 5, "room_id": 20210813, "ip": "123.0.0.2", "create_time": "2021-08-16 09:46:52", "update_time": "2021-08-16 09:46:52"}
 {"user_id": 2003, "gift_type": 7, "gift_total_amount": 40, "room_id": 20210901, "ip": "123.0.0.3", "create_time": "2021-08-16 09:46:53", "update_time": "2021-08-16 09:46:53"}
@@ -209,16 +426,20 @@ An Apiary plugin, from `apiary plugin new`. The contract is `wit/plugin.wit`
 (Apiary's own, documented type by type).
 
 ```sh
-apiary plugin build .                  # -> {{name}}.wasm
-mkdir -p plugins && cp {{name}}.wasm plugins/
-# A rule needs a parser for its input, e.g. Apiary's seed-json-parser.wasm:
-# cp <apiary>/target/plugins/seed-json-parser.wasm plugins/
+{{toolchain}}
+apiary plugin build .         # -> {{name}}.wasm
+apiary plugin test .          # replays sample.jsonl; the first run writes sample.expected
 apiary inspect {{name}}.wasm
-apiary replay --plugins plugins --topic {{topic}} --input sample.jsonl
 ```
 
-`replay` prints every row as a JSON line and refused records on stderr with
-their line numbers: keep its output for `sample.jsonl` next to the sample
-and compare after each change. To run it in a pipeline, drop the `.wasm`
-into the pipeline's plugin directory; a running `apiary run` loads it.
+`apiary plugin test` builds the plugin, replays `sample.jsonl` as topic
+`{{topic}}` through it, and compares the rows and refused records it prints
+with `sample.expected`. The first run writes that file: read it, then keep
+it beside the sample. Later runs fail on the first line that differs, and
+`--bless` accepts a change you meant. The settings are under `[test]` in
+`apiary-plugin.toml`; a rule needs the parser its input goes through, e.g.
+`plugins = ["<apiary>/target/plugins/seed-json-parser.wasm"]` there.
+
+To run it in a pipeline, drop the `.wasm` into the pipeline's plugin
+directory; a running `apiary run` loads it.
 "#;

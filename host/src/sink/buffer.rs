@@ -84,13 +84,23 @@ impl RowBuffer {
         self.rows == 0
     }
 
-    /// Takes every row, grouped by table: shape, name, rows.
+    /// Takes every row, grouped by table: shape, name, rows. Tables come
+    /// by name and rows by key, an order every lane shares: lanes upserting
+    /// the same keys then lock them in the same order, so a database never
+    /// finds them deadlocked on each other.
     pub fn take(&mut self) -> Vec<(Arc<TableSchema>, String, Vec<Vec<Value>>)> {
         self.rows = 0;
         self.bytes = 0;
-        self.tables
-            .drain()
-            .map(|(name, t)| (t.schema, name, t.rows.into_values().collect()))
+        let mut tables: Vec<(String, TableRows)> = self.tables.drain().collect();
+        tables.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        tables
+            .into_iter()
+            .map(|(name, table)| {
+                let mut rows: Vec<(Vec<u8>, Vec<Value>)> = table.rows.into_iter().collect();
+                rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let rows = rows.into_iter().map(|(_, row)| row).collect();
+                (table.schema, name, rows)
+            })
             .collect()
     }
 }
@@ -246,5 +256,27 @@ mod tests {
             ]
         );
         assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn rows_come_out_in_one_order_whatever_order_they_went_in() {
+        let s = schema();
+        let row = |k| {
+            vec![
+                Value::Int(k),
+                Value::Int(1),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ]
+        };
+        let keys: Vec<i64> = (0..200).map(|i| (i * 7919) % 1000 - 500).collect();
+        let mut forward = RowBuffer::default();
+        let mut backward = RowBuffer::default();
+        forward.merge(&s, keys.iter().flat_map(|&k| row(k)).collect());
+        backward.merge(&s, keys.iter().rev().flat_map(|&k| row(k)).collect());
+        let (forward, backward) = (forward.take(), backward.take());
+        assert_eq!(forward[0].2.len(), 200);
+        assert_eq!(forward[0].2, backward[0].2);
     }
 }

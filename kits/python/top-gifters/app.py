@@ -3,8 +3,8 @@ dashboard's "top 10 gifting users". The same rule as plugins/top-gifters
 (Rust), row for row: each batch folds into one delta row per user, in user
 order, and the store adds them up.
 
-Built by scripts/build-plugins with componentize-py against wit/ (world
-rule-plugin) into target/plugins-python/top-gifters.wasm; see
+Built by scripts/build-kits (`apiary plugin build`, which runs
+componentize-py) into target/plugins-python/top-gifters.wasm; see
 kits/python/README.md.
 """
 

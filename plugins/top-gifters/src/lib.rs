@@ -1,8 +1,8 @@
 //! Rule plugin: gift totals and counts per user, the seed dashboard's "top
 //! 10 gifting users" (`SELECT … ORDER BY gift_total_amount DESC LIMIT 10`
 //! on the output). Each batch folds into one delta row per user; the store
-//! adds them up. `kits/python/top-gifters` is the same rule in Python and
-//! must produce the same rows.
+//! adds them up. `kits/<python|js|c>/top-gifters` is the same rule in
+//! Python, JavaScript and C, and must produce the same rows.
 
 wit_bindgen::generate!({
     path: "../../wit",

@@ -1,0 +1,185 @@
+//! Bilibili danmaku messages for the tests, as a collector writes them to
+//! Kafka: one record per WebSocket message, keyed by the room id, holding
+//! packets with the 16-byte big-endian header (JSON commands, heartbeat
+//! replies, zlib-compressed bundles), and the figures a parser and the
+//! rules behind it must arrive at.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use serde_json::json;
+
+/// One packet: header (length, header length 16, protocol version,
+/// operation, sequence 1) and body.
+pub fn packet(version: u16, operation: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&16u16.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&operation.to_be_bytes());
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A command packet (operation 5, version 0) with a JSON body.
+pub fn command(body: &serde_json::Value) -> Vec<u8> {
+    packet(0, 5, body.to_string().as_bytes())
+}
+
+/// `packets` compressed into one protocol-version-2 packet.
+pub fn zlib(packets: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(packets).unwrap();
+    packet(2, 5, &encoder.finish().unwrap())
+}
+
+/// What the parser and the rules must make of the good messages.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// Per user: gift coins and gift count (`top_gifters`).
+    pub gifts: BTreeMap<i64, (i64, i64)>,
+    /// Per room: chats, entries, peak heat (`room_activity`).
+    pub rooms: BTreeMap<i64, (i64, i64, i64)>,
+}
+
+/// Generated messages: `(key, value)` records, the indices of the ones a
+/// parser must refuse, and the expected figures of the others.
+pub struct Messages {
+    pub records: Vec<(Vec<u8>, Vec<u8>)>,
+    pub bad: Vec<usize>,
+    pub expected: Expected,
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Refused messages, one of each kind, cycling: what they are is in the
+/// names the parser's reasons use.
+fn bad_message(kind: u64, good: &[u8]) -> (Option<Vec<u8>>, Vec<u8>) {
+    match kind % 7 {
+        // Shorter than a header.
+        0 => (None, good[..10.min(good.len())].to_vec()),
+        // A length past the end of the message.
+        1 => {
+            let mut v = good.to_vec();
+            v[0..4].copy_from_slice(&(good.len() as u32 + 100).to_be_bytes());
+            (None, v)
+        }
+        // A corrupted zlib stream (its checksum fails).
+        2 => {
+            let mut v = zlib(good);
+            let last = v.len() - 1;
+            v[last] ^= 0xff;
+            (None, v)
+        }
+        // Brotli (version 3), not read.
+        3 => (None, packet(3, 5, b"\x1b\x03\x00")),
+        // No room id in the key.
+        4 => (Some(b"room-x".to_vec()), good.to_vec()),
+        // A DANMU_MSG without its info.
+        5 => (None, command(&json!({"cmd": "DANMU_MSG", "data": {}}))),
+        // Not JSON.
+        _ => (None, packet(0, 5, b"{\"cmd\": \"SEND_GIFT\", ")),
+    }
+}
+
+/// `count` messages over five rooms; one in `bad_every` is refused.
+pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
+    let mut rng = Rng(seed | 1);
+    let mut records = Vec::with_capacity(count);
+    let mut bad = Vec::new();
+    let mut expected = Expected::default();
+    for i in 0..count {
+        let room = 21_000_000 + rng.below(5) as i64;
+        let mut packets = Vec::new();
+        let mut gifts = Vec::new();
+        // Whether room-activity sees an event of this message.
+        let (mut chats, mut entries, mut heat, mut seen) = (0, 0, 0, false);
+        for _ in 0..1 + rng.below(4) {
+            let user = 1_000 + rng.below(300) as i64;
+            let time = 1_700_000_000 + i as i64;
+            match rng.below(7) {
+                0 | 1 => {
+                    let text = ["666", "主播好", "hello \"world\"", "\u{1F600} 哈哈"][rng.below(4) as usize];
+                    packets.extend(command(&json!({
+                        "cmd": if rng.below(2) == 0 { "DANMU_MSG" } else { "DANMU_MSG:4:0:2:2:2:0" },
+                        "info": [[0, 1, 25, 16777215, time * 1000, 0, 0, "", 0, 0, 0],
+                                 text, [user, format!("user{user}"), 0, 0, 0, 10000, 1, ""],
+                                 [], [rng.below(60), 0, 9868950, ">50000"]],
+                    })));
+                    chats += 1;
+                    seen = true;
+                }
+                2 => {
+                    let (gift, num, price) = (1 + rng.below(30) as i64, 1 + rng.below(5) as i64, 100 * (1 + rng.below(10) as i64));
+                    packets.extend(command(&json!({
+                        "cmd": "SEND_GIFT",
+                        "data": {"uid": user, "uname": format!("user{user}"), "giftId": gift,
+                                 "giftName": "辣条", "num": num, "price": price,
+                                 "total_coin": num * price, "coin_type": "silver", "timestamp": time},
+                    })));
+                    gifts.push((user, num * price));
+                }
+                3 => {
+                    // msg_type 1 is an entry; 2 (follow) is passed over.
+                    let kind = 1 + rng.below(2);
+                    packets.extend(command(&json!({
+                        "cmd": "INTERACT_WORD",
+                        "data": {"uid": user, "uname": format!("user{user}"), "msg_type": kind,
+                                 "roomid": room, "timestamp": time},
+                    })));
+                    entries += (kind == 1) as i64;
+                    seen |= kind == 1;
+                }
+                4 => {
+                    let popularity = rng.below(1_000_000) as u32;
+                    packets.extend(packet(1, 3, &popularity.to_be_bytes()));
+                    heat = heat.max(popularity as i64);
+                    seen = true;
+                }
+                5 => packets.extend(command(&json!({"cmd": "ONLINE_RANK_COUNT", "data": {"count": 12}}))),
+                _ => packets.extend(command(&json!({"cmd": if rng.below(2) == 0 { "LIVE" } else { "PREPARING" }, "roomid": room}))),
+            }
+        }
+        let mut value = if rng.below(2) == 0 {
+            zlib(&packets)
+        } else {
+            packets
+        };
+        let mut key = room.to_string().into_bytes();
+        if bad_every > 0 && i % bad_every == bad_every - 1 {
+            let (bad_key, bad_value) = bad_message((i / bad_every) as u64, &value);
+            key = bad_key.unwrap_or(key);
+            value = bad_value;
+            bad.push(i);
+        } else {
+            for (user, coins) in gifts {
+                let entry = expected.gifts.entry(user).or_default();
+                entry.0 += coins;
+                entry.1 += 1;
+            }
+            if seen {
+                let entry = expected.rooms.entry(room).or_default();
+                entry.0 += chats;
+                entry.1 += entries;
+                entry.2 = entry.2.max(heat);
+            }
+        }
+        records.push((key, value));
+    }
+    Messages {
+        records,
+        bad,
+        expected,
+    }
+}
