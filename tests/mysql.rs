@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use livestream_example::Topic;
 use support::kafka::{broker, create_topic, produce};
 use support::mysql::{count, execute, fresh_database, pairs};
-use support::process::{interrupt_and_wait, spawn_run, wait_until};
+use support::process::{interrupt_and_wait, spawn_run, stop_and_wait, wait_until};
 use support::*;
 
 /// The restart test stops the shared server: tests here run one at a time.
@@ -335,7 +335,8 @@ fn two_processes_in_one_group_one_killed_totals_exact() {
     wait_until(Duration::from_secs(300), "every record", &log_b, || {
         count(&url, COMMITTED) == 200_000
     });
-    interrupt_and_wait(&mut b, &log_b);
+    // As a supervisor stops a service: SIGTERM.
+    stop_and_wait(&mut b, "TERM", &log_b);
     interrupt_and_wait(&mut a, &log_a);
     assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
 }

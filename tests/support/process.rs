@@ -101,11 +101,22 @@ pub fn wait_exit(child: &mut Child, limit: Duration, log: &Path) -> std::process
 
 /// Ctrl-C, then a clean exit within a minute.
 pub fn interrupt_and_wait(child: &mut Child, log: &Path) {
-    signal(child, "INT");
+    stop_and_wait(child, "INT", log);
+}
+
+/// Signal `name`, then a clean exit within a minute that logs the signal.
+pub fn stop_and_wait(child: &mut Child, name: &str, log: &Path) {
+    signal(child, name);
     let status = wait_exit(child, Duration::from_secs(60), log);
     assert!(
         status.success(),
         "no clean stop; apiary's log ends:\n{}",
+        log_tail(log, 40)
+    );
+    let logged = format!("signal=\"SIG{name}\"");
+    assert!(
+        std::fs::read_to_string(log).unwrap().contains(&logged),
+        "apiary did not log {logged}; its log ends:\n{}",
         log_tail(log, 40)
     );
 }

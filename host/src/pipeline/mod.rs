@@ -4,6 +4,7 @@
 
 mod lane;
 mod reload;
+mod signals;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,11 +21,12 @@ pub use reload::Reloader;
 
 use crate::config::{self, PipelineConfig};
 use crate::lookup::Lookups;
-use crate::metrics::Metrics;
+use crate::metrics::{LaneMetrics, Metrics};
 use crate::plugin::{Engine, LanePlugins, LivePlugins, PluginSet, PluginState};
 use crate::sink::{HBaseSink, KafkaDeadLetters, LaneKey, SqlSink};
 use crate::source::file::FileReader;
 use crate::source::kafka::KafkaReader;
+use signals::StopSignals;
 
 /// Batches queued per lane between its source and its plugins. With the
 /// batch size this bounds a lane's memory: `QUEUE_BATCHES + 2` batches.
@@ -153,6 +155,11 @@ pub fn hbase_sink(
 }
 
 impl LaneFactory {
+    /// The metrics of lane `key`, which its source reports into too.
+    pub fn lane_metrics(&self, key: &LaneKey) -> Arc<LaneMetrics> {
+        self.metrics.lane(&key.to_string())
+    }
+
     /// Opens the lane `key` of logical topic `topic`: instantiates its
     /// plugins with their stored state. Returns the lane and the offset it
     /// stored at its last checkpoint, if it has one.
@@ -178,7 +185,7 @@ impl LaneFactory {
         )
         .with_context(|| format!("lane {key}"))?;
         tracing::info!(lane = %key, topic, start = ?stored, "lane opens");
-        let lane_metrics = self.metrics.lane(&key.to_string());
+        let lane_metrics = self.lane_metrics(&key);
         let lane = Lane::new(
             key,
             stored.unwrap_or(0),
@@ -253,6 +260,9 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         metrics,
     });
 
+    // From here on a stop request finishes the current batches; before,
+    // nothing has been read and the default action (exit) loses nothing.
+    let mut stop_signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
     let activity = Arc::new(Activity::new());
     let mut sources: JoinSet<anyhow::Result<Vec<(LaneKey, LaneStats)>>> = JoinSet::new();
     for file in &config.source.file {
@@ -303,13 +313,14 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         });
     }
 
-    // Stop on Ctrl-C, on idleness if asked, or when a source fails.
+    // Stop on SIGINT or SIGTERM, on idleness if asked, or when a source
+    // fails.
     let mut failure = None;
     let mut summary = RunSummary::default();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; finishing the current batches");
+            signal = stop_signals.recv() => {
+                tracing::info!(signal, "stop requested; finishing the current batches");
                 break;
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
