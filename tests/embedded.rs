@@ -177,29 +177,6 @@ fn time_partitioned_output_creates_a_table_per_day() {
     assert_eq!(tables, expected.len() as i64);
 }
 
-/// `GET /metrics` from `address`, the body's samples by name and labels.
-fn scrape(address: &str) -> BTreeMap<String, f64> {
-    use std::io::Read as _;
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: apiary\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (name, value) = l.rsplit_once(' ').unwrap();
-            (name.to_owned(), value.parse().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn metrics_are_served_while_running() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,12 +184,7 @@ fn metrics_are_served_while_running() {
     let gifts = generate(Topic::LiveGiftTotal, 5_000, 17, 0.01);
     std::fs::write(&input, gifts.text()).unwrap();
     let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = free_address();
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("[metrics]\nlisten = {address:?}\n{text}")).unwrap();
     let log = dir.path().join("run.log");

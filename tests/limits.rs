@@ -1,14 +1,17 @@
 //! Hostile plugins: an infinite loop, a memory bomb and panics on chosen
 //! records are stopped by the limits and isolated to those records; a
 //! plugin that fails on every record is quarantined and its lane pauses
-//! without skipping anything.
+//! without skipping anything; with Kafka, only its partition pauses.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use livestream_example::Topic;
+use support::kafka::{broker, create_topic, produce};
+use support::process::{interrupt_and_wait, spawn_run, wait_until};
 use support::*;
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
@@ -51,6 +54,19 @@ fn as_user(line: &str, user: i64) -> String {
     let mut gift: serde_json::Value = serde_json::from_str(line).unwrap();
     gift["user_id"] = user.into();
     gift.to_string()
+}
+
+/// The offsets committed for `topic`'s partitions.
+fn committed_of(db: &Path, topic: &str) -> i64 {
+    if sqlite_committed(db) == 0 {
+        return 0; // no checkpoint, perhaps no table yet
+    }
+    sqlite_count(
+        db,
+        &format!(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets WHERE stream = '{topic}'"
+        ),
+    )
 }
 
 fn totals<'a>(lines: impl Iterator<Item = &'a String>) -> BTreeMap<i64, i64> {
@@ -158,4 +174,78 @@ fn a_plugin_failing_on_every_record_is_quarantined_and_nothing_is_skipped() {
     run_until_idle(&config);
     assert_eq!(sqlite_count(&db, COMMITTED), 400);
     assert_eq!(sqlite_pairs(&db, TOTALS), totals(lines.iter()));
+}
+
+#[test]
+fn a_quarantined_kafka_partition_pauses_alone_while_the_others_go_on() {
+    let root = tempfile::tempdir().unwrap();
+    let (poisoned, clean) = (create_topic("poisoned", 1), create_topic("clean", 1));
+    let mut first = generate(Topic::LiveGiftTotal, 3_000, 47, 0.0).lines;
+    for line in &mut first[500..560] {
+        *line = as_user(line, 5_000);
+    }
+    let second = generate(Topic::LiveGiftTotal, 20_000, 53, 0.0).lines;
+    produce(&poisoned, &first);
+    let plugins = plugin_dir(root.path(), true);
+    let config = root.path().join("pipeline.toml");
+    let address = free_address();
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\nlisten = {address:?}\n\
+             [plugins]\ndir = {plugins:?}\nquarantine-after = 5\n[source.kafka]\n\
+             brokers = {:?}\ngroup = \"{poisoned}-g\"\n\
+             topics = {{ {poisoned:?} = \"live_gift_total\", {clean:?} = \"live_gift_total\" }}\n\
+             [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"200ms\"\n\
+             [batch]\nmax-records = 64\n",
+            broker()
+        ),
+    )
+    .unwrap();
+    let (db, log) = (root.path().join("out.db"), root.path().join("run.log"));
+    let committed = |topic: &str| committed_of(&db, topic);
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(Duration::from_secs(120), "the quarantine", &log, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("plugin `hostile-rule` quarantined")
+    });
+
+    // The poisoned lane's queue is full (2,500 records wait behind the
+    // held batch); the other topic is read all the same.
+    produce(&clean, &second);
+    wait_until(Duration::from_secs(120), "the clean topic", &log, || {
+        committed(&clean) == 20_000
+    });
+    let paused_at = committed(&poisoned);
+    assert!(
+        (1..=500).contains(&paused_at),
+        "the poisoned lane stops before the held batch: {paused_at}"
+    );
+    // The metrics say which partition waits, and how much behind it.
+    let gauges = |topic: &str| {
+        let samples = scrape(&address);
+        let lane = format!("{{lane=\"{topic}[0]\"}}");
+        let get = |name: &str| samples.get(&format!("{name}{lane}")).copied();
+        (get("apiary_consumer_lag"), get("apiary_partition_paused"))
+    };
+    let expected = (Some((3_000 - paused_at) as f64), Some(1.0));
+    wait_until(Duration::from_secs(30), "lag metrics", &log, || {
+        gauges(&poisoned) == expected && gauges(&clean) == (Some(0.0), Some(0.0))
+    });
+
+    // Without the broken plugin the paused partition resumes where it
+    // stopped: nothing skipped, nothing twice.
+    std::fs::remove_file(plugins.join("hostile-rule.wasm")).unwrap();
+    wait_until(Duration::from_secs(120), "the poisoned topic", &log, || {
+        committed(&poisoned) == 3_000
+    });
+    wait_until(Duration::from_secs(30), "no lag", &log, || {
+        gauges(&poisoned) == (Some(0.0), Some(0.0))
+    });
+    interrupt_and_wait(&mut child, &log);
+    assert_eq!(
+        sqlite_pairs(&db, TOTALS),
+        totals(first.iter().chain(&second))
+    );
 }

@@ -1,11 +1,12 @@
 //! Metrics in the Prometheus text format, served at `/metrics` when
 //! `[metrics] listen` is set: per lane records, events, rows, dead letters
-//! per plugin, batch and checkpoint times and offsets; plugin reloads; and
-//! the lookup caches.
+//! per plugin, batch and checkpoint times and offsets, and for Kafka lanes
+//! the consumer lag and whether the partition is paused; plugin reloads;
+//! and the lookup caches.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ pub struct LaneMetrics {
     checkpoint_micros: AtomicU64,
     committed_offset: AtomicU64,
     dead_letters: Mutex<BTreeMap<String, u64>>,
+    /// The end of the lane's partition (Kafka's high watermark), while
+    /// this process reads it.
+    source_end: Mutex<Option<i64>>,
+    source_paused: AtomicBool,
 }
 
 impl LaneMetrics {
@@ -43,11 +48,34 @@ impl LaneMetrics {
         *counts.entry(plugin.to_owned()).or_default() += 1;
     }
 
+    /// Records the end of the lane's partition as the source last saw it
+    /// (`None`: this process no longer reads it).
+    pub fn source_end(&self, end: Option<i64>) {
+        *self.source_end.lock().unwrap_or_else(|e| e.into_inner()) = end;
+    }
+
+    /// Records whether the source has paused the lane's partition.
+    pub fn source_paused(&self, paused: bool) {
+        self.source_paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Records after the last checkpoint, when the source's end is known.
+    fn lag(&self) -> Option<i64> {
+        let end = (*self.source_end.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let committed = self.committed_offset.load(Ordering::Relaxed) as i64;
+        Some((end - committed).max(0))
+    }
+
     /// Counts a committed checkpoint.
     pub fn checkpoint(&self, next_offset: i64, took: Duration) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.checkpoint_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.committed(next_offset);
+    }
+
+    /// Records the next offset of the lane's last checkpoint.
+    pub fn committed(&self, next_offset: i64) {
         self.committed_offset
             .store(next_offset.max(0) as u64, Ordering::Relaxed);
     }
@@ -140,6 +168,30 @@ impl Metrics {
             "apiary_committed_offset",
             "Next offset of the lane's last checkpoint.",
             &|m| get(&m.committed_offset),
+        );
+        // Only lanes whose source reports an end: Kafka partitions this
+        // process reads.
+        let source_gauge =
+            |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> i64| {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} gauge");
+                for (lane, m) in &lanes {
+                    if m.lag().is_some() {
+                        let _ = writeln!(out, "{name}{{lane=\"{}\"}} {}", escape(lane), value(m));
+                    }
+                }
+            };
+        source_gauge(
+            &mut out,
+            "apiary_consumer_lag",
+            "Records in the lane's partition after its last checkpoint.",
+            &|m| m.lag().unwrap_or_default(),
+        );
+        source_gauge(
+            &mut out,
+            "apiary_partition_paused",
+            "1 while the lane's partition is paused because the lane has no room.",
+            &|m| m.source_paused.load(Ordering::Relaxed).into(),
         );
         let _ = writeln!(
             out,
@@ -270,6 +322,21 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE apiary_committed_offset gauge"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("apiary_consumer_lag{"),
+            "no end, no lag: {text}"
+        );
+        lane.source_end(Some(1500));
+        lane.source_paused(true);
+        let text = metrics.render();
+        assert!(
+            text.contains("apiary_consumer_lag{lane=\"gifts[0]\"} 476\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiary_partition_paused{lane=\"gifts[0]\"} 1\n"),
             "{text}"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");

@@ -136,8 +136,9 @@ impl Lane {
         self
     }
 
-    /// Counts into `metrics` as it goes.
+    /// Counts into `metrics` as it goes, from the offset it starts at.
     pub fn with_metrics(mut self, metrics: Arc<LaneMetrics>) -> Self {
+        metrics.committed(self.committed_offset);
         self.metrics = metrics;
         self
     }

@@ -11,11 +11,15 @@
 //!
 //! Memory is bounded by librdkafka's prefetch queue, one per process
 //! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus
-//! `QUEUE_BATCHES + 2` batches per lane: when a lane falls behind, its
-//! channel fills, polling stops, the prefetch queue fills and fetching
-//! pauses.
+//! `QUEUE_BATCHES + 2` batches per lane. A lane that falls behind briefly
+//! is ordinary backpressure: polling waits for room in its channel and the
+//! prefetch queue is kept. A lane with no room for [`STALL_BEFORE_PAUSE`]
+//! (quarantined, waiting for its parser, or a slow sink) has its partition
+//! paused in librdkafka instead, holding the batch it could not take, so
+//! the other partitions go on; the partition resumes when the lane takes
+//! that batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
@@ -29,12 +33,20 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 
 use super::{BatchBuilder, SourceBatch};
 use crate::config::{Assignment, BatchSection, KafkaSource, StartOffset};
+use crate::metrics::LaneMetrics;
 use crate::pipeline::{Activity, LaneFactory, LaneStats, QUEUE_BATCHES};
 use crate::sink::LaneKey;
+
+/// How long polling waits for room in a full lane before pausing that
+/// lane's partition. Long enough that a lane merely slower than the broker
+/// keeps librdkafka's prefetched records (pausing drops them), short enough
+/// that the other partitions hardly notice a stuck one.
+pub const STALL_BEFORE_PAUSE: Duration = Duration::from_millis(500);
 
 /// The librdkafka settings shared by the consumer and the dead-letter
 /// producer: brokers, then the user's properties, which win.
@@ -89,6 +101,7 @@ impl KafkaReader {
                 runtime: self.runtime.clone(),
                 activity: activity.clone(),
                 commits: commits_tx,
+                closed_paused: HashSet::new(),
                 open: HashMap::new(),
                 finished: Vec::new(),
                 failure: None,
@@ -114,6 +127,8 @@ impl KafkaReader {
             ("queued.max.messages.kbytes", "65536"),
             ("fetch.queue.backoff.ms", "10"),
             ("enable.partition.eof", "false"),
+            // Each second, the partitions' ends for the lag metric.
+            ("statistics.interval.ms", "1000"),
             // A rebalance computed before the topics' metadata arrived
             // assigns nothing; a short refresh corrects it within seconds.
             ("topic.metadata.refresh.interval.ms", "5000"),
@@ -149,14 +164,15 @@ impl KafkaReader {
             match message {
                 Some(Ok(message)) => {
                     activity.touch();
-                    lanes.push(&message);
+                    lanes.push(&message, &consumer);
                 }
                 Some(Err(e)) => tracing::warn!("Kafka: {e}"),
                 None => {}
             }
             if last_tick.elapsed() >= tick {
                 last_tick = Instant::now();
-                lanes.send_due(max_wait);
+                lanes.send_held(&consumer);
+                lanes.send_due(max_wait, &consumer);
                 if lanes.failure.is_some() {
                     break;
                 }
@@ -176,6 +192,13 @@ impl KafkaReader {
             None => Ok(finished),
         }
     }
+}
+
+/// The one partition a lane reads, as librdkafka takes it.
+fn partition_list(lane: &LaneKey) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&lane.stream, lane.partition);
+    list
 }
 
 /// Opens a lane for every partition of `topics` and assigns them all to
@@ -307,6 +330,36 @@ impl ClientContext for LaneContext {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", "{error}: {reason}");
     }
+
+    /// Takes only the partitions' ends from librdkafka's statistics (a
+    /// paused partition's is the last seen before the pause).
+    fn stats_raw(&self, statistics: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            topics: HashMap<String, TopicStats>,
+        }
+        #[derive(serde::Deserialize)]
+        struct TopicStats {
+            partitions: HashMap<i32, PartitionStats>,
+        }
+        #[derive(serde::Deserialize)]
+        struct PartitionStats {
+            hi_offset: i64,
+        }
+        let stats: Stats = match serde_json::from_slice(statistics) {
+            Ok(stats) => stats,
+            Err(e) => return tracing::debug!("unreadable librdkafka statistics: {e}"),
+        };
+        let lanes = self.lock();
+        for (topic, topic_stats) in stats.topics {
+            for (partition, p) in topic_stats.partitions {
+                let lane = lanes.open.get(&topic).and_then(|l| l.get(&partition));
+                if let Some(lane) = lane.filter(|_| p.hi_offset >= 0) {
+                    lane.metrics.source_end(Some(p.hi_offset));
+                }
+            }
+        }
+    }
 }
 
 impl ConsumerContext for LaneContext {
@@ -346,10 +399,17 @@ impl ConsumerContext for LaneContext {
                 } else {
                     tracing::info!(?partitions, "partitions assigned");
                 }
-                if cooperative {
+                let assigned = if cooperative {
                     consumer.incremental_assign(tpl).map(|_| ())
                 } else {
                     consumer.assign(tpl)
+                };
+                // librdkafka keeps a partition paused across a rebalance;
+                // the lane that paused it before it was revoked is gone.
+                let stale = lanes.left_paused(&partitions);
+                match assigned {
+                    Ok(()) if stale.count() > 0 => consumer.resume(&stale),
+                    other => other,
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -386,6 +446,8 @@ struct Lanes {
     /// is not an idle source.
     activity: Arc<Activity>,
     commits: std_mpsc::Sender<(String, i32, i64)>,
+    /// Partitions whose lanes closed while they were paused.
+    closed_paused: HashSet<(String, i32)>,
     /// By topic, then partition: looked up per record without allocating.
     open: HashMap<String, HashMap<i32, OpenLane>>,
     finished: Vec<(LaneKey, LaneStats)>,
@@ -399,6 +461,10 @@ struct OpenLane {
     next_offset: i64,
     /// Records before this offset are already in a checkpoint: skipped.
     resume_at: i64,
+    /// A batch the lane had no room for: its partition is paused until the
+    /// lane takes it.
+    held: Option<SourceBatch>,
+    metrics: Arc<LaneMetrics>,
     tx: mpsc::Sender<SourceBatch>,
     task: JoinHandle<anyhow::Result<(LaneKey, LaneStats)>>,
 }
@@ -433,6 +499,7 @@ impl Lanes {
         }));
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let task = self.runtime.spawn(lane.run(rx));
+        let metrics = self.factory.lane_metrics(&key);
         self.open.entry(topic.to_owned()).or_default().insert(
             partition,
             OpenLane {
@@ -441,6 +508,8 @@ impl Lanes {
                 first_at: Instant::now(),
                 next_offset: stored.unwrap_or(0),
                 resume_at: stored.unwrap_or(i64::MIN),
+                held: None,
+                metrics,
                 tx,
                 task,
             },
@@ -449,7 +518,7 @@ impl Lanes {
     }
 
     /// Adds a record to its lane's batch, sending the batch when full.
-    fn push(&mut self, message: &BorrowedMessage<'_>) {
+    fn push(&mut self, message: &BorrowedMessage<'_>, consumer: &Consumer_) {
         let Some(lane) = self
             .open
             .get_mut(message.topic())
@@ -480,20 +549,24 @@ impl Lanes {
             &headers,
         );
         lane.next_offset = message.offset() + 1;
-        if lane.builder.len() >= self.batch.max_records && !Self::send(lane) {
+        if lane.builder.len() >= self.batch.max_records
+            && lane.held.is_none()
+            && !Self::send(&self.runtime, lane, consumer)
+        {
             let stopped = (message.topic().to_owned(), message.partition());
             self.close(&[stopped]);
         }
     }
 
     /// Sends every partial batch that has waited `max_wait`.
-    fn send_due(&mut self, max_wait: Duration) {
+    fn send_due(&mut self, max_wait: Duration, consumer: &Consumer_) {
         let mut stopped = Vec::new();
         for (topic, lanes) in &mut self.open {
             for (partition, lane) in lanes {
                 if !lane.builder.is_empty()
+                    && lane.held.is_none()
                     && lane.first_at.elapsed() >= max_wait
-                    && !Self::send(lane)
+                    && !Self::send(&self.runtime, lane, consumer)
                 {
                     stopped.push((topic.clone(), *partition));
                 }
@@ -502,10 +575,70 @@ impl Lanes {
         self.close(&stopped);
     }
 
-    /// Hands the lane its batch; false if the lane has stopped (failed).
-    fn send(lane: &mut OpenLane) -> bool {
+    /// Offers each held batch to its lane again, resuming the partition of
+    /// each lane that takes it.
+    fn send_held(&mut self, consumer: &Consumer_) {
+        let (mut stopped, mut failed) = (Vec::new(), Vec::new());
+        for (topic, lanes) in &mut self.open {
+            for (partition, lane) in lanes {
+                let Some(batch) = lane.held.take() else {
+                    continue;
+                };
+                match lane.tx.try_send(batch) {
+                    Ok(()) => {
+                        tracing::debug!(lane = %lane.key, "lane has room again; its partition resumes");
+                        lane.metrics.source_paused(false);
+                        if let Err(e) = consumer.resume(&partition_list(&lane.key)) {
+                            failed.push(anyhow::anyhow!(
+                                "cannot resume the partition of lane {}: {e}",
+                                lane.key
+                            ));
+                        }
+                    }
+                    Err(TrySendError::Full(batch)) => lane.held = Some(batch),
+                    Err(TrySendError::Closed(_)) => stopped.push((topic.clone(), *partition)),
+                }
+            }
+        }
+        self.close(&stopped);
+        for error in failed {
+            self.fail(error);
+        }
+    }
+
+    /// Hands the lane its batch, waiting up to [`STALL_BEFORE_PAUSE`] for
+    /// room; past that the batch is held and the partition paused. False if
+    /// the lane has stopped (failed).
+    fn send(runtime: &Handle, lane: &mut OpenLane, consumer: &Consumer_) -> bool {
         let batch = lane.take_batch();
-        lane.tx.blocking_send(batch).is_ok()
+        let batch = match lane.tx.try_send(batch) {
+            Ok(()) => return true,
+            Err(TrySendError::Closed(_)) => return false,
+            Err(TrySendError::Full(batch)) => batch,
+        };
+        match runtime.block_on(tokio::time::timeout(STALL_BEFORE_PAUSE, lane.tx.reserve())) {
+            Ok(Ok(permit)) => {
+                permit.send(batch);
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => match consumer.pause(&partition_list(&lane.key)) {
+                Ok(()) => {
+                    tracing::debug!(
+                        lane = %lane.key,
+                        "lane full for {STALL_BEFORE_PAUSE:?}; its partition pauses, the others go on"
+                    );
+                    lane.held = Some(batch);
+                    lane.metrics.source_paused(true);
+                    true
+                }
+                // Unpaused, more records would come: wait as for any lane.
+                Err(e) => {
+                    tracing::warn!(lane = %lane.key, "cannot pause the partition of a full lane: {e}");
+                    lane.tx.blocking_send(batch).is_ok()
+                }
+            },
+        }
     }
 
     /// Closes the lanes of `partitions`: each gets its partial batch, then
@@ -520,13 +653,21 @@ impl Lanes {
             else {
                 continue;
             };
-            if !lane.builder.is_empty() {
-                // Never wait here: a paused lane only lets go once its
-                // sender is dropped. A partial batch it cannot take is not
-                // committed, so whoever resumes the partition reads it again
-                // (a stopped lane reports its own error below).
-                let batch = lane.take_batch();
-                let _ = lane.tx.try_send(batch);
+            // Never wait here: a paused lane only lets go once its sender
+            // is dropped. Batches it cannot take are not committed, so
+            // whoever resumes the partition reads them again (a stopped lane
+            // reports its own error below); in order, so none is skipped.
+            if lane.held.is_some() {
+                self.closed_paused.insert(partition.clone());
+            }
+            // This process no longer reads the partition.
+            lane.metrics.source_paused(false);
+            lane.metrics.source_end(None);
+            let partial = (!lane.builder.is_empty()).then(|| lane.take_batch());
+            for batch in lane.held.take().into_iter().chain(partial) {
+                if lane.tx.try_send(batch).is_err() {
+                    break;
+                }
             }
             drop(lane.tx);
             match self.runtime.block_on(lane.task) {
@@ -535,6 +676,17 @@ impl Lanes {
                 Err(e) => self.fail(anyhow::anyhow!("lane {} panicked: {e}", lane.key)),
             }
         }
+    }
+
+    /// Which of `partitions` a closed lane left paused; forgets them.
+    fn left_paused(&mut self, partitions: &[(String, i32)]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            if self.closed_paused.remove(partition) {
+                list.add_partition(&partition.0, partition.1);
+            }
+        }
+        list
     }
 
     fn close_all(&mut self) {
