@@ -78,6 +78,40 @@ fn totals_match_what_was_produced_and_bad_records_reach_the_dead_letter_topic() 
 }
 
 #[test]
+fn partitions_paused_and_resumed_at_every_stall_count_every_record_once() {
+    let topic = create_topic("stalls", 4);
+    let input = generate(Topic::LiveGiftTotal, 100_000, 27, 0.0);
+    produce(&topic, &input.lines);
+    let dir = tempfile::tempdir().unwrap();
+    // A lane with no room at once has its partition paused: here, every
+    // time its queue is full, so each resume must continue at the right
+    // record.
+    let config = kafka_config(
+        dir.path(),
+        &topic,
+        &format!("{topic}-g"),
+        "pause-after = \"0s\"",
+    );
+    let address = free_address();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("[metrics]\nlisten = {address:?}\n{text}")).unwrap();
+    let (db, log) = (dir.path().join("out.db"), dir.path().join("run.log"));
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(Duration::from_secs(300), "every record", &log, || {
+        sqlite_committed(&db) == 100_000
+    });
+    let samples = scrape(&address);
+    interrupt_and_wait(&mut child, &log);
+
+    assert_eq!(sqlite_pairs(&db, TOTALS), input.gift_totals());
+    let pauses: f64 = (0..4)
+        .map(|p| samples[&format!("apiary_partition_pauses_total{{lane=\"{topic}[{p}]\"}}")])
+        .sum();
+    eprintln!("{pauses} partition pauses");
+    assert!(pauses >= 4.0, "the partitions were paused {pauses} times");
+}
+
+#[test]
 fn a_clean_stop_and_restart_counts_every_record_once() {
     let topic = create_topic("restart", 4);
     let first = generate(Topic::LiveGiftTotal, 60_000, 31, 0.0);

@@ -233,4 +233,12 @@ fn broken_files_are_rejected_and_a_removed_parser_pauses_its_topic() {
     });
     interrupt_and_wait(&mut child, &log);
     assert_eq!(sqlite_pairs(&db, TOTALS), gifts.gift_totals());
+    // Three more reloads came after the junk: it was reported once.
+    assert_eq!(
+        count_in(&log, "junk.wasm rejected"),
+        1,
+        "{}",
+        log_tail(&log, 40)
+    );
+    assert_eq!(count_in(&log, "not-a-plugin.wasm rejected"), 1);
 }

@@ -237,6 +237,10 @@ pub struct KafkaSource {
     /// partitions to the others (`session.timeout.ms`).
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// How long a lane may have no room for its next batch before its
+    /// partition is paused so the process's other partitions go on.
+    #[serde(default = "default_pause_after", with = "humantime_serde")]
+    pub pause_after: Duration,
     /// Topic that refused records are also produced to, with the original
     /// key and value and the reason in headers.
     pub dead_letter_topic: Option<String>,
@@ -478,6 +482,12 @@ fn default_fetch_wait() -> Duration {
 }
 fn default_session_timeout() -> Duration {
     Duration::from_secs(45)
+}
+/// Long enough that a lane merely slower than the broker keeps librdkafka's
+/// prefetched records (pausing drops them), short enough that the other
+/// partitions hardly notice a stuck one.
+fn default_pause_after() -> Duration {
+    Duration::from_millis(500)
 }
 fn default_batch_records() -> usize {
     1024

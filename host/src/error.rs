@@ -34,7 +34,7 @@ pub enum ConfigError {
 }
 
 /// A plugin file that cannot be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("plugin {} rejected: {reason}", path.display())]
 pub struct PluginRejected {
     /// The plugin file.

@@ -29,6 +29,7 @@ pub struct LaneMetrics {
     /// this process reads it.
     source_end: Mutex<Option<i64>>,
     source_paused: AtomicBool,
+    source_pauses: AtomicU64,
 }
 
 impl LaneMetrics {
@@ -56,7 +57,10 @@ impl LaneMetrics {
 
     /// Records whether the source has paused the lane's partition.
     pub fn source_paused(&self, paused: bool) {
-        self.source_paused.store(paused, Ordering::Relaxed);
+        let was = self.source_paused.swap(paused, Ordering::Relaxed);
+        if paused && !was {
+            self.source_pauses.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Records after the last checkpoint, when the source's end is known.
@@ -171,27 +175,38 @@ impl Metrics {
         );
         // Only lanes whose source reports an end: Kafka partitions this
         // process reads.
-        let source_gauge =
+        let source_metric =
             |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> i64| {
+                let kind = if name.ends_with("_total") {
+                    "counter"
+                } else {
+                    "gauge"
+                };
                 let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} gauge");
+                let _ = writeln!(out, "# TYPE {name} {kind}");
                 for (lane, m) in &lanes {
                     if m.lag().is_some() {
                         let _ = writeln!(out, "{name}{{lane=\"{}\"}} {}", escape(lane), value(m));
                     }
                 }
             };
-        source_gauge(
+        source_metric(
             &mut out,
             "apiary_consumer_lag",
             "Records in the lane's partition after its last checkpoint.",
             &|m| m.lag().unwrap_or_default(),
         );
-        source_gauge(
+        source_metric(
             &mut out,
             "apiary_partition_paused",
             "1 while the lane's partition is paused because the lane has no room.",
             &|m| m.source_paused.load(Ordering::Relaxed).into(),
+        );
+        source_metric(
+            &mut out,
+            "apiary_partition_pauses_total",
+            "Times the lane's partition was paused.",
+            &|m| get(&m.source_pauses) as i64,
         );
         let _ = writeln!(
             out,
@@ -337,6 +352,14 @@ mod tests {
         );
         assert!(
             text.contains("apiary_partition_paused{lane=\"gifts[0]\"} 1\n"),
+            "{text}"
+        );
+        lane.source_paused(false);
+        lane.source_paused(true);
+        assert!(
+            metrics
+                .render()
+                .contains("apiary_partition_pauses_total{lane=\"gifts[0]\"} 2\n"),
             "{text}"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");

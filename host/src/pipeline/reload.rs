@@ -17,7 +17,9 @@ use anyhow::Context as _;
 use notify::Watcher as _;
 
 use crate::lookup::Lookups;
-use crate::plugin::{Engine, FileStamp, LivePlugins, PluginSet, ReloadCounts, Shared};
+use crate::plugin::{
+    Engine, FileStamp, LivePlugins, PluginSet, RejectedFile, ReloadCounts, Shared,
+};
 use crate::sink::{HBaseSink, SqlSink};
 
 /// How long the directory must stay quiet before a reload.
@@ -61,6 +63,9 @@ impl Reloader {
             .watch(&self.dir, notify::RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch plugin dir {}", self.dir.display()))?;
         tracing::info!(dir = %self.dir.display(), "watching plugins");
+        // Rejections already logged, so a bad file that stays in the
+        // directory is not reported again at every reload.
+        let mut reported = self.live.current().1.rejected.clone();
         while !stop.load(Ordering::Relaxed) {
             match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
                 Ok(Some(())) => {}
@@ -68,7 +73,7 @@ impl Reloader {
                 Err(_) => continue,
             }
             self.settle(&mut rx).await;
-            if let Err(e) = self.reload().await {
+            if let Err(e) = self.reload(&mut reported).await {
                 tracing::error!("plugin reload failed, the running plugins stay: {e:#}");
             }
         }
@@ -88,7 +93,7 @@ impl Reloader {
         }
     }
 
-    async fn reload(&self) -> anyhow::Result<()> {
+    async fn reload(&self, reported: &mut Vec<RejectedFile>) -> anyhow::Result<()> {
         let (_, current) = self.live.current();
         let (engine, dir, lookups) = (self.engine.clone(), self.dir.clone(), self.lookups.clone());
         let previous = current.clone();
@@ -96,7 +101,8 @@ impl Reloader {
             PluginSet::reload(&engine, &dir, &lookups, &previous)
         })
         .await??;
-        let changes = log_changes(&current, &set);
+        let changes = log_changes(&current, &set, reported);
+        reported.clone_from(&set.rejected);
         if changes
             == (ReloadCounts {
                 rejected: changes.rejected,
@@ -117,8 +123,9 @@ impl Reloader {
     }
 }
 
-/// Logs what `new` changes against `old`, and counts it.
-fn log_changes(old: &PluginSet, new: &PluginSet) -> ReloadCounts {
+/// Logs what `new` changes against `old`, and counts it; of its rejected
+/// files, only those not already `reported`.
+fn log_changes(old: &PluginSet, new: &PluginSet, reported: &[RejectedFile]) -> ReloadCounts {
     let mut counts = ReloadCounts::default();
     for plugin in new.all() {
         match old.all().find(|o| o.name() == plugin.name()) {
@@ -155,10 +162,13 @@ fn log_changes(old: &PluginSet, new: &PluginSet) -> ReloadCounts {
         }
     }
     for rejected in &new.rejected {
+        if reported.iter().any(|r| r.same(rejected)) {
+            continue;
+        }
         counts.rejected += 1;
         let kept = new
             .all()
-            .find(|p| p.path() == rejected.path)
+            .find(|p| p.path() == rejected.error.path)
             .map(|p: Shared| format!("; `{}` {} keeps running", p.name(), p.version()))
             .unwrap_or_default();
         tracing::warn!("{rejected}{kept}");

@@ -17,7 +17,8 @@ pub struct ReloadCounts {
     pub swapped: u64,
     /// Plugins removed.
     pub removed: u64,
-    /// Files rejected (the running version, if any, kept).
+    /// Files rejected, each version of a file once (the running version,
+    /// if any, kept).
     pub rejected: u64,
 }
 

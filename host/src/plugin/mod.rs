@@ -15,4 +15,6 @@ pub use instance::{
     BatchFailure, BatchResult, LanePlugins, ParserInstance, Quarantined, RuleInstance,
 };
 pub use live::{LivePlugins, ReloadCounts};
-pub use registry::{FileStamp, Loaded, LoadedParser, LoadedRule, PluginSet, Shared, load_file};
+pub use registry::{
+    FileStamp, Loaded, LoadedParser, LoadedRule, PluginSet, RejectedFile, Shared, load_file,
+};

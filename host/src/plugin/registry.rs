@@ -145,6 +145,31 @@ fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// A file a set could not use, with the file's stamp when it was tried:
+/// a reload tells the same file rejected again from a new one.
+#[derive(Debug, Clone)]
+pub struct RejectedFile {
+    /// Which file, and why.
+    pub error: PluginRejected,
+    /// Its size and modification time then.
+    pub stamp: Option<FileStamp>,
+}
+
+impl RejectedFile {
+    /// Whether `other` is this file, unchanged, rejected for the same reason.
+    pub fn same(&self, other: &RejectedFile) -> bool {
+        self.error.path == other.error.path
+            && self.stamp == other.stamp
+            && self.error.reason == other.error.reason
+    }
+}
+
+impl std::fmt::Display for RejectedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
 /// The plugins of a directory, with the files that were rejected.
 #[derive(Default)]
 pub struct PluginSet {
@@ -153,7 +178,7 @@ pub struct PluginSet {
     /// Rules, each output table declared once.
     pub rules: Vec<Arc<LoadedRule>>,
     /// Files that could not be used, with the reason.
-    pub rejected: Vec<PluginRejected>,
+    pub rejected: Vec<RejectedFile>,
 }
 
 impl PluginSet {
@@ -188,7 +213,10 @@ impl PluginSet {
                     // The running version stays, unless the set has moved on.
                     let _ = set.admit(previous);
                 }
-                set.rejected.push(rejected);
+                set.rejected.push(RejectedFile {
+                    error: rejected,
+                    stamp: FileStamp::of(&path),
+                });
             }
         }
         Ok(set)

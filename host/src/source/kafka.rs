@@ -13,7 +13,7 @@
 //! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus
 //! `QUEUE_BATCHES + 2` batches per lane. A lane that falls behind briefly
 //! is ordinary backpressure: polling waits for room in its channel and the
-//! prefetch queue is kept. A lane with no room for [`STALL_BEFORE_PAUSE`]
+//! prefetch queue is kept. A lane with no room for `pause-after`
 //! (quarantined, waiting for its parser, or a slow sink) has its partition
 //! paused in librdkafka instead, holding the batch it could not take, so
 //! the other partitions go on; the partition resumes when the lane takes
@@ -41,12 +41,6 @@ use crate::config::{Assignment, BatchSection, KafkaSource, StartOffset};
 use crate::metrics::LaneMetrics;
 use crate::pipeline::{Activity, LaneFactory, LaneStats, QUEUE_BATCHES};
 use crate::sink::LaneKey;
-
-/// How long polling waits for room in a full lane before pausing that
-/// lane's partition. Long enough that a lane merely slower than the broker
-/// keeps librdkafka's prefetched records (pausing drops them), short enough
-/// that the other partitions hardly notice a stuck one.
-pub const STALL_BEFORE_PAUSE: Duration = Duration::from_millis(500);
 
 /// The librdkafka settings shared by the consumer and the dead-letter
 /// producer: brokers, then the user's properties, which win.
@@ -458,9 +452,9 @@ struct OpenLane {
     key: LaneKey,
     builder: BatchBuilder,
     first_at: Instant,
+    /// After the last record handed to the lane (at first, where its
+    /// checkpoint ends): records before it are skipped.
     next_offset: i64,
-    /// Records before this offset are already in a checkpoint: skipped.
-    resume_at: i64,
     /// A batch the lane had no room for: its partition is paused until the
     /// lane takes it.
     held: Option<SourceBatch>,
@@ -507,7 +501,6 @@ impl Lanes {
                 builder: BatchBuilder::new(&logical, self.batch.max_records),
                 first_at: Instant::now(),
                 next_offset: stored.unwrap_or(0),
-                resume_at: stored.unwrap_or(i64::MIN),
                 held: None,
                 metrics,
                 tx,
@@ -526,7 +519,9 @@ impl Lanes {
         else {
             return;
         };
-        if message.offset() < lane.resume_at {
+        // Already in a checkpoint or handed to the lane: librdkafka may
+        // deliver a record again after a seek, a pause or a reassignment.
+        if message.offset() < lane.next_offset {
             return;
         }
         if lane.builder.is_empty() {
@@ -551,7 +546,7 @@ impl Lanes {
         lane.next_offset = message.offset() + 1;
         if lane.builder.len() >= self.batch.max_records
             && lane.held.is_none()
-            && !Self::send(&self.runtime, lane, consumer)
+            && !Self::send(&self.runtime, self.source.pause_after, lane, consumer)
         {
             let stopped = (message.topic().to_owned(), message.partition());
             self.close(&[stopped]);
@@ -566,7 +561,7 @@ impl Lanes {
                 if !lane.builder.is_empty()
                     && lane.held.is_none()
                     && lane.first_at.elapsed() >= max_wait
-                    && !Self::send(&self.runtime, lane, consumer)
+                    && !Self::send(&self.runtime, self.source.pause_after, lane, consumer)
                 {
                     stopped.push((topic.clone(), *partition));
                 }
@@ -606,17 +601,22 @@ impl Lanes {
         }
     }
 
-    /// Hands the lane its batch, waiting up to [`STALL_BEFORE_PAUSE`] for
+    /// Hands the lane its batch, waiting up to `pause_after` for
     /// room; past that the batch is held and the partition paused. False if
     /// the lane has stopped (failed).
-    fn send(runtime: &Handle, lane: &mut OpenLane, consumer: &Consumer_) -> bool {
+    fn send(
+        runtime: &Handle,
+        pause_after: Duration,
+        lane: &mut OpenLane,
+        consumer: &Consumer_,
+    ) -> bool {
         let batch = lane.take_batch();
         let batch = match lane.tx.try_send(batch) {
             Ok(()) => return true,
             Err(TrySendError::Closed(_)) => return false,
             Err(TrySendError::Full(batch)) => batch,
         };
-        match runtime.block_on(tokio::time::timeout(STALL_BEFORE_PAUSE, lane.tx.reserve())) {
+        match runtime.block_on(tokio::time::timeout(pause_after, lane.tx.reserve())) {
             Ok(Ok(permit)) => {
                 permit.send(batch);
                 true
@@ -626,7 +626,7 @@ impl Lanes {
                 Ok(()) => {
                     tracing::debug!(
                         lane = %lane.key,
-                        "lane full for {STALL_BEFORE_PAUSE:?}; its partition pauses, the others go on"
+                        "lane full for {pause_after:?}; its partition pauses, the others go on"
                     );
                     lane.held = Some(batch);
                     lane.metrics.source_paused(true);
