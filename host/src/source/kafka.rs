@@ -653,16 +653,16 @@ impl Lanes {
             else {
                 continue;
             };
-            // Never wait here: a paused lane only lets go once its sender
-            // is dropped. Batches it cannot take are not committed, so
-            // whoever resumes the partition reads them again (a stopped lane
-            // reports its own error below); in order, so none is skipped.
             if lane.held.is_some() {
                 self.closed_paused.insert(partition.clone());
             }
             // This process no longer reads the partition.
             lane.metrics.source_paused(false);
             lane.metrics.source_end(None);
+            // Never wait here: a paused lane only lets go once its sender
+            // is dropped. Batches it cannot take are not committed, so
+            // whoever resumes the partition reads them again (a stopped lane
+            // reports its own error below); in order, so none is skipped.
             let partial = (!lane.builder.is_empty()).then(|| lane.take_batch());
             for batch in lane.held.take().into_iter().chain(partial) {
                 if lane.tx.try_send(batch).is_err() {
