@@ -146,7 +146,7 @@ fn bilibili_parser_in_c_reads_danmaku_packets_from_kafka() {
         "shorter than the 16-byte header",
         "length fields do not fit the message",
         "checksum mismatch",
-        "brotli-compressed",
+        "brotli stream ends early",
         "record key must be the room id",
         "DANMU_MSG without info[1]",
         "not a JSON object",

@@ -1,8 +1,8 @@
 //! Bilibili danmaku messages for the tests, as a collector writes them to
 //! Kafka: one record per WebSocket message, keyed by the room id, holding
 //! packets with the 16-byte big-endian header (JSON commands, heartbeat
-//! replies, zlib-compressed bundles), and the figures a parser and the
-//! rules behind it must arrive at.
+//! replies, zlib- and brotli-compressed bundles), and the figures a parser
+//! and the rules behind it must arrive at.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -32,6 +32,18 @@ pub fn zlib(packets: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(packets).unwrap();
     packet(2, 5, &encoder.finish().unwrap())
+}
+
+/// `packets` compressed into one protocol-version-3 packet (brotli, as the
+/// web client asks for).
+pub fn brotli(packets: &[u8]) -> Vec<u8> {
+    packet(3, 5, &brotli_stream(packets))
+}
+
+fn brotli_stream(data: &[u8]) -> Vec<u8> {
+    let mut encoder = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+    encoder.write_all(data).unwrap();
+    encoder.into_inner()
 }
 
 /// What the parser and the rules must make of the good messages.
@@ -82,8 +94,11 @@ fn bad_message(kind: u64, good: &[u8]) -> (Option<Vec<u8>>, Vec<u8>) {
             v[last] ^= 0xff;
             (None, v)
         }
-        // Brotli (version 3), not read.
-        3 => (None, packet(3, 5, b"\x1b\x03\x00")),
+        // A brotli stream cut in half.
+        3 => {
+            let stream = brotli_stream(good);
+            (None, packet(3, 5, &stream[..stream.len() / 2]))
+        }
         // No room id in the key.
         4 => (Some(b"room-x".to_vec()), good.to_vec()),
         // A DANMU_MSG without its info.
@@ -151,10 +166,10 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                 _ => packets.extend(command(&json!({"cmd": if rng.below(2) == 0 { "LIVE" } else { "PREPARING" }, "roomid": room}))),
             }
         }
-        let mut value = if rng.below(2) == 0 {
-            zlib(&packets)
-        } else {
-            packets
+        let mut value = match rng.below(3) {
+            0 => zlib(&packets),
+            1 => brotli(&packets),
+            _ => packets,
         };
         let mut key = room.to_string().into_bytes();
         if bad_every > 0 && i % bad_every == bad_every - 1 {

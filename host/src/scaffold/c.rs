@@ -11,6 +11,8 @@ use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
 
+use super::CSources;
+
 /// Where the generated bindings go, inside the project.
 pub const GENERATED: &str = "gen";
 
@@ -35,46 +37,58 @@ pub fn bindings(dir: &Path, wit: &Path, world: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Compiles `<dir>/src/*.c` with the bindings into the component `out`.
+/// Compiles `<dir>/src/*.c` and the `extra` sources with the bindings
+/// into the component `out`.
 ///
 /// `CC` names the compiler (default `clang`) and `WASI_SYSROOT` the
 /// wasi-libc sysroot (default `/usr`, where Debian's `wasi-libc` puts it;
 /// wasi-sdk's is `share/wasi-sysroot`).
-pub fn build(dir: &Path, wit: &Path, world: &str, out: &Path) -> anyhow::Result<()> {
+pub fn build(
+    dir: &Path,
+    wit: &Path,
+    world: &str,
+    extra: &CSources,
+    out: &Path,
+) -> anyhow::Result<()> {
     bindings(dir, wit, world)?;
     let generated = dir.join(GENERATED);
     let prefix = world.replace('-', "_");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(dir.join("src"))
-        .with_context(|| format!("cannot read {}", dir.join("src").display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "c"))
-        .collect();
-    sources.sort();
+    let mut sources = c_files(&dir.join("src"))?;
+    for source in &extra.sources {
+        let path = dir.join(source);
+        if path.is_dir() {
+            sources.extend(c_files(&path)?);
+        } else if path.is_file() {
+            sources.push(path);
+        } else {
+            anyhow::bail!("[c] sources: {} does not exist", path.display());
+        }
+    }
     sources.push(generated.join(format!("{prefix}.c")));
     sources.push(generated.join(format!("{prefix}_component_type.o")));
 
     let core = generated.join("core.wasm");
     let compiler = std::env::var_os("CC").unwrap_or_else(|| "clang".into());
     let sysroot = std::env::var_os("WASI_SYSROOT").unwrap_or_else(|| "/usr".into());
-    super::run(
-        Command::new(&compiler)
-            .args([
-                "--target=wasm32-wasi",
-                "-O2",
-                "-mexec-model=reactor",
-                "-Wall",
-            ])
-            .arg("--sysroot")
-            .arg(&sysroot)
-            .arg("-I")
-            .arg(&generated)
-            .arg("-I")
-            .arg(dir.join("src"))
-            .arg("-o")
-            .arg(&core)
-            .args(&sources),
-    )
-    .context(
+    let mut compile = Command::new(&compiler);
+    compile
+        .args([
+            "--target=wasm32-wasi",
+            "-O2",
+            "-mexec-model=reactor",
+            "-Wall",
+        ])
+        .arg("--sysroot")
+        .arg(&sysroot)
+        .arg("-I")
+        .arg(&generated)
+        .arg("-I")
+        .arg(dir.join("src"));
+    for include in &extra.include {
+        compile.arg("-I").arg(dir.join(include));
+    }
+    compile.arg("-o").arg(&core).args(&sources);
+    super::run(&mut compile).context(
         "a C plugin needs clang and wasi-libc (Debian: `apt install clang lld wasi-libc \
          libclang-rt-14-dev-wasm32`; or set CC and WASI_SYSROOT to a wasi-sdk)",
     )?;
@@ -89,4 +103,15 @@ pub fn build(dir: &Path, wit: &Path, world: &str, out: &Path) -> anyhow::Result<
         .encode()
         .with_context(|| format!("cannot make a component of {}", core.display()))?;
     std::fs::write(out, component).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// The `.c` files of `dir`, in name order.
+fn c_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "c"))
+        .collect();
+    files.sort();
+    Ok(files)
 }

@@ -53,6 +53,27 @@ struct Project {
     /// The replay fixture `apiary plugin test` runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     test: Option<Fixture>,
+    /// More C sources and headers to build with, such as a library's.
+    #[serde(default, skip_serializing_if = "CSources::is_empty")]
+    c: CSources,
+}
+
+/// `[c]` of `apiary-plugin.toml`: what a C plugin builds with beside
+/// `src/*.c`, relative to the project.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CSources {
+    /// `.c` files, or directories whose `.c` files are all compiled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<PathBuf>,
+    /// Include directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<PathBuf>,
+}
+
+impl CSources {
+    fn is_empty(&self) -> bool {
+        self.sources.is_empty() && self.include.is_empty()
+    }
 }
 
 /// `[test]` of `apiary-plugin.toml`: replay `input` as `topic` through the
@@ -148,6 +169,7 @@ pub fn new(parent: &Path, name: &str, lang: Lang, kind: Kind) -> anyhow::Result<
             expected: Fixture::default_expected(),
             plugins: Vec::new(),
         }),
+        c: CSources::default(),
     };
     write("apiary-plugin.toml", &toml::to_string(&project)?)?;
     match lang {
@@ -265,7 +287,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
             )
             .context("componentize-qjs is needed: `npm install` in the project")?;
         }
-        Lang::C => c::build(dir, &wit, world, &out)?,
+        Lang::C => c::build(dir, &wit, world, &project.c, &out)?,
     }
     Ok(out)
 }

@@ -10,7 +10,7 @@
 //
 // Version 0 bodies are JSON, version 1 a 4-byte number, version 2 a zlib
 // stream of further packets, version 3 the same compressed with brotli
-// (not read here: collectors ask for version 2 in their auth packet).
+// (what the web client asks for in its auth packet today).
 // Operation 3 is the heartbeat reply carrying the room's popularity, 5 a
 // command (JSON with a "cmd"), 8 the auth reply.
 //
@@ -28,6 +28,7 @@
 #include "inflate.h"
 #include "json.h"
 #include "parser_plugin.h"
+#include "unbrotli.h"
 
 #define TOPIC "bilibili_danmaku"
 #define HEADER_LEN 16
@@ -181,18 +182,18 @@ static bool packets(batch_t *b, const uint8_t *data, size_t len, size_t base, bo
         size_t body_len = packet_len - header_len;
         pos += packet_len;
 
-        if (version == 2) {
+        if (version == 2 || version == 3) {
             if (nested) return refuse(b, at, "compressed packet inside a compressed packet");
             const char *error = NULL;
             size_t inflated_len;
-            uint8_t *inflated = zlib_inflate(body, body_len, MAX_INFLATED, &inflated_len, &error);
+            uint8_t *inflated =
+                version == 2
+                    ? zlib_inflate(body, body_len, MAX_INFLATED, &inflated_len, &error)
+                    : brotli_decompress(body, body_len, MAX_INFLATED, &inflated_len, &error);
             if (!inflated) return refuse(b, at, error);
             bool ok = packets(b, inflated, inflated_len, at, true);
             free(inflated);
             if (!ok) return false;
-        } else if (version == 3) {
-            return refuse(b, at, "brotli-compressed (protocol version 3) is not supported; "
-                                 "collectors should ask for version 2");
         } else if (operation == 3) {
             if (body_len < 4) return refuse(b, at, "heartbeat reply without a popularity");
             event_t *e = push(b, APIARY_PLUGIN_TYPES_EVENT_BODY_STREAMER_STATS);
