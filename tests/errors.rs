@@ -132,14 +132,14 @@ fn topic_without_parser_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{}\n").unwrap();
-    let config = embedded_config(dir.path(), &[(&input, "douyu_danmaku")]);
+    let config = embedded_config(dir.path(), &[(&input, "huya_danmaku")]);
     let (ok, stderr) = check(&config);
     assert!(!ok);
-    assert!(stderr.contains("`douyu_danmaku`"), "{stderr}");
+    assert!(stderr.contains("`huya_danmaku`"), "{stderr}");
     let (out, _, stderr) = output(apiary().arg("run").arg(&config));
     assert!(!out.status.success());
     assert!(
-        stderr.contains("no parser plugin reads topic `douyu_danmaku`"),
+        stderr.contains("no parser plugin reads topic `huya_danmaku`"),
         "{stderr}"
     );
 }

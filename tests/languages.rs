@@ -7,11 +7,8 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use livestream_example::Topic;
-use sqlx::Row as _;
-use support::kafka::{create_topic, produce_keyed};
 use support::*;
 
 /// A kit's component, `target/plugins-<lang>/<name>.wasm`.
@@ -74,87 +71,21 @@ fn top_gifters_gives_the_same_rows_in_rust_python_javascript_and_c() {
 #[test]
 fn bilibili_parser_in_c_reads_danmaku_packets_from_kafka() {
     let messages = support::bilibili::generate(3_000, 7, 40);
-    let topic = create_topic("bilibili", 2);
-    produce_keyed(&topic, &messages.records);
-
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    for plugin in [
-        kit("c", "bilibili-parser"),
-        plugins_dir().join("top-gifters.wasm"),
-        plugins_dir().join("room-activity.wasm"),
-    ] {
-        std::fs::copy(&plugin, plugins.join(plugin.file_name().unwrap())).unwrap();
-    }
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[plugins]\ndir = {plugins:?}\n[source.kafka]\nbrokers = {:?}\ngroup = \"{topic}-g\"\n\
-             topics = {{ {topic:?} = \"bilibili_danmaku\" }}\n\
-             [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"500ms\"\n",
-            support::kafka::broker(),
-        ),
-    )
-    .unwrap();
-    let (out, _, stderr) = run_with_limit(
-        apiary()
-            .arg("run")
-            .arg(&config)
-            .args(["--stop-when-idle", "10s"]),
-        Duration::from_secs(240),
+    let reasons = support::danmaku::run_and_check(
+        &kit("c", "bilibili-parser"),
+        "bilibili_danmaku",
+        &messages,
     );
-    assert!(out.status.success(), "{stderr}");
-
-    let db = dir.path().join("out.db");
-    assert_eq!(sqlite_committed(&db), messages.records.len() as i64);
-    let gifts: BTreeMap<i64, (i64, i64)> = sqlite_rows(
-        &db,
-        "SELECT user_id, gift_total_amount, gifts FROM top_gifters",
-        |r| (r.get(0), (r.get(1), r.get(2))),
-    )
-    .into_iter()
-    .collect();
-    assert!(!gifts.is_empty());
-    assert_eq!(gifts, messages.expected.gifts);
-    let rooms: BTreeMap<i64, (i64, i64, i64)> = sqlite_rows(
-        &db,
-        "SELECT room_id, chats, entries, peak_heat FROM room_activity",
-        |r| (r.get(0), (r.get(1), r.get(2), r.get(3))),
-    )
-    .into_iter()
-    .collect();
-    assert_eq!(rooms, messages.expected.rooms);
-
-    // Each refused message is a dead letter with its bytes and the reason.
-    let dead: Vec<(Vec<u8>, String)> = sqlite_rows(
-        &db,
-        "SELECT record_value, reason FROM apiary_dead_letter",
-        |r| (r.get(0), r.get(1)),
+    support::danmaku::assert_reasons(
+        &reasons,
+        &[
+            "shorter than the 16-byte header",
+            "length fields do not fit the message",
+            "checksum mismatch",
+            "brotli stream ends early",
+            "record key must be the room id",
+            "DANMU_MSG without info[1]",
+            "not a JSON object",
+        ],
     );
-    let mut values: Vec<&[u8]> = dead.iter().map(|(v, _)| v.as_slice()).collect();
-    let mut expected: Vec<&[u8]> = messages
-        .bad
-        .iter()
-        .map(|&i| messages.records[i].1.as_slice())
-        .collect();
-    values.sort();
-    expected.sort();
-    assert_eq!(values, expected);
-    for reason in [
-        "shorter than the 16-byte header",
-        "length fields do not fit the message",
-        "checksum mismatch",
-        "brotli stream ends early",
-        "record key must be the room id",
-        "DANMU_MSG without info[1]",
-        "not a JSON object",
-    ] {
-        assert!(
-            dead.iter().any(|(_, r)| r.contains(reason)),
-            "no dead letter says `{reason}`: {:?}",
-            dead.iter().map(|(_, r)| r).collect::<Vec<_>>()
-        );
-    }
 }

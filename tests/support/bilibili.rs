@@ -4,10 +4,11 @@
 //! replies, zlib- and brotli-compressed bundles), and the figures a parser
 //! and the rules behind it must arrive at.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use serde_json::json;
+
+use super::danmaku::{Expected, Messages, Rng};
 
 /// One packet: header (length, header length 16, protocol version,
 /// operation, sequence 1) and body.
@@ -44,35 +45,6 @@ fn brotli_stream(data: &[u8]) -> Vec<u8> {
     let mut encoder = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
     encoder.write_all(data).unwrap();
     encoder.into_inner()
-}
-
-/// What the parser and the rules must make of the good messages.
-#[derive(Debug, Default)]
-pub struct Expected {
-    /// Per user: gift coins and gift count (`top_gifters`).
-    pub gifts: BTreeMap<i64, (i64, i64)>,
-    /// Per room: chats, entries, peak heat (`room_activity`).
-    pub rooms: BTreeMap<i64, (i64, i64, i64)>,
-}
-
-/// Generated messages: `(key, value)` records, the indices of the ones a
-/// parser must refuse, and the expected figures of the others.
-pub struct Messages {
-    pub records: Vec<(Vec<u8>, Vec<u8>)>,
-    pub bad: Vec<usize>,
-    pub expected: Expected,
-}
-
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 /// Refused messages, one of each kind, cycling: what they are is in the

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod bilibili;
+pub mod danmaku;
+pub mod douyu;
 pub mod kafka;
 pub mod mysql;
 pub mod process;
