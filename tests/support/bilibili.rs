@@ -90,6 +90,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
         let room = 21_000_000 + rng.below(5) as i64;
         let mut packets = Vec::new();
         let mut gifts = Vec::new();
+        let mut statuses = Vec::new();
         // Whether room-activity sees an event of this message.
         let (mut chats, mut entries, mut heat, mut seen) = (0, 0, 0, false);
         for _ in 0..1 + rng.below(4) {
@@ -97,7 +98,8 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
             let time = 1_700_000_000 + i as i64;
             match rng.below(7) {
                 0 | 1 => {
-                    let text = ["666", "主播好", "hello \"world\"", "\u{1F600} 哈哈"][rng.below(4) as usize];
+                    let text = ["666", "主播好", "hello \"world\"", "\u{1F600} 哈哈"]
+                        [rng.below(4) as usize];
                     packets.extend(command(&json!({
                         "cmd": if rng.below(2) == 0 { "DANMU_MSG" } else { "DANMU_MSG:4:0:2:2:2:0" },
                         "info": [[0, 1, 25, 16777215, time * 1000, 0, 0, "", 0, 0, 0],
@@ -108,7 +110,11 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                     seen = true;
                 }
                 2 => {
-                    let (gift, num, price) = (1 + rng.below(30) as i64, 1 + rng.below(5) as i64, 100 * (1 + rng.below(10) as i64));
+                    let (gift, num, price) = (
+                        1 + rng.below(30) as i64,
+                        1 + rng.below(5) as i64,
+                        100 * (1 + rng.below(10) as i64),
+                    );
                     packets.extend(command(&json!({
                         "cmd": "SEND_GIFT",
                         "data": {"uid": user, "uname": format!("user{user}"), "giftId": gift,
@@ -134,8 +140,16 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                     heat = heat.max(popularity as i64);
                     seen = true;
                 }
-                5 => packets.extend(command(&json!({"cmd": "ONLINE_RANK_COUNT", "data": {"count": 12}}))),
-                _ => packets.extend(command(&json!({"cmd": if rng.below(2) == 0 { "LIVE" } else { "PREPARING" }, "roomid": room}))),
+                5 => packets.extend(command(
+                    &json!({"cmd": "ONLINE_RANK_COUNT", "data": {"count": 12}}),
+                )),
+                _ => {
+                    let live = rng.below(2) == 0;
+                    packets.extend(command(
+                        &json!({"cmd": if live { "LIVE" } else { "PREPARING" }, "roomid": room}),
+                    ));
+                    statuses.push(live);
+                }
             }
         }
         let mut value = match rng.below(3) {
@@ -155,6 +169,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                 entry.0 += coins;
                 entry.1 += 1;
             }
+            expected.room_statuses(room, &statuses);
             if seen {
                 let entry = expected.rooms.entry(room).or_default();
                 entry.0 += chats;

@@ -1,5 +1,6 @@
-//! Platform danmaku through Kafka: a parser with `top-gifters` and
-//! `room-activity` behind it, and what they must arrive at.
+//! Platform danmaku through Kafka: a parser with `top-gifters`,
+//! `room-activity` and `room-sessions` behind it, and what they must
+//! arrive at.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,26 @@ pub struct Expected {
     pub gifts: BTreeMap<i64, (i64, i64)>,
     /// Per room: chats, entries, peak heat (`room_activity`).
     pub rooms: BTreeMap<i64, (i64, i64, i64)>,
+    /// Per room: live now, and times it went live (`room_sessions`).
+    pub sessions: BTreeMap<i64, (bool, i64)>,
+}
+
+impl Expected {
+    /// Follows a room's status messages, in order: only changes count.
+    pub fn room_statuses(&mut self, room: i64, statuses: &[bool]) {
+        for &live in statuses {
+            match self.sessions.get_mut(&room) {
+                Some((now, _)) if *now == live => {}
+                Some((now, sessions)) => {
+                    *now = live;
+                    *sessions += i64::from(live);
+                }
+                None => {
+                    self.sessions.insert(room, (live, i64::from(live)));
+                }
+            }
+        }
+    }
 }
 
 /// Generated messages: `(key, value)` records, the indices of the ones a
@@ -41,7 +62,7 @@ impl Rng {
 }
 
 /// Produces `messages` to a fresh topic read as `logical`, runs `parser`,
-/// `top-gifters` and `room-activity` over it until idle, and checks that
+/// `top-gifters`, `room-activity` and `room-sessions` over it until idle, and checks that
 /// every record was committed, the rows match what was expected and each
 /// refused message is a dead letter with its bytes. Returns the dead
 /// letters' reasons.
@@ -51,8 +72,8 @@ pub fn run_and_check(parser: &Path, logical: &str, messages: &Messages) -> Vec<S
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    let rules: [PathBuf; 2] =
-        ["top-gifters", "room-activity"].map(|name| plugins_dir().join(format!("{name}.wasm")));
+    let rules: [PathBuf; 3] = ["top-gifters", "room-activity", "room-sessions"]
+        .map(|name| plugins_dir().join(format!("{name}.wasm")));
     for plugin in rules.iter().map(PathBuf::as_path).chain([parser]) {
         std::fs::copy(plugin, plugins.join(plugin.file_name().unwrap())).unwrap();
     }
@@ -95,6 +116,15 @@ pub fn run_and_check(parser: &Path, logical: &str, messages: &Messages) -> Vec<S
     .into_iter()
     .collect();
     assert_eq!(rooms, messages.expected.rooms);
+    let sessions: BTreeMap<i64, (bool, i64)> = sqlite_rows(
+        &db,
+        "SELECT room_id, live, sessions FROM room_sessions",
+        |r| (r.get(0), (r.get(1), r.get(2))),
+    )
+    .into_iter()
+    .collect();
+    assert!(!sessions.is_empty());
+    assert_eq!(sessions, messages.expected.sessions);
 
     // Each refused message is a dead letter with its bytes and the reason.
     let dead: Vec<(Vec<u8>, String)> = sqlite_rows(

@@ -62,6 +62,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
         let room = 9_000 + rng.below(5) as i64;
         let mut bodies = Vec::new();
         let mut gifts = Vec::new();
+        let mut statuses = Vec::new();
         let (mut chats, mut entries, mut seen) = (0, 0, false);
         for _ in 0..1 + rng.below(3) {
             let user = 10_000 + rng.below(300) as i64;
@@ -103,11 +104,15 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                         ("level", rng.below(60).to_string()),
                     ])
                 }
-                4 => stt(&[
-                    ("type", "rss".into()),
-                    ("rid", rid),
-                    ("ss", rng.below(2).to_string()),
-                ]),
+                4 => {
+                    let live = rng.below(2) == 0;
+                    statuses.push(live);
+                    stt(&[
+                        ("type", "rss".into()),
+                        ("rid", rid),
+                        ("ss", u8::from(live).to_string()),
+                    ])
+                }
                 _ => stt(&[("type", "mrkl".into())]),
             });
         }
@@ -126,6 +131,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                 entry.0 += count;
                 entry.1 += 1;
             }
+            expected.room_statuses(room, &statuses);
             if seen {
                 let entry = expected.rooms.entry(room).or_default();
                 entry.0 += chats;
