@@ -8,7 +8,7 @@ use std::io::Write as _;
 
 use serde_json::json;
 
-use super::danmaku::{Expected, Messages, Rng};
+use super::danmaku::{Expected, Messages, RecordFigures, Rng};
 
 /// One packet: header (length, header length 16, protocol version,
 /// operation, sequence 1) and body.
@@ -89,10 +89,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
     for i in 0..count {
         let room = 21_000_000 + rng.below(5) as i64;
         let mut packets = Vec::new();
-        let mut gifts = Vec::new();
-        let mut statuses = Vec::new();
-        // Whether room-activity sees an event of this message.
-        let (mut chats, mut entries, mut heat, mut seen) = (0, 0, 0, false);
+        let mut figures = RecordFigures::default();
         for _ in 0..1 + rng.below(4) {
             let user = 1_000 + rng.below(300) as i64;
             let time = 1_700_000_000 + i as i64;
@@ -106,8 +103,8 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                                  text, [user, format!("user{user}"), 0, 0, 0, 10000, 1, ""],
                                  [], [rng.below(60), 0, 9868950, ">50000"]],
                     })));
-                    chats += 1;
-                    seen = true;
+                    figures.chats += 1;
+                    figures.active = true;
                 }
                 2 => {
                     let (gift, num, price) = (
@@ -121,7 +118,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                                  "giftName": "辣条", "num": num, "price": price,
                                  "total_coin": num * price, "coin_type": "silver", "timestamp": time},
                     })));
-                    gifts.push((user, num * price));
+                    figures.gifts.push((user, num * price));
                 }
                 3 => {
                     // msg_type 1 is an entry; 2 (follow) is passed over.
@@ -131,14 +128,14 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                         "data": {"uid": user, "uname": format!("user{user}"), "msg_type": kind,
                                  "roomid": room, "timestamp": time},
                     })));
-                    entries += (kind == 1) as i64;
-                    seen |= kind == 1;
+                    figures.entries += (kind == 1) as i64;
+                    figures.active |= kind == 1;
                 }
                 4 => {
                     let popularity = rng.below(1_000_000) as u32;
                     packets.extend(packet(1, 3, &popularity.to_be_bytes()));
-                    heat = heat.max(popularity as i64);
-                    seen = true;
+                    figures.heat = figures.heat.max(popularity as i64);
+                    figures.active = true;
                 }
                 5 => packets.extend(command(
                     &json!({"cmd": "ONLINE_RANK_COUNT", "data": {"count": 12}}),
@@ -148,7 +145,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                     packets.extend(command(
                         &json!({"cmd": if live { "LIVE" } else { "PREPARING" }, "roomid": room}),
                     ));
-                    statuses.push(live);
+                    figures.statuses.push(live);
                 }
             }
         }
@@ -164,18 +161,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
             value = bad_value;
             bad.push(i);
         } else {
-            for (user, coins) in gifts {
-                let entry = expected.gifts.entry(user).or_default();
-                entry.0 += coins;
-                entry.1 += 1;
-            }
-            expected.room_statuses(room, &statuses);
-            if seen {
-                let entry = expected.rooms.entry(room).or_default();
-                entry.0 += chats;
-                entry.1 += entries;
-                entry.2 = entry.2.max(heat);
-            }
+            expected.add(room, figures);
         }
         records.push((key, value));
     }

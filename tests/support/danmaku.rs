@@ -22,10 +22,37 @@ pub struct Expected {
     pub sessions: BTreeMap<i64, (bool, i64)>,
 }
 
+/// What one record of a room holds for the rules.
+#[derive(Debug, Default)]
+pub struct RecordFigures {
+    /// `(user, amount)` of each gift.
+    pub gifts: Vec<(i64, i64)>,
+    /// The room's statuses, live or not, in order.
+    pub statuses: Vec<bool>,
+    /// Chat messages, entries and the highest popularity.
+    pub chats: i64,
+    pub entries: i64,
+    pub heat: i64,
+    /// Whether `room-activity` sees any event of the record.
+    pub active: bool,
+}
+
 impl Expected {
-    /// Follows a room's status messages, in order: only changes count.
-    pub fn room_statuses(&mut self, room: i64, statuses: &[bool]) {
-        for &live in statuses {
+    /// Adds what a record of `room` that the parser accepts holds.
+    pub fn add(&mut self, room: i64, record: RecordFigures) {
+        for (user, amount) in record.gifts {
+            let entry = self.gifts.entry(user).or_default();
+            entry.0 += amount;
+            entry.1 += 1;
+        }
+        if record.active {
+            let entry = self.rooms.entry(room).or_default();
+            entry.0 += record.chats;
+            entry.1 += record.entries;
+            entry.2 = entry.2.max(record.heat);
+        }
+        // Only changes of status count.
+        for live in record.statuses {
             match self.sessions.get_mut(&room) {
                 Some((now, _)) if *now == live => {}
                 Some((now, sessions)) => {

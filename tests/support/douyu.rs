@@ -3,7 +3,7 @@
 //! per record, or a single STT body alone; and the figures the parser and
 //! the rules behind it must arrive at.
 
-use super::danmaku::{Expected, Messages, Rng};
+use super::danmaku::{Expected, Messages, RecordFigures, Rng};
 
 /// `body` as Douyu's server frames it: length twice (little-endian), type
 /// 690, two zero bytes, the body and a NUL.
@@ -61,17 +61,15 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
     for i in 0..count {
         let room = 9_000 + rng.below(5) as i64;
         let mut bodies = Vec::new();
-        let mut gifts = Vec::new();
-        let mut statuses = Vec::new();
-        let (mut chats, mut entries, mut seen) = (0, 0, false);
+        let mut figures = RecordFigures::default();
         for _ in 0..1 + rng.below(3) {
             let user = 10_000 + rng.below(300) as i64;
             let (rid, uid) = (room.to_string(), user.to_string());
             bodies.push(match rng.below(6) {
                 0 | 1 => {
                     let text = ["666", "主播好", "a/b@c", "\u{1F600} @@ //"][rng.below(4) as usize];
-                    chats += 1;
-                    seen = true;
+                    figures.chats += 1;
+                    figures.active = true;
                     stt(&[
                         ("type", "chatmsg".into()),
                         ("rid", rid),
@@ -84,7 +82,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                 }
                 2 => {
                     let count = 1 + rng.below(5) as i64;
-                    gifts.push((user, count));
+                    figures.gifts.push((user, count));
                     stt(&[
                         ("type", "dgb".into()),
                         ("rid", rid),
@@ -95,8 +93,8 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                     ])
                 }
                 3 => {
-                    entries += 1;
-                    seen = true;
+                    figures.entries += 1;
+                    figures.active = true;
                     stt(&[
                         ("type", "uenter".into()),
                         ("rid", rid),
@@ -106,7 +104,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
                 }
                 4 => {
                     let live = rng.below(2) == 0;
-                    statuses.push(live);
+                    figures.statuses.push(live);
                     stt(&[
                         ("type", "rss".into()),
                         ("rid", rid),
@@ -126,17 +124,7 @@ pub fn generate(count: usize, seed: u64, bad_every: usize) -> Messages {
             value = bad_record((i / bad_every) as u64, &bodies[0]);
             bad.push(i);
         } else {
-            for (user, count) in gifts {
-                let entry = expected.gifts.entry(user).or_default();
-                entry.0 += count;
-                entry.1 += 1;
-            }
-            expected.room_statuses(room, &statuses);
-            if seen {
-                let entry = expected.rooms.entry(room).or_default();
-                entry.0 += chats;
-                entry.1 += entries;
-            }
+            expected.add(room, figures);
         }
         records.push((room.to_string().into_bytes(), value));
     }
