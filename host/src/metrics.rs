@@ -111,18 +111,27 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // A metric of the lanes that have a value for it.
+        let per_lane = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        value: &dyn Fn(&LaneMetrics) -> Option<f64>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let kind = if name.ends_with("_total") || name.ends_with("_sum") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (lane, m) in &lanes {
+                if let Some(v) = value(m) {
+                    let _ = writeln!(out, "{name}{{lane=\"{}\"}} {v}", escape(lane));
+                }
+            }
+        };
         let counter =
             |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let kind = if name.ends_with("_total") || name.ends_with("_sum") {
-                    "counter"
-                } else {
-                    "gauge"
-                };
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                for (lane, m) in &lanes {
-                    let _ = writeln!(out, "{name}{{lane=\"{}\"}} {}", escape(lane), value(m));
-                }
+                per_lane(out, name, help, &|m| Some(value(m)))
             };
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         counter(
@@ -176,37 +185,26 @@ impl Metrics {
         // Only lanes whose source reports an end: Kafka partitions this
         // process reads.
         let source_metric =
-            |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> i64| {
-                let kind = if name.ends_with("_total") {
-                    "counter"
-                } else {
-                    "gauge"
-                };
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                for (lane, m) in &lanes {
-                    if m.lag().is_some() {
-                        let _ = writeln!(out, "{name}{{lane=\"{}\"}} {}", escape(lane), value(m));
-                    }
-                }
+            |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
+                per_lane(out, name, help, &|m| m.lag().map(|_| value(m)))
             };
         source_metric(
             &mut out,
             "apiary_consumer_lag",
             "Records in the lane's partition after its last checkpoint.",
-            &|m| m.lag().unwrap_or_default(),
+            &|m| m.lag().unwrap_or_default() as f64,
         );
         source_metric(
             &mut out,
             "apiary_partition_paused",
             "1 while the lane's partition is paused because the lane has no room.",
-            &|m| m.source_paused.load(Ordering::Relaxed).into(),
+            &|m| f64::from(u8::from(m.source_paused.load(Ordering::Relaxed))),
         );
         source_metric(
             &mut out,
             "apiary_partition_pauses_total",
             "Times the lane's partition was paused.",
-            &|m| get(&m.source_pauses) as i64,
+            &|m| get(&m.source_pauses),
         );
         let _ = writeln!(
             out,
