@@ -74,6 +74,9 @@ pub enum Command {
     Inspect {
         /// The plugin component.
         plugin: PathBuf,
+        /// A pipeline whose `[plugins.params.<name>]` the plugin is given.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -149,7 +152,7 @@ impl Cli {
                 print!("{table}");
                 Ok(())
             }
-            Command::Inspect { plugin } => inspect(&plugin),
+            Command::Inspect { plugin, config } => inspect(&plugin, config.as_deref()),
             Command::Plugin(PluginCommand::New {
                 name,
                 lang,
@@ -264,6 +267,14 @@ async fn check(path: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    for name in config.plugins.params.keys() {
+        if !plugins.all().any(|p| p.name() == name) {
+            bail!(
+                "[plugins.params.{name}]: no plugin named `{name}` in {}",
+                config.plugins.dir.display()
+            );
+        }
+    }
     let tables: Vec<_> = plugins.tables().cloned().collect();
     let hbase = crate::pipeline::hbase_sink(&config, &tables)?;
     let sql_tables = crate::pipeline::sql_tables(&tables, hbase.as_deref());
@@ -284,15 +295,34 @@ async fn check(path: &Path) -> anyhow::Result<()> {
         plugins.rules.len(),
         tables.len()
     );
+    for plugin in plugins.all() {
+        if let Some(line) = params_line(plugin.params()) {
+            println!("  {} {line}", plugin.name());
+        }
+    }
     Ok(())
 }
 
+/// The `params: …` line of a plugin, if it has parameters.
+fn params_line(params: &[(String, String)]) -> Option<String> {
+    let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+    (!pairs.is_empty()).then(|| format!("params: {}", pairs.join(", ")))
+}
+
 /// `apiary inspect`: the plugin's own description.
-fn inspect(path: &Path) -> anyhow::Result<()> {
-    let engine = Engine::new()?;
+fn inspect(path: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+    let engine = match config {
+        Some(config) => Engine::with_limits(PipelineConfig::load(config)?.plugins)?,
+        None => Engine::new()?,
+    };
     let lookups = Arc::new(Lookups::default());
-    match crate::plugin::load_file(&engine, path, &lookups)? {
-        crate::plugin::Loaded::Parser(p) => {
+    let loaded: crate::plugin::Shared = crate::plugin::load_file(&engine, path, &lookups)?.into();
+    println!("contract: apiary:plugin@{}", loaded.contract());
+    if let Some(line) = params_line(loaded.params()) {
+        println!("{line}");
+    }
+    match loaded {
+        crate::plugin::Shared::Parser(p) => {
             println!(
                 "{} {} (parser, {})",
                 p.info.name,
@@ -301,7 +331,7 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
             );
             println!("topics: {}", p.info.topics.join(", "));
         }
-        crate::plugin::Loaded::Rule(r) => {
+        crate::plugin::Shared::Rule(r) => {
             println!(
                 "{} {} (rule, {})",
                 r.info.name,

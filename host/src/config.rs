@@ -35,6 +35,28 @@ pub struct PipelineConfig {
     pub hbase: Option<HBaseSection>,
     /// Where Prometheus scrapes the metrics.
     pub metrics: Option<MetricsSection>,
+    /// Event time: how watermarks follow the events.
+    #[serde(default)]
+    pub time: TimeSection,
+}
+
+/// `[time]`: how each lane's watermark follows event time. The watermark
+/// is the largest event time the lane has seen minus `allowed-lateness`
+/// minus 1 ms (Flink's bounded out-of-orderness): events up to that much
+/// out of order are never late.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TimeSection {
+    /// How far out of order events may come and still count.
+    #[serde(default, with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A lane that reads nothing for this long has its watermark moved on
+    /// by the processing time that passes, so its windows and timers
+    /// close. Off by default: what then fires depends on when records
+    /// arrive, not only on what they say, so runs are no longer
+    /// repeatable.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// `[metrics]`: serve Prometheus metrics at `http://<listen>/metrics`.
@@ -158,6 +180,10 @@ pub struct PluginsSection {
     /// files change.
     #[serde(default = "default_true")]
     pub watch: bool,
+    /// Parameters handed to each plugin's `init`, by plugin name:
+    /// `[plugins.params.gift-windows] size = "6h"`.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, std::collections::BTreeMap<String, toml::Value>>,
 }
 
 /// `[plugins.limits.<plugin>]`: limits of one plugin, overriding
@@ -183,7 +209,28 @@ impl PluginsSection {
             quarantine_after: default_quarantine_after(),
             limits: Default::default(),
             watch: true,
+            params: Default::default(),
         }
+    }
+
+    /// The parameters of `plugin` as `init` takes them: strings as they
+    /// are, other values in TOML spelling.
+    pub fn params_of(&self, plugin: &str) -> Vec<(String, String)> {
+        self.params
+            .get(plugin)
+            .map(|params| {
+                params
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            toml::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), text)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -30,6 +30,11 @@ pub struct LaneMetrics {
     source_end: Mutex<Option<i64>>,
     source_paused: AtomicBool,
     source_pauses: AtomicU64,
+    /// The lane's event-time watermark, ms since the epoch.
+    watermark: Mutex<Option<i64>>,
+    /// Per plugin: state keys, state bytes and timers, as of the last
+    /// checkpoint.
+    plugin_state: Mutex<Vec<(String, usize, usize, usize)>>,
 }
 
 impl LaneMetrics {
@@ -76,6 +81,21 @@ impl LaneMetrics {
         self.checkpoint_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.committed(next_offset);
+    }
+
+    /// Records the lane's watermark.
+    pub fn set_watermark(&self, ms: i64) {
+        *self.watermark.lock().unwrap_or_else(|e| e.into_inner()) = Some(ms);
+    }
+
+    /// The lane's watermark, if it has one.
+    pub fn watermark(&self) -> Option<i64> {
+        *self.watermark.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records each plugin's state keys, bytes and timers in the lane.
+    pub fn plugin_state(&self, sizes: Vec<(String, usize, usize, usize)>) {
+        *self.plugin_state.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
     }
 
     /// Records the next offset of the lane's last checkpoint.
@@ -206,6 +226,32 @@ impl Metrics {
             "Times the lane's partition was paused.",
             &|m| get(&m.source_pauses),
         );
+        per_lane(
+            &mut out,
+            "apiary_watermark_ms",
+            "The lane's event-time watermark, ms since the Unix epoch.",
+            &|m| m.watermark().map(|w| w as f64),
+        );
+        for (index, name, help) in [
+            (0, "apiary_state_keys", "State entries a plugin holds in the lane."),
+            (1, "apiary_state_bytes", "Bytes of state keys and values a plugin holds in the lane."),
+            (2, "apiary_timers", "Event-time timers a plugin has set in the lane."),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (lane, m) in &lanes {
+                let sizes = m.plugin_state.lock().unwrap_or_else(|e| e.into_inner());
+                for (plugin, keys, bytes, timers) in sizes.iter() {
+                    let n = [keys, bytes, timers][index];
+                    let _ = writeln!(
+                        out,
+                        "{name}{{lane=\"{}\",plugin=\"{}\"}} {n}",
+                        escape(lane),
+                        escape(plugin)
+                    );
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP apiary_dead_letters_total Records refused, by plugin."

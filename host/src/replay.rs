@@ -1,7 +1,9 @@
 //! `apiary replay`: runs a topic's parser and every rule over lines of
 //! input, offline, and prints each emitted row as one JSON line. Nothing is
 //! merged or stored, and plugins see a frozen clock, so the output is the
-//! same on every run: plugin authors test with it.
+//! same on every run: plugin authors test with it. The input is bounded:
+//! at its end the watermark jumps to the end of time, as in Flink's
+//! bounded mode, so every window closes and every timer fires.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -47,17 +49,15 @@ pub fn replay(
     })?;
     let mut summary = ReplaySummary::default();
     let mut batch = BatchBuilder::new(topic, batch_size);
-    let mut flush = |batch: &mut BatchBuilder, summary: &mut ReplaySummary| -> anyhow::Result<()> {
+    let mut flush = |batch: &mut BatchBuilder,
+                     summary: &mut ReplaySummary,
+                     lane: &mut LanePlugins,
+                     out: &mut dyn Write|
+     -> anyhow::Result<()> {
         let raw = batch.take();
         match lane.process(&raw) {
             Ok(result) => {
-                for (table, cells) in &result.rows {
-                    for row in cells.chunks(table.columns.len()) {
-                        let line = json!({"output": table.output, "row": row_json(table, row)});
-                        writeln!(out, "{line}")?;
-                        summary.rows += 1;
-                    }
-                }
+                print_rows(out, &result.rows, summary)?;
                 for (index, plugin, reason) in result.rejected {
                     writeln!(err, "line {}: {plugin}: {reason}", line_of(&raw, index))?;
                     summary.rejected += 1;
@@ -83,14 +83,34 @@ pub fn replay(
         batch.push(0, n as i64, None, None, line, &[]);
         summary.records += 1;
         if batch.len() >= batch_size {
-            flush(&mut batch, &mut summary)?;
+            flush(&mut batch, &mut summary, &mut lane, &mut out)?;
         }
     }
     if !batch.is_empty() {
-        flush(&mut batch, &mut summary)?;
+        flush(&mut batch, &mut summary, &mut lane, &mut out)?;
+    }
+    match lane.advance_watermark(&engine, i64::MAX) {
+        Ok(result) => print_rows(&mut out, &result.rows, &mut summary)?,
+        Err(e) => writeln!(err, "end of input: {e:#}")?,
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// Prints each row as `{"output": …, "row": {…}}`.
+fn print_rows(
+    out: &mut dyn Write,
+    rows: &[(Arc<TableSchema>, Vec<Value>)],
+    summary: &mut ReplaySummary,
+) -> anyhow::Result<()> {
+    for (table, cells) in rows {
+        for row in cells.chunks(table.columns.len()) {
+            let line = json!({"output": table.output, "row": row_json(table, row)});
+            writeln!(out, "{line}")?;
+            summary.rows += 1;
+        }
+    }
+    Ok(())
 }
 
 /// 1-based input line of the record at `index`.

@@ -11,7 +11,7 @@ use crate::config;
 use crate::metrics::LaneMetrics;
 use anyhow::Context as _;
 
-use crate::plugin::{BatchResult, Engine, LanePlugins, LivePlugins, PluginState, Quarantined};
+use crate::plugin::{BatchResult, Engine, LanePlugins, LivePlugins, Quarantined};
 use crate::sink::{
     Checkpoint, DeadLetter, HBaseSink, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink,
 };
@@ -26,6 +26,8 @@ pub struct LaneStats {
     pub events: u64,
     /// Rows the rules produced, before folding.
     pub rows: u64,
+    /// Event-time timers that fired.
+    pub timers: u64,
     /// Records sent to the dead-letter table.
     pub dead_letters: u64,
     /// Checkpoints committed.
@@ -54,6 +56,11 @@ pub struct Lane {
     dead_letters: Vec<DeadLetter>,
     next_offset: i64,
     committed_offset: i64,
+    committed_watermark: Option<i64>,
+    /// Move the watermark on by processing time after this long idle.
+    idle_timeout: Option<Duration>,
+    /// When the lane last got a record, and the watermark then.
+    last_record: (Instant, Option<i64>),
     max_rows: usize,
     max_bytes: usize,
     interval: Duration,
@@ -99,6 +106,9 @@ impl Lane {
             dead_letters: Vec::new(),
             next_offset: start,
             committed_offset: start,
+            committed_watermark: None,
+            idle_timeout: None,
+            last_record: (Instant::now(), None),
             max_rows: config.max_rows,
             max_bytes: config.max_bytes,
             interval: config.interval,
@@ -139,7 +149,18 @@ impl Lane {
     /// Counts into `metrics` as it goes, from the offset it starts at.
     pub fn with_metrics(mut self, metrics: Arc<LaneMetrics>) -> Self {
         metrics.committed(self.committed_offset);
+        self.committed_watermark = self.plugins.watermark();
+        if let Some(w) = self.committed_watermark {
+            metrics.set_watermark(w);
+        }
         self.metrics = metrics;
+        self
+    }
+
+    /// Moves the watermark on by processing time once the lane has read
+    /// nothing for `timeout` (see `[time] idle-timeout`).
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -197,6 +218,7 @@ impl Lane {
                     }
                 }
                 _ = tokio::time::sleep_until(due.into()) => {
+                    tokio::task::block_in_place(|| self.advance_when_idle())?;
                     self.checkpoint().await?;
                     last_checkpoint = Instant::now();
                 }
@@ -276,9 +298,7 @@ impl Lane {
                 }
                 self.plugins
                     .upgrade(&self.engine, &set, &topic, |name| {
-                        Ok(PluginState::from_stored(
-                            states.remove(name).unwrap_or_default(),
-                        ))
+                        Ok(states.remove(name).unwrap_or_default())
                     })
                     .with_context(|| format!("lane {}", self.key))?;
                 let took = started.elapsed();
@@ -297,6 +317,36 @@ impl Lane {
         }
     }
 
+    /// With `[time] idle-timeout`: once the lane has read nothing for that
+    /// long, its watermark follows processing time from where the last
+    /// record left it, firing the timers it reaches.
+    fn advance_when_idle(&mut self) -> anyhow::Result<()> {
+        let Some(timeout) = self.idle_timeout else {
+            return Ok(());
+        };
+        let (at, Some(watermark)) = self.last_record else {
+            return Ok(());
+        };
+        let idle = at.elapsed();
+        if idle < timeout {
+            return Ok(());
+        }
+        let to = watermark.saturating_add(i64::try_from(idle.as_millis()).unwrap_or(i64::MAX));
+        let result = self
+            .plugins
+            .advance_watermark(&self.engine, to)
+            .with_context(|| format!("lane {}: idle watermark", self.key))?;
+        let mut row_count = 0;
+        for (table, cells) in result.rows {
+            row_count += (cells.len() / table.columns.len()) as u64;
+            self.buffer.merge(&table, cells);
+        }
+        self.stats.rows += row_count;
+        self.stats.timers += result.timers as u64;
+        self.metrics.set_watermark(to);
+        Ok(())
+    }
+
     /// Processes one batch; returns the quarantine that stopped it, if a
     /// plugin failed on too many records in a row (the batch then left no
     /// trace and must be processed again).
@@ -310,6 +360,7 @@ impl Lane {
             rows,
             rejected,
             events,
+            timers,
         } = match self.plugins.process_isolating(&self.engine, batch)? {
             Ok(result) => result,
             Err(quarantined) => return Ok(Some(quarantined)),
@@ -325,7 +376,12 @@ impl Lane {
         self.stats.records += batch.records.len() as u64;
         self.stats.events += events as u64;
         self.stats.rows += row_count;
+        self.stats.timers += timers as u64;
         self.next_offset = *next_offset;
+        self.last_record = (started, self.plugins.watermark());
+        if let Some(w) = self.plugins.watermark() {
+            self.metrics.set_watermark(w);
+        }
         let now = Instant::now();
         self.stats.last_batch_at = Some(now);
         self.metrics
@@ -390,10 +446,13 @@ impl Lane {
             next_offset: self.next_offset,
             rows,
             state: self.plugins.take_state_changes(),
+            watermark: self.plugins.watermark(),
             dead_letters: std::mem::take(&mut self.dead_letters),
         };
         self.sink.commit(&checkpoint).await?;
         self.committed_offset = self.next_offset;
+        self.committed_watermark = checkpoint.watermark;
+        self.metrics.plugin_state(self.plugins.state_sizes());
         self.stats.checkpoints += 1;
         self.stats.rows_written += rows_written as u64;
         self.stats.checkpoint_times.push(started.elapsed());

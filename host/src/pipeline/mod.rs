@@ -22,7 +22,7 @@ pub use reload::Reloader;
 use crate::config::{self, PipelineConfig};
 use crate::lookup::Lookups;
 use crate::metrics::{LaneMetrics, Metrics};
-use crate::plugin::{Engine, LanePlugins, LivePlugins, PluginSet, PluginState};
+use crate::plugin::{Engine, LanePlugins, LivePlugins, PluginSet};
 use crate::sink::{HBaseSink, KafkaDeadLetters, LaneKey, SqlSink};
 use crate::source::file::FileReader;
 use crate::source::kafka::KafkaReader;
@@ -107,11 +107,11 @@ pub fn load_plugins(
         tracing::error!("{rejected}");
     }
     for p in &plugins.parsers {
-        tracing::info!(plugin = %p.info.name, version = %p.info.version, topics = ?p.info.topics, "loaded parser");
+        tracing::info!(plugin = %p.info.name, version = %p.info.version, contract = %p.pre.contract(), topics = ?p.info.topics, "loaded parser");
     }
     for r in &plugins.rules {
         let consumes: Vec<String> = r.info.consumes.iter().map(ToString::to_string).collect();
-        tracing::info!(plugin = %r.info.name, version = %r.info.version, ?consumes, "loaded rule");
+        tracing::info!(plugin = %r.info.name, version = %r.info.version, contract = %r.pre.contract(), ?consumes, params = ?r.params, "loaded rule");
     }
     Ok(plugins)
 }
@@ -127,6 +127,7 @@ pub struct LaneFactory {
     hbase: Option<Arc<HBaseSink>>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    time: config::TimeSection,
 }
 
 /// The tables the SQL sink holds: those not routed to HBase.
@@ -171,20 +172,18 @@ impl LaneFactory {
             let name = plugin.name();
             states.insert(name.to_owned(), self.sink.load_state(&key, name).await?);
         }
+        let watermark = self.sink.load_watermark(&key).await?;
         let plugins = LanePlugins::new(
             &self.engine,
             &set,
             topic,
             &key.to_string(),
             &self.lookups,
-            |name| {
-                Ok(PluginState::from_stored(
-                    states.remove(name).unwrap_or_default(),
-                ))
-            },
+            |name| Ok(states.remove(name).unwrap_or_default()),
         )
-        .with_context(|| format!("lane {key}"))?;
-        tracing::info!(lane = %key, topic, start = ?stored, "lane opens");
+        .with_context(|| format!("lane {key}"))?
+        .with_time(self.time.allowed_lateness, watermark);
+        tracing::info!(lane = %key, topic, start = ?stored, ?watermark, "lane opens");
         let lane_metrics = self.lane_metrics(&key);
         let lane = Lane::new(
             key,
@@ -198,6 +197,7 @@ impl LaneFactory {
         .with_hbase(self.hbase.clone())
         .with_stop(self.stop.clone())
         .with_metrics(lane_metrics)
+        .with_idle_timeout(self.time.idle_timeout)
         .with_live(LiveLink {
             plugins: self.plugins.clone(),
             generation,
@@ -258,6 +258,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         hbase,
         stop: stop.clone(),
         metrics,
+        time: config.time.clone(),
     });
 
     // From here on a stop request finishes the current batches; before,

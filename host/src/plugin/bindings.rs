@@ -1,11 +1,13 @@
-//! Host-side bindings of the WIT contract in `wit/plugin.wit`.
+//! Host-side bindings of the WIT contract: `wit/plugin.wit`
+//! (`apiary:plugin@0.2.0`, the host's own vocabulary) and, for plugins
+//! built before event time, `wit/v0.1.0/plugin.wit`.
 //!
-//! One `bindgen!` per world; the rule world reuses the parser world's
-//! generated import interfaces so both share one set of types and one linker.
+//! One `bindgen!` per world; each rule world reuses its parser world's
+//! generated import interfaces so both share one set of types.
 
 #![allow(missing_docs)]
 
-/// Bindings of the `parser-plugin` world, and the shared interfaces.
+/// Bindings of the 0.2.0 `parser-plugin` world, and the shared interfaces.
 pub mod parser_world {
     wasmtime::component::bindgen!({
         world: "parser-plugin",
@@ -15,7 +17,7 @@ pub mod parser_world {
     });
 }
 
-/// Bindings of the `rule-plugin` world.
+/// Bindings of the 0.2.0 `rule-plugin` world.
 pub mod rule_world {
     wasmtime::component::bindgen!({
         world: "rule-plugin",
@@ -30,9 +32,44 @@ pub mod rule_world {
     });
 }
 
+/// The 0.1.0 contract, for plugins built before event time: the host turns
+/// its types into 0.2.0 ones at the boundary (see `compat`).
+pub mod v1 {
+    /// Bindings of the 0.1.0 `parser-plugin` world, and its interfaces.
+    pub mod parser_world {
+        wasmtime::component::bindgen!({
+            world: "parser-plugin",
+            path: "../wit/v0.1.0",
+            anyhow: true,
+        });
+    }
+
+    /// Bindings of the 0.1.0 `rule-plugin` world.
+    pub mod rule_world {
+        wasmtime::component::bindgen!({
+            world: "rule-plugin",
+            path: "../wit/v0.1.0",
+            anyhow: true,
+            with: {
+                "apiary:plugin/types": super::parser_world::apiary::plugin::types,
+                "apiary:plugin/log": super::parser_world::apiary::plugin::log,
+                "apiary:plugin/state": super::parser_world::apiary::plugin::state,
+                "apiary:plugin/lookup": super::parser_world::apiary::plugin::lookup,
+            },
+        });
+    }
+
+    pub use parser_world::apiary::plugin::{log, lookup, state, types};
+    pub use parser_world::exports::apiary::plugin::parser::{ParseOutput, ParserInfo};
+    pub use parser_world::{ParserPlugin, ParserPluginPre};
+    pub use rule_world::exports::apiary::plugin::rule::{RuleInfo, RuleOutput};
+    pub use rule_world::{RulePlugin, RulePluginPre};
+}
+
 pub use parser_world::apiary::plugin::{log, lookup, state, types};
 pub use parser_world::exports::apiary::plugin::parser::{ParseOutput, ParserInfo};
 pub use parser_world::{ParserPlugin, ParserPluginPre};
+pub use rule_world::apiary::plugin::timers;
 pub use rule_world::exports::apiary::plugin::rule::{RuleInfo, RuleOutput};
 pub use rule_world::{RulePlugin, RulePluginPre};
 
@@ -49,7 +86,7 @@ macro_rules! wit_names {
 
 wit_names!(types::EventKind {
     Visit => "visit", Gift => "gift", Chat => "chat",
-    RoomStatus => "room-status", StreamerStats => "streamer-stats",
+    RoomStatus => "room-status", StreamerStats => "streamer-stats", RoomList => "room-list",
 });
 wit_names!(types::ColumnType {
     Int => "int", Float => "float", Text => "text", Bytes => "bytes",

@@ -1,13 +1,13 @@
 //! The data each plugin instance's store carries, and the host imports
 //! (`log`, `state`, `lookup`) implemented on it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, lookup, state, types};
+use super::bindings::{log, lookup, state, timers, types, v1};
 use crate::lookup::Lookups;
 
 /// Store data of one plugin instance in one lane.
@@ -86,36 +86,164 @@ impl WasiView for PluginCtx {
     }
 }
 
-/// A plugin's keyed state in one lane, with the keys changed since the last
-/// checkpoint.
+/// A stored state value, and the event time it expires at, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredValue {
+    /// The bytes the plugin stored.
+    pub value: Vec<u8>,
+    /// Removed once the lane's watermark reaches this (ms since the epoch).
+    pub expires: Option<i64>,
+}
+
+/// A plugin's keyed state and event-time timers in one lane, with what
+/// changed since the last checkpoint.
 #[derive(Debug, Default, Clone)]
 pub struct PluginState {
-    values: HashMap<String, Vec<u8>>,
+    values: HashMap<String, StoredValue>,
+    /// Entries with an expiry, by expiry.
+    expiring: BTreeSet<(i64, String)>,
     changed: HashSet<String>,
-    /// What the current batch overwrote, oldest first: key, its value and
-    /// whether it was already changed. Undone if the batch fails, so a
-    /// retried batch does not count twice.
-    undo: Vec<(String, Option<Vec<u8>>, bool)>,
+    /// Timers by time, then key.
+    timers: BTreeSet<(i64, String)>,
+    timers_changed: HashSet<(i64, String)>,
+    /// Bytes of keys and values held.
+    bytes: usize,
+    /// What the current batch overwrote, oldest first. Undone if the batch
+    /// fails, so a retried batch does not count twice.
+    undo: Vec<Undo>,
+}
+
+/// One write of the current batch, as it can be undone.
+#[derive(Debug, Clone)]
+enum Undo {
+    /// A value was written or removed: what it was, and whether it was
+    /// already changed since the last checkpoint.
+    Value(String, Option<StoredValue>, bool),
+    /// A timer was set or deleted: whether it was there, and whether it
+    /// was already changed since the last checkpoint.
+    Timer((i64, String), bool, bool),
 }
 
 /// One state entry changed since the last checkpoint: the new value, or
 /// `None` where the key was deleted.
-pub type StateChange = (String, Option<Vec<u8>>);
+pub type StateChange = (String, Option<StoredValue>);
+
+/// One timer changed since the last checkpoint: its time, its key and
+/// whether it is set (`false`: deleted or fired).
+pub type TimerChange = (i64, String, bool);
 
 impl PluginState {
-    /// State as loaded from a checkpoint.
-    pub fn from_stored(values: HashMap<String, Vec<u8>>) -> Self {
-        Self {
-            values,
-            changed: HashSet::new(),
-            undo: Vec::new(),
+    /// State and timers as loaded from a checkpoint.
+    pub fn from_stored(values: HashMap<String, StoredValue>, timers: Vec<(i64, String)>) -> Self {
+        let mut state = Self {
+            timers: timers.into_iter().collect(),
+            ..Self::default()
+        };
+        for (key, value) in values {
+            state.put(key, Some(value));
+        }
+        state
+    }
+
+    /// Writes or removes `key` without recording it; returns what was there.
+    fn put(&mut self, key: String, value: Option<StoredValue>) -> Option<StoredValue> {
+        let old = match value {
+            Some(value) => {
+                self.bytes += key.len() + value.value.len();
+                if let Some(at) = value.expires {
+                    self.expiring.insert((at, key.clone()));
+                }
+                self.values.insert(key.clone(), value)
+            }
+            None => self.values.remove(&key),
+        };
+        if let Some(old) = &old {
+            self.bytes -= key.len() + old.value.len();
+            if let Some(at) = old.expires {
+                self.expiring.remove(&(at, key));
+            }
+        }
+        old
+    }
+
+    /// Writes or removes `key`, recording the change and how to undo it.
+    fn write(&mut self, key: String, value: Option<StoredValue>) {
+        let was_changed = !self.changed.insert(key.clone());
+        let old = self.put(key.clone(), value);
+        self.undo.push(Undo::Value(key, old, was_changed));
+    }
+
+    /// Sets or deletes a timer, recording the change and how to undo it.
+    fn write_timer(&mut self, timer: (i64, String), set: bool) {
+        let was_set = if set {
+            !self.timers.insert(timer.clone())
+        } else {
+            self.timers.remove(&timer)
+        };
+        if was_set == set {
+            return;
+        }
+        let was_changed = !self.timers_changed.insert(timer.clone());
+        self.undo.push(Undo::Timer(timer, was_set, was_changed));
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.values.get(key).map(|v| v.value.as_slice())
+    }
+
+    /// Stores `value` under `key`, expiring at `expires` if given.
+    pub fn set(&mut self, key: String, value: Vec<u8>, expires: Option<i64>) {
+        self.write(key, Some(StoredValue { value, expires }));
+    }
+
+    /// Removes `key`, if present.
+    pub fn delete(&mut self, key: &str) {
+        if self.values.contains_key(key) {
+            self.write(key.to_owned(), None);
         }
     }
 
-    fn remember(&mut self, key: &str) {
-        let old = self.values.get(key).cloned();
-        self.undo
-            .push((key.to_owned(), old, self.changed.contains(key)));
+    /// Sets the timer of `key` at `time`.
+    pub fn set_timer(&mut self, key: String, time: i64) {
+        self.write_timer((time, key), true);
+    }
+
+    /// Deletes the timer of `key` at `time`, if set.
+    pub fn delete_timer(&mut self, key: String, time: i64) {
+        self.write_timer((time, key), false);
+    }
+
+    /// Removes the entries whose expiry the watermark has reached.
+    pub fn expire(&mut self, watermark: i64) {
+        while let Some((at, key)) = self.expiring.first().cloned() {
+            if at > watermark {
+                break;
+            }
+            self.write(key, None);
+        }
+    }
+
+    /// Takes the timers the watermark has reached, in time and key order,
+    /// at most `max`: they have fired.
+    pub fn take_due(&mut self, watermark: i64, max: usize) -> Vec<(i64, String)> {
+        let mut due = Vec::new();
+        while due.len() < max {
+            match self.timers.first() {
+                Some((time, _)) if *time <= watermark => {
+                    let timer = self.timers.first().cloned().expect("checked above");
+                    self.write_timer(timer.clone(), false);
+                    due.push(timer);
+                }
+                _ => break,
+            }
+        }
+        due
+    }
+
+    /// Whether a timer is due at `watermark`.
+    pub fn has_due(&self, watermark: i64) -> bool {
+        self.timers.first().is_some_and(|(t, _)| *t <= watermark)
     }
 
     /// Keeps what the current batch wrote.
@@ -136,14 +264,24 @@ impl PluginState {
     /// Undoes what was written since `mark`.
     pub fn roll_back_to(&mut self, mark: usize) {
         while self.undo.len() > mark {
-            let (key, old, was_changed) = self.undo.pop().expect("above the mark");
-            if !was_changed {
-                self.changed.remove(&key);
+            match self.undo.pop().expect("above the mark") {
+                Undo::Value(key, old, was_changed) => {
+                    if !was_changed {
+                        self.changed.remove(&key);
+                    }
+                    self.put(key, old);
+                }
+                Undo::Timer(timer, was_set, was_changed) => {
+                    if !was_changed {
+                        self.timers_changed.remove(&timer);
+                    }
+                    if was_set {
+                        self.timers.insert(timer);
+                    } else {
+                        self.timers.remove(&timer);
+                    }
+                }
             }
-            match old {
-                Some(value) => self.values.insert(key, value),
-                None => self.values.remove(&key),
-            };
         }
     }
 
@@ -158,6 +296,17 @@ impl PluginState {
             .collect()
     }
 
+    /// Takes the timers changed since the last call.
+    pub fn take_timer_changes(&mut self) -> Vec<TimerChange> {
+        self.timers_changed
+            .drain()
+            .map(|(time, key)| {
+                let set = self.timers.contains(&(time, key.clone()));
+                (time, key, set)
+            })
+            .collect()
+    }
+
     /// Number of keys held.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -167,27 +316,82 @@ impl PluginState {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    /// Bytes of the keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of timers set.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
 }
 
 impl state::Host for PluginCtx {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.state.values.get(&key).cloned()
+        self.state.get(&key).map(<[u8]>::to_vec)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) {
-        self.state.remember(&key);
-        self.state.changed.insert(key.clone());
-        self.state.values.insert(key, value);
+        self.state.set(key, value, None);
+    }
+
+    fn set_expiring(&mut self, key: String, value: Vec<u8>, expires_at: i64) {
+        self.state.set(key, value, Some(expires_at));
     }
 
     fn delete(&mut self, key: String) {
-        if self.state.values.contains_key(&key) {
-            self.state.remember(&key);
-            self.state.values.remove(&key);
-            self.state.changed.insert(key);
-        }
+        self.state.delete(&key);
     }
 }
+
+impl timers::Host for PluginCtx {
+    fn set(&mut self, key: String, time: i64) {
+        self.state.set_timer(key, time);
+    }
+
+    fn delete(&mut self, key: String, time: i64) {
+        self.state.delete_timer(key, time);
+    }
+}
+
+impl v1::state::Host for PluginCtx {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.state.get(&key).map(<[u8]>::to_vec)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) {
+        self.state.set(key, value, None);
+    }
+
+    fn delete(&mut self, key: String) {
+        self.state.delete(&key);
+    }
+}
+
+impl v1::log::Host for PluginCtx {
+    fn log(&mut self, level: v1::types::LogLevel, message: String) {
+        log::Host::log(self, super::compat::log_level(level), message);
+    }
+}
+
+impl v1::lookup::Host for PluginCtx {
+    fn get_many(
+        &mut self,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+    ) -> Result<Vec<Option<Vec<v1::types::Value>>>, String> {
+        let rows = self.lookups.get_many(&table, &keys, &columns)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.map(|cells| cells.into_iter().map(super::compat::value_v1).collect()))
+            .collect())
+    }
+}
+
+impl v1::types::Host for PluginCtx {}
 
 impl log::Host for PluginCtx {
     fn log(&mut self, level: types::LogLevel, message: String) {
@@ -269,32 +473,52 @@ mod tests {
         PluginState::from_stored(
             pairs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .map(|(k, v)| {
+                    let value = StoredValue {
+                        value: v.to_vec(),
+                        expires: None,
+                    };
+                    (k.to_string(), value)
+                })
                 .collect(),
+            Vec::new(),
         )
     }
 
     fn write(s: &mut PluginState, key: &str, value: Option<&[u8]>) {
-        s.remember(key);
-        s.changed.insert(key.to_owned());
         match value {
-            Some(v) => s.values.insert(key.to_owned(), v.to_vec()),
-            None => s.values.remove(key),
-        };
+            Some(v) => s.set(key.to_owned(), v.to_vec(), None),
+            None => s.delete(key),
+        }
+    }
+
+    fn snapshot(s: &PluginState) -> impl PartialEq + std::fmt::Debug + use<> {
+        let mut values: Vec<_> = s.values.clone().into_iter().collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut changed: Vec<_> = s.changed.iter().cloned().collect();
+        changed.sort();
+        let mut timers_changed: Vec<_> = s.timers_changed.iter().cloned().collect();
+        timers_changed.sort();
+        (values, changed, s.timers.clone(), timers_changed, s.expiring.clone(), s.bytes)
     }
 
     #[test]
     fn a_rolled_back_batch_leaves_no_trace() {
         let mut s = state(&[("a", b"1")]);
         write(&mut s, "b", Some(b"x"));
+        s.set_timer("t".into(), 5);
         s.commit_batch();
-        let before = (s.values.clone(), s.changed.clone());
+        let before = snapshot(&s);
         write(&mut s, "a", Some(b"2"));
         write(&mut s, "a", Some(b"3"));
         write(&mut s, "c", Some(b"y"));
+        s.set("e".into(), b"z".to_vec(), Some(10));
         write(&mut s, "b", None);
+        s.set_timer("u".into(), 7);
+        assert_eq!(s.take_due(6, 10), vec![(5, "t".to_string())]);
+        s.expire(20);
         s.roll_back_batch();
-        assert_eq!((s.values.clone(), s.changed.clone()), before);
+        assert_eq!(snapshot(&s), before);
     }
 
     #[test]
@@ -305,11 +529,51 @@ mod tests {
         write(&mut s, "a", Some(b"2"));
         write(&mut s, "b", Some(b"3"));
         s.roll_back_to(mark);
-        assert_eq!(s.values.get("a").map(Vec::as_slice), Some(&b"1"[..]));
+        assert_eq!(s.get("a"), Some(&b"1"[..]));
         assert!(!s.values.contains_key("b") && !s.changed.contains("b"));
         assert!(s.changed.contains("a"), "the kept write is still a change");
         s.commit_batch();
         s.roll_back_batch();
-        assert_eq!(s.values.get("a").map(Vec::as_slice), Some(&b"1"[..]));
+        assert_eq!(s.get("a"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn entries_expire_with_the_watermark_and_bytes_follow() {
+        let mut s = state(&[("kept", b"12345")]);
+        s.set("old".into(), b"ab".to_vec(), Some(100));
+        s.set("new".into(), b"cd".to_vec(), Some(200));
+        assert_eq!(s.bytes(), 4 + 5 + 3 + 2 + 3 + 2);
+        s.expire(99);
+        assert_eq!(s.len(), 3);
+        s.expire(100);
+        assert_eq!(s.get("old"), None);
+        assert_eq!(s.get("new"), Some(&b"cd"[..]));
+        // Overwritten without an expiry, an entry no longer expires.
+        s.set("new".into(), b"cd".to_vec(), None);
+        s.expire(i64::MAX);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.bytes(), 4 + 5 + 3 + 2);
+        let mut changes = s.take_changes();
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(changes[1], ("old".to_string(), None));
+    }
+
+    #[test]
+    fn timers_fire_once_in_time_then_key_order() {
+        let mut s = state(&[]);
+        s.set_timer("b".into(), 10);
+        s.set_timer("a".into(), 10);
+        s.set_timer("a".into(), 10);
+        s.set_timer("c".into(), 5);
+        s.set_timer("d".into(), 30);
+        s.delete_timer("d".into(), 30);
+        assert_eq!(s.timer_count(), 3);
+        let due = s.take_due(10, 100);
+        assert_eq!(
+            due,
+            vec![(5, "c".into()), (10, "a".into()), (10, "b".into())]
+        );
+        assert!(s.take_due(10, 100).is_empty());
+        assert!(s.take_timer_changes().iter().all(|(_, _, set)| !set));
     }
 }

@@ -7,15 +7,37 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Store, StoreLimitsBuilder};
 
-use super::bindings::{log, lookup, state};
+use super::bindings::{log, lookup, state, timers, v1};
 use super::ctx::PluginCtx;
 use crate::config::PluginsSection;
 use crate::error::PluginRejected;
 
 /// Export that marks a parser plugin.
-pub const PARSER_EXPORT: &str = "apiary:plugin/parser@0.1.0";
+pub const PARSER_EXPORT: &str = "apiary:plugin/parser@0.2.0";
 /// Export that marks a rule plugin.
-pub const RULE_EXPORT: &str = "apiary:plugin/rule@0.1.0";
+pub const RULE_EXPORT: &str = "apiary:plugin/rule@0.2.0";
+/// Export that marks a parser plugin of the 0.1.0 contract.
+pub const PARSER_EXPORT_V1: &str = "apiary:plugin/parser@0.1.0";
+/// Export that marks a rule plugin of the 0.1.0 contract.
+pub const RULE_EXPORT_V1: &str = "apiary:plugin/rule@0.1.0";
+
+/// The version of the contract a plugin was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `apiary:plugin@0.1.0`: no event time, timers or parameters.
+    V1,
+    /// `apiary:plugin@0.2.0`.
+    V2,
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::V1 => "0.1.0",
+            Self::V2 => "0.2.0",
+        })
+    }
+}
 
 /// Which world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +92,10 @@ impl Engine {
         log::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        timers::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v1::log::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v1::state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v1::lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         if timed {
             // The clock of call time limits; it stops with the last engine.
             let weak = engine.weak();
@@ -93,6 +119,11 @@ impl Engine {
     /// The configured consecutive failures before a plugin is quarantined.
     pub fn quarantine_after(&self) -> u32 {
         self.limits.quarantine_after
+    }
+
+    /// The parameters `[plugins.params.<plugin>]` gives `plugin`.
+    pub fn params_of(&self, plugin: &str) -> Vec<(String, String)> {
+        self.limits.params_of(plugin)
     }
 
     /// The linker with every import a plugin may use.
@@ -126,8 +157,11 @@ impl Engine {
         store
     }
 
-    /// Compiles a plugin file and finds its world.
-    pub fn compile(&self, path: &Path) -> Result<(Component, PluginKind), PluginRejected> {
+    /// Compiles a plugin file and finds its world and contract version.
+    pub fn compile(
+        &self,
+        path: &Path,
+    ) -> Result<(Component, PluginKind, Contract), PluginRejected> {
         let reject = |reason: String| PluginRejected {
             path: path.to_owned(),
             reason,
@@ -142,28 +176,38 @@ impl Engine {
         }
         let component = Component::new(&self.engine, &bytes)
             .map_err(|e| reject(format!("does not compile: {e:#}")))?;
-        let kind = self.kind_of(&component).map_err(reject)?;
-        Ok((component, kind))
+        let (kind, contract) = self.kind_of(&component).map_err(reject)?;
+        Ok((component, kind, contract))
     }
 
-    fn kind_of(&self, component: &Component) -> Result<PluginKind, String> {
+    fn kind_of(&self, component: &Component) -> Result<(PluginKind, Contract), String> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         let has = |name: &str| exports.iter().any(|n| n == name);
-        match (has(PARSER_EXPORT), has(RULE_EXPORT)) {
-            (true, false) => Ok(PluginKind::Parser),
-            (false, true) => Ok(PluginKind::Rule),
-            (true, true) => Err("exports both the parser and the rule interface; a plugin \
-                                 implements one world"
-                .into()),
-            (false, false) => Err(format!(
+        let found: Vec<(PluginKind, Contract)> = [
+            (PARSER_EXPORT, PluginKind::Parser, Contract::V2),
+            (RULE_EXPORT, PluginKind::Rule, Contract::V2),
+            (PARSER_EXPORT_V1, PluginKind::Parser, Contract::V1),
+            (RULE_EXPORT_V1, PluginKind::Rule, Contract::V1),
+        ]
+        .into_iter()
+        .filter(|(name, _, _)| has(name))
+        .map(|(_, kind, contract)| (kind, contract))
+        .collect();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
                 "matches no Apiary world: it exports [{}], expected `{PARSER_EXPORT}` \
-                     (world parser-plugin) or `{RULE_EXPORT}` (world rule-plugin)",
+                     (world parser-plugin) or `{RULE_EXPORT}` (world rule-plugin), or their \
+                     0.1.0 versions",
                 exports.join(", ")
             )),
+            _ => Err("exports more than one Apiary interface; a plugin implements one world \
+                      of one contract version"
+                .into()),
         }
     }
 }

@@ -6,20 +6,27 @@ use std::sync::Arc;
 use anyhow::bail;
 use wasmtime::Store;
 
-use super::bindings::types::{Event, EventBatch, RawBatch, Value};
-use super::bindings::{ParserPlugin, RulePlugin};
-use super::ctx::{PluginCtx, PluginState, StateChange};
+use super::bindings::types::{Event, EventBatch, FiredTimer, OutputRows, RawBatch, Value};
+use super::bindings::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
+use super::compat;
+use super::ctx::{PluginCtx, PluginState, StateChange, TimerChange};
 use super::engine::Engine;
-use super::registry::{LoadedParser, LoadedRule, PluginSet};
+use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
 use crate::lookup::Lookups;
 use crate::sink::schema::TableSchema;
+
+/// Timers handed to one `on-timers` call at most.
+const TIMERS_PER_CALL: usize = 4096;
+/// `on-timers` calls after one batch at most: a rule that keeps setting
+/// timers at or below the watermark fails instead of looping forever.
+const TIMER_ROUNDS: usize = 10_000;
 
 /// A parser instantiated for one lane.
 pub struct ParserInstance {
     /// The plugin it runs.
     pub loaded: Arc<LoadedParser>,
     store: Store<PluginCtx>,
-    bindings: ParserPlugin,
+    bindings: ParserBindings,
 }
 
 /// A rule instantiated for one lane.
@@ -27,7 +34,80 @@ pub struct RuleInstance {
     /// The plugin it runs.
     pub loaded: Arc<LoadedRule>,
     store: Store<PluginCtx>,
-    bindings: RulePlugin,
+    bindings: RuleBindings,
+}
+
+enum ParserBindings {
+    V1(v1::ParserPlugin),
+    V2(ParserPlugin),
+}
+
+enum RuleBindings {
+    V1(v1::RulePlugin),
+    V2(RulePlugin),
+}
+
+/// Instantiates `pre` and hands a 0.2.0 instance its parameters.
+macro_rules! instantiate {
+    ($store:expr, $loaded:expr, $what:literal, $pre:ident, $bindings:ident, $export:ident) => {{
+        let name = &$loaded.info.name;
+        let failed = |e: wasmtime::Error| {
+            anyhow::anyhow!(concat!("cannot instantiate ", $what, " `{}`: {:#}"), name, e)
+        };
+        match &$loaded.pre {
+            $pre::V1(pre) => $bindings::V1(pre.instantiate(&mut $store).map_err(failed)?),
+            $pre::V2(pre) => {
+                let instance = pre.instantiate(&mut $store).map_err(failed)?;
+                instance
+                    .$export()
+                    .call_init(&mut $store, &$loaded.params)
+                    .map_err(failed)?
+                    .map_err(|e| anyhow::anyhow!(concat!($what, " `{}` init refused: {}"), name, e))?;
+                $bindings::V2(instance)
+            }
+        }
+    }};
+}
+
+impl ParserInstance {
+    fn parse(&mut self, batch: &RawBatch) -> wasmtime::Result<ParseOutput> {
+        match &self.bindings {
+            ParserBindings::V2(b) => b.apiary_plugin_parser().call_parse(&mut self.store, batch),
+            ParserBindings::V1(b) => {
+                let old = compat::raw_batch(batch);
+                let output = b.apiary_plugin_parser().call_parse(&mut self.store, &old)?;
+                Ok(compat::parse_output(output, batch))
+            }
+        }
+    }
+}
+
+impl RuleInstance {
+    fn process(&mut self, batch: &EventBatch) -> wasmtime::Result<RuleOutput> {
+        match &self.bindings {
+            RuleBindings::V2(b) => b.apiary_plugin_rule().call_process(&mut self.store, batch),
+            RuleBindings::V1(b) => {
+                let old = compat::event_batch(batch);
+                let output = b.apiary_plugin_rule().call_process(&mut self.store, &old)?;
+                Ok(compat::rule_output(output))
+            }
+        }
+    }
+
+    fn on_timers(
+        &mut self,
+        timers: &[FiredTimer],
+        watermark: i64,
+    ) -> wasmtime::Result<Vec<OutputRows>> {
+        match &self.bindings {
+            RuleBindings::V2(b) => {
+                b.apiary_plugin_rule()
+                    .call_on_timers(&mut self.store, timers, watermark)
+            }
+            // A 0.1.0 rule cannot set timers.
+            RuleBindings::V1(_) => Ok(Vec::new()),
+        }
+    }
 }
 
 impl ParserInstance {
@@ -49,9 +129,14 @@ impl ParserInstance {
         ctx: PluginCtx,
     ) -> anyhow::Result<Self> {
         let mut store = engine.store(ctx);
-        let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
-            anyhow::anyhow!("cannot instantiate parser `{}`: {e:#}", loaded.info.name)
-        })?;
+        let bindings = instantiate!(
+            store,
+            loaded,
+            "parser",
+            ParserPre,
+            ParserBindings,
+            apiary_plugin_parser
+        );
         Ok(Self {
             loaded,
             store,
@@ -75,9 +160,14 @@ impl RuleInstance {
 
     fn with_ctx(engine: &Engine, loaded: Arc<LoadedRule>, ctx: PluginCtx) -> anyhow::Result<Self> {
         let mut store = engine.store(ctx);
-        let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
-            anyhow::anyhow!("cannot instantiate rule `{}`: {e:#}", loaded.info.name)
-        })?;
+        let bindings = instantiate!(
+            store,
+            loaded,
+            "rule",
+            RulePre,
+            RuleBindings,
+            apiary_plugin_rule
+        );
         Ok(Self {
             loaded,
             store,
@@ -96,6 +186,8 @@ pub struct BatchResult {
     pub rejected: Vec<(usize, String, String)>,
     /// Events the parser produced.
     pub events: usize,
+    /// Timers that fired.
+    pub timers: usize,
 }
 
 /// A batch that failed as a whole: which plugin, and why.
@@ -130,6 +222,13 @@ pub struct LanePlugins {
     strikes: std::collections::HashMap<String, u32>,
     lane: Arc<str>,
     lookups: Arc<Lookups>,
+    /// The lane's watermark: the largest event time seen minus the allowed
+    /// lateness minus 1 ms; `None` before any event time.
+    watermark: Option<i64>,
+    /// The watermark when the current batch began, to undo a failed one.
+    batch_watermark: Option<i64>,
+    /// Allowed lateness, ms.
+    lateness: i64,
 }
 
 impl LanePlugins {
@@ -172,7 +271,62 @@ impl LanePlugins {
             strikes: Default::default(),
             lane,
             lookups: lookups.clone(),
+            watermark: None,
+            batch_watermark: None,
+            lateness: 0,
         })
+    }
+
+    /// Sets the allowed lateness and the watermark the lane resumes at.
+    pub fn with_time(mut self, allowed_lateness: std::time::Duration, watermark: Option<i64>) -> Self {
+        self.lateness = i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX);
+        self.watermark = watermark;
+        self.batch_watermark = watermark;
+        self
+    }
+
+    /// The lane's watermark, ms since the epoch.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Per plugin: its name, state keys, state bytes and timers.
+    pub fn state_sizes(&self) -> Vec<(String, usize, usize, usize)> {
+        std::iter::once((&self.parser.loaded.info.name, &self.parser.store))
+            .chain(self.rules.iter().map(|r| (&r.loaded.info.name, &r.store)))
+            .map(|(name, store)| {
+                let s = &store.data().state;
+                (name.clone(), s.len(), s.bytes(), s.timer_count())
+            })
+            .collect()
+    }
+
+    /// Moves the watermark on to `to` without a batch (an idle lane), firing
+    /// the timers it reaches. Fails like a batch would; the lane then keeps
+    /// its watermark.
+    pub fn advance_watermark(&mut self, engine: &Engine, to: i64) -> anyhow::Result<BatchResult> {
+        if self.watermark.is_some_and(|w| w >= to) {
+            return Ok(BatchResult::default());
+        }
+        let marks: Vec<usize> = self.states().map(|s| s.savepoint()).collect();
+        let before = self.watermark;
+        self.watermark = Some(to);
+        let mut result = BatchResult::default();
+        match self.fire(to, &mut result) {
+            Ok(()) => {
+                self.batch_watermark = self.watermark;
+                self.states().for_each(PluginState::commit_batch);
+                Ok(result)
+            }
+            Err(failure) => {
+                for (state, mark) in self.states().zip(marks) {
+                    state.roll_back_to(mark);
+                }
+                self.watermark = before;
+                self.restart(engine)?;
+                Err(anyhow::anyhow!("{failure}"))
+            }
+        }
     }
 
     /// Runs one raw batch through the parser and the rules. On failure
@@ -183,6 +337,7 @@ impl LanePlugins {
         let result = self.try_batch(batch);
         if result.is_ok() {
             self.states().for_each(PluginState::commit_batch);
+            self.batch_watermark = self.watermark;
         }
         result
     }
@@ -201,10 +356,12 @@ impl LanePlugins {
         match self.isolate(engine, batch)? {
             Ok(result) => {
                 self.states().for_each(PluginState::commit_batch);
+                self.batch_watermark = self.watermark;
                 Ok(Ok(result))
             }
             Err(quarantined) => {
                 self.states().for_each(PluginState::roll_back_batch);
+                self.watermark = self.batch_watermark;
                 Ok(Err(quarantined))
             }
         }
@@ -257,6 +414,7 @@ impl LanePlugins {
         };
         first.rows.extend(second.rows);
         first.events += second.events;
+        first.timers += second.timers;
         first.rejected.extend(
             second
                 .rejected
@@ -275,19 +433,68 @@ impl LanePlugins {
     /// One attempt at a batch; on failure its state changes are undone.
     fn try_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
         let marks: Vec<usize> = self.states().map(|s| s.savepoint()).collect();
+        let watermark = self.watermark;
         let result = self.run_batch(batch);
         if result.is_err() {
             for (state, mark) in self.states().zip(marks) {
                 state.roll_back_to(mark);
             }
+            self.watermark = watermark;
         }
         result
+    }
+
+    /// After the watermark moved to `watermark`: fires each rule's timers
+    /// it reached, in time order, then removes the state entries it
+    /// expired.
+    fn fire(&mut self, watermark: i64, result: &mut BatchResult) -> Result<(), BatchFailure> {
+        for rule in &mut self.rules {
+            let name = rule.loaded.info.name.clone();
+            let fail = |reason: String| BatchFailure {
+                plugin: name.clone(),
+                reason,
+            };
+            let mut rounds = 0;
+            while rule.store.data().state.has_due(watermark) {
+                rounds += 1;
+                if rounds > TIMER_ROUNDS {
+                    return Err(fail(format!(
+                        "rule `{name}` keeps setting timers at or below the watermark {watermark}"
+                    )));
+                }
+                let due: Vec<FiredTimer> = rule
+                    .store
+                    .data_mut()
+                    .state
+                    .take_due(watermark, TIMERS_PER_CALL)
+                    .into_iter()
+                    .map(|(time, key)| FiredTimer { key, time })
+                    .collect();
+                result.timers += due.len();
+                let ticks = rule.store.data().deadline_ticks;
+                rule.store.set_epoch_deadline(ticks);
+                let outputs = rule
+                    .on_timers(&due, watermark)
+                    .map_err(|e| fail(format!("rule `{name}` trapped in on-timers: {e:#}")))?;
+                for rows in outputs {
+                    let table = rule.loaded.table(&rows.output).ok_or_else(|| {
+                        fail(format!("rule `{name}` wrote to undeclared output `{}`", rows.output))
+                    })?;
+                    check_cells(table, &rows.cells)
+                        .map_err(|e| fail(format!("rule `{name}`: {e}")))?;
+                    result.rows.push((table.clone(), rows.cells));
+                }
+            }
+        }
+        self.states().for_each(|s| s.expire(watermark));
+        Ok(())
     }
 
     fn run_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
         let mut result = BatchResult::default();
         let parser = &mut self.parser;
-        let name = &parser.loaded.info.name;
+        let loaded = parser.loaded.clone();
+        let name = &loaded.info.name;
         let fail = |reason: String| BatchFailure {
             plugin: name.clone(),
             reason,
@@ -295,9 +502,7 @@ impl LanePlugins {
         let ticks = parser.store.data().deadline_ticks;
         parser.store.set_epoch_deadline(ticks);
         let parsed = parser
-            .bindings
-            .apiary_plugin_parser()
-            .call_parse(&mut parser.store, batch)
+            .parse(batch)
             .map_err(|e| fail(format!("parser `{name}` trapped: {e:#}")))?;
         let records = batch.records.len();
         for rejection in parsed.rejected {
@@ -322,10 +527,12 @@ impl LanePlugins {
             )));
         }
         result.events = parsed.events.len();
+        let latest = parsed.events.iter().filter_map(|e| e.time).max();
         let events = EventBatch {
             topic: batch.topic.clone(),
             platform: parsed.platform,
             events: parsed.events,
+            watermark: self.watermark,
         };
         for rule in &mut self.rules {
             let consumed = |e: &&Event| rule.loaded.consumes(kind_of(&e.body));
@@ -342,10 +549,12 @@ impl LanePlugins {
                     topic: events.topic.clone(),
                     platform: events.platform.clone(),
                     events: events.events.iter().filter(consumed).cloned().collect(),
+                    watermark: events.watermark,
                 };
                 &filtered
             };
-            let name = &rule.loaded.info.name;
+            let loaded = rule.loaded.clone();
+            let name = &loaded.info.name;
             let fail = |reason: String| BatchFailure {
                 plugin: name.clone(),
                 reason,
@@ -353,17 +562,10 @@ impl LanePlugins {
             let ticks = rule.store.data().deadline_ticks;
             rule.store.set_epoch_deadline(ticks);
             let output = rule
-                .bindings
-                .apiary_plugin_rule()
-                .call_process(&mut rule.store, input)
+                .process(input)
                 .map_err(|e| fail(format!("rule `{name}` trapped: {e:#}")))?;
             for rows in output.rows {
-                let table = rule
-                    .loaded
-                    .tables
-                    .iter()
-                    .find(|t| t.output == rows.output)
-                    .ok_or_else(|| {
+                let table = rule.loaded.table(&rows.output).ok_or_else(|| {
                         fail(format!(
                             "rule `{name}` wrote to undeclared output `{}`",
                             rows.output
@@ -383,6 +585,13 @@ impl LanePlugins {
                 result
                     .rejected
                     .push((event.record_index as usize, name.clone(), rejection.reason));
+            }
+        }
+        if let Some(latest) = latest {
+            let candidate = latest.saturating_sub(self.lateness).saturating_sub(1);
+            if self.watermark.is_none_or(|w| candidate > w) {
+                self.watermark = Some(candidate);
+                self.fire(candidate, &mut result)?;
             }
         }
         Ok(result)
@@ -468,8 +677,9 @@ impl LanePlugins {
         Ok(())
     }
 
-    /// Takes each plugin's state changes since the last checkpoint.
-    pub fn take_state_changes(&mut self) -> Vec<(String, Vec<StateChange>)> {
+    /// Takes each plugin's state and timer changes since the last
+    /// checkpoint.
+    pub fn take_state_changes(&mut self) -> Vec<(String, Vec<StateChange>, Vec<TimerChange>)> {
         let parser = &mut self.parser;
         std::iter::once((&parser.loaded.info.name, parser.store.data_mut()))
             .chain(
@@ -477,8 +687,11 @@ impl LanePlugins {
                     .iter_mut()
                     .map(|r| (&r.loaded.info.name, r.store.data_mut())),
             )
-            .map(|(name, ctx)| (name.clone(), ctx.state.take_changes()))
-            .filter(|(_, changes)| !changes.is_empty())
+            .map(|(name, ctx)| {
+                let state = ctx.state.take_changes();
+                (name.clone(), state, ctx.state.take_timer_changes())
+            })
+            .filter(|(_, state, timers)| !state.is_empty() || !timers.is_empty())
             .collect()
     }
 }
@@ -491,6 +704,7 @@ fn kind_of(body: &super::bindings::types::EventBody) -> super::bindings::types::
         B::Chat(_) => K::Chat,
         B::RoomStatus(_) => K::RoomStatus,
         B::StreamerStats(_) => K::StreamerStats,
+        B::RoomList(_) => K::RoomList,
     }
 }
 

@@ -2,19 +2,21 @@
 //! per-lane instances that process batches.
 
 pub mod bindings;
+mod compat;
 mod ctx;
 mod engine;
 mod instance;
 mod live;
 mod registry;
 
-pub use ctx::{PluginCtx, PluginState, StateChange};
+pub use ctx::{PluginCtx, PluginState, StateChange, StoredValue, TimerChange};
 pub use engine::EPOCH_TICK;
-pub use engine::{Engine, PluginKind};
+pub use engine::{Contract, Engine, PluginKind};
 pub use instance::{
     BatchFailure, BatchResult, LanePlugins, ParserInstance, Quarantined, RuleInstance,
 };
 pub use live::{LivePlugins, ReloadCounts};
 pub use registry::{
-    FileStamp, Loaded, LoadedParser, LoadedRule, PluginSet, RejectedFile, Shared, load_file,
+    FileStamp, Loaded, LoadedParser, LoadedRule, ParserPre, PluginSet, RejectedFile, RulePre, Shared,
+    load_file,
 };

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::bindings::types::EventKind;
-use super::bindings::{ParserInfo, ParserPluginPre, RuleInfo, RulePluginPre};
+use super::bindings::{ParserInfo, ParserPluginPre, RuleInfo, RulePluginPre, v1};
+use super::compat;
 use super::ctx::{PluginCtx, PluginState};
-use super::engine::{Engine, PluginKind};
+use super::engine::{Contract, Engine, PluginKind};
 use crate::error::PluginRejected;
 use crate::lookup::Lookups;
 use crate::sink::schema::TableSchema;
@@ -39,8 +40,28 @@ pub struct LoadedParser {
     pub stamp: Option<FileStamp>,
     /// What `describe()` returned.
     pub info: ParserInfo,
+    /// The parameters its `init` was given.
+    pub params: Vec<(String, String)>,
     /// Ready to instantiate, once per lane.
-    pub pre: ParserPluginPre<PluginCtx>,
+    pub pre: ParserPre,
+}
+
+/// A parser component ready to instantiate, by contract version.
+#[derive(Clone)]
+pub enum ParserPre {
+    /// Built against 0.1.0.
+    V1(v1::ParserPluginPre<PluginCtx>),
+    /// Built against 0.2.0.
+    V2(ParserPluginPre<PluginCtx>),
+}
+
+/// A rule component ready to instantiate, by contract version.
+#[derive(Clone)]
+pub enum RulePre {
+    /// Built against 0.1.0.
+    V1(v1::RulePluginPre<PluginCtx>),
+    /// Built against 0.2.0.
+    V2(RulePluginPre<PluginCtx>),
 }
 
 /// A rule that compiled, matched its world and described valid outputs.
@@ -53,11 +74,18 @@ pub struct LoadedRule {
     pub info: RuleInfo,
     /// Its outputs, validated, in declaration order.
     pub tables: Vec<Arc<TableSchema>>,
+    /// The parameters its `init` was given.
+    pub params: Vec<(String, String)>,
     /// Ready to instantiate, once per lane.
-    pub pre: RulePluginPre<PluginCtx>,
+    pub pre: RulePre,
 }
 
 impl LoadedRule {
+    /// The table of output `output`.
+    pub fn table(&self, output: &str) -> Option<&Arc<TableSchema>> {
+        self.tables.iter().find(|t| t.output == output)
+    }
+
     /// Whether the rule consumes events of `kind`.
     pub fn consumes(&self, kind: EventKind) -> bool {
         self.info.consumes.contains(&kind)
@@ -96,6 +124,22 @@ impl Shared {
         match self {
             Self::Parser(p) => &p.info.name,
             Self::Rule(r) => &r.info.name,
+        }
+    }
+
+    /// The contract version it was built against.
+    pub fn contract(&self) -> Contract {
+        match self {
+            Self::Parser(p) => p.pre.contract(),
+            Self::Rule(r) => r.pre.contract(),
+        }
+    }
+
+    /// The parameters its `init` was given.
+    pub fn params(&self) -> &[(String, String)] {
+        match self {
+            Self::Parser(p) => &p.params,
+            Self::Rule(r) => &r.params,
         }
     }
 
@@ -292,8 +336,30 @@ impl PluginSet {
     }
 }
 
-/// Compiles `path`, checks it against the worlds, instantiates it once and
-/// validates what `describe()` says.
+impl ParserPre {
+    /// The contract version.
+    pub fn contract(&self) -> Contract {
+        match self {
+            Self::V1(_) => Contract::V1,
+            Self::V2(_) => Contract::V2,
+        }
+    }
+}
+
+impl RulePre {
+    /// The contract version.
+    pub fn contract(&self) -> Contract {
+        match self {
+            Self::V1(_) => Contract::V1,
+            Self::V2(_) => Contract::V2,
+        }
+    }
+}
+
+/// Compiles `path`, checks it against the worlds, and validates what
+/// `describe()` says. A 0.2.0 plugin describes itself once to tell its
+/// name, then, in a fresh instance given that name's parameters through
+/// `init`, again: the second answer is the one that counts.
 pub fn load_file(
     engine: &Engine,
     path: &Path,
@@ -305,7 +371,7 @@ pub fn load_file(
     };
     // Stamped before reading: a file changed meanwhile is reloaded again.
     let stamp = FileStamp::of(path);
-    let (component, kind) = engine.compile(path)?;
+    let (component, kind, contract) = engine.compile(path)?;
     let pre = engine
         .linker()
         .instantiate_pre(&component)
@@ -314,23 +380,57 @@ pub fn load_file(
         .file_name()
         .map(|n| n.to_string_lossy().into())
         .unwrap_or_else(|| "plugin".into());
-    let mut store = engine.store(PluginCtx::new(
-        file_name,
-        "describe".into(),
-        lookups.clone(),
-        PluginState::default(),
-    ));
+    let store = || {
+        engine.store(PluginCtx::new(
+            file_name.clone(),
+            "describe".into(),
+            lookups.clone(),
+            PluginState::default(),
+        ))
+    };
+    let world = |kind: &str, e: wasmtime::Error| {
+        reject(format!("does not match world {kind}-plugin {contract}: {e:#}"))
+    };
+    let init_failed = |name: &str, e: String| reject(format!("plugin `{name}` init failed: {e}"));
     match kind {
         PluginKind::Parser => {
-            let pre = ParserPluginPre::new(pre)
-                .map_err(|e| reject(format!("does not match world parser-plugin: {e:#}")))?;
-            let instance = pre
-                .instantiate(&mut store)
-                .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
-            let info = instance
-                .apiary_plugin_parser()
-                .call_describe(&mut store)
-                .map_err(|e| reject(format!("describe() failed: {e:#}")))?;
+            let (pre, info, params) = match contract {
+                Contract::V1 => {
+                    let pre = v1::ParserPluginPre::new(pre).map_err(|e| world("parser", e))?;
+                    let mut store = store();
+                    let info = pre
+                        .instantiate(&mut store)
+                        .map_err(|e| reject(format!("failed to initialise: {e:#}")))?
+                        .apiary_plugin_parser()
+                        .call_describe(&mut store)
+                        .map_err(|e| reject(format!("describe() failed: {e:#}")))?;
+                    (ParserPre::V1(pre), compat::parser_info(info), Vec::new())
+                }
+                Contract::V2 => {
+                    let pre = ParserPluginPre::new(pre).map_err(|e| world("parser", e))?;
+                    let describe = |params: Option<&[(String, String)]>| {
+                        let mut store = store();
+                        let instance = pre
+                            .instantiate(&mut store)
+                            .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
+                        let parser = instance.apiary_plugin_parser();
+                        if let Some(params) = params {
+                            parser
+                                .call_init(&mut store, params)
+                                .map_err(|e| reject(format!("init() failed: {e:#}")))?
+                                .map_err(|e| reject(format!("init() refused: {e}")))?;
+                        }
+                        parser
+                            .call_describe(&mut store)
+                            .map_err(|e| reject(format!("describe() failed: {e:#}")))
+                    };
+                    let name = describe(None)?.name;
+                    let params = engine.params_of(&name);
+                    let info = describe(Some(&params))
+                        .map_err(|e| init_failed(&name, e.reason))?;
+                    (ParserPre::V2(pre), info, params)
+                }
+            };
             check_name(&info.name, &info.version).map_err(reject)?;
             if info.topics.is_empty() || info.topics.iter().any(|t| t.is_empty()) {
                 return Err(reject(format!(
@@ -342,19 +442,46 @@ pub fn load_file(
                 path: path.to_owned(),
                 stamp,
                 info,
+                params,
                 pre,
             }))
         }
         PluginKind::Rule => {
-            let pre = RulePluginPre::new(pre)
-                .map_err(|e| reject(format!("does not match world rule-plugin: {e:#}")))?;
-            let instance = pre
-                .instantiate(&mut store)
-                .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
-            let info = instance
-                .apiary_plugin_rule()
-                .call_describe(&mut store)
-                .map_err(|e| reject(format!("describe() failed: {e:#}")))?;
+            let (pre, info, params) = match contract {
+                Contract::V1 => {
+                    let pre = v1::RulePluginPre::new(pre).map_err(|e| world("rule", e))?;
+                    let mut store = store();
+                    let info = pre
+                        .instantiate(&mut store)
+                        .map_err(|e| reject(format!("failed to initialise: {e:#}")))?
+                        .apiary_plugin_rule()
+                        .call_describe(&mut store)
+                        .map_err(|e| reject(format!("describe() failed: {e:#}")))?;
+                    (RulePre::V1(pre), compat::rule_info(info), Vec::new())
+                }
+                Contract::V2 => {
+                    let pre = RulePluginPre::new(pre).map_err(|e| world("rule", e))?;
+                    let describe = |params: Option<&[(String, String)]>| {
+                        let mut store = store();
+                        let instance = pre
+                            .instantiate(&mut store)
+                            .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
+                        let rule = instance.apiary_plugin_rule();
+                        if let Some(params) = params {
+                            rule.call_init(&mut store, params)
+                                .map_err(|e| reject(format!("init() failed: {e:#}")))?
+                                .map_err(|e| reject(format!("init() refused: {e}")))?;
+                        }
+                        rule.call_describe(&mut store)
+                            .map_err(|e| reject(format!("describe() failed: {e:#}")))
+                    };
+                    let name = describe(None)?.name;
+                    let params = engine.params_of(&name);
+                    let info = describe(Some(&params))
+                        .map_err(|e| init_failed(&name, e.reason))?;
+                    (RulePre::V2(pre), info, params)
+                }
+            };
             check_name(&info.name, &info.version).map_err(reject)?;
             if info.consumes.is_empty() {
                 return Err(reject(format!(
@@ -382,6 +509,7 @@ pub fn load_file(
                 stamp,
                 info,
                 tables,
+                params,
                 pre,
             }))
         }

@@ -15,7 +15,7 @@ pub use kafka::KafkaDeadLetters;
 pub use schema::TableSchema;
 pub use sql::SqlSink;
 
-use crate::plugin::StateChange;
+use crate::plugin::{StateChange, TimerChange};
 use crate::plugin::bindings::types::Value;
 
 /// Identifies a lane's position: which consumer (Kafka group, or pipeline
@@ -66,8 +66,10 @@ pub struct Checkpoint {
     pub next_offset: i64,
     /// Folded rows per table: its shape, its name, its rows.
     pub rows: Vec<(Arc<TableSchema>, String, Vec<Vec<Value>>)>,
-    /// Changed state entries per plugin name.
-    pub state: Vec<(String, Vec<StateChange>)>,
+    /// Changed state entries and timers per plugin name.
+    pub state: Vec<(String, Vec<StateChange>, Vec<TimerChange>)>,
+    /// The lane's watermark, ms since the epoch.
+    pub watermark: Option<i64>,
     /// Refused records.
     pub dead_letters: Vec<DeadLetter>,
 }

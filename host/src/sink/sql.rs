@@ -17,6 +17,7 @@ use super::{Checkpoint, LaneKey};
 use crate::config;
 use crate::error::SchemaMismatch;
 use crate::plugin::bindings::types::{ColumnType, MergeMode, Value};
+use crate::plugin::{PluginState, StoredValue};
 
 /// Bind parameters per statement stay under SQLite's 32766 and MySQL's 65535.
 const MAX_PARAMS: usize = 30_000;
@@ -131,13 +132,19 @@ impl SqlSink {
             format!(
                 "CREATE TABLE IF NOT EXISTS apiary_offsets (consumer {text} NOT NULL, \
                  stream {text} NOT NULL, part INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
-                 PRIMARY KEY (consumer, stream, part))"
+                 watermark BIGINT, PRIMARY KEY (consumer, stream, part))"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS apiary_state (consumer {text} NOT NULL, \
                  stream {text} NOT NULL, part INTEGER NOT NULL, plugin VARCHAR(64) NOT NULL, \
-                 skey VARCHAR(255) NOT NULL, value {blob} NOT NULL, \
+                 skey VARCHAR(255) NOT NULL, value {blob} NOT NULL, expires BIGINT, \
                  PRIMARY KEY (consumer, stream, part, plugin, skey))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_timers (consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, plugin VARCHAR(64) NOT NULL, \
+                 tkey VARCHAR(255) NOT NULL, ttime BIGINT NOT NULL, \
+                 PRIMARY KEY (consumer, stream, part, plugin, ttime, tkey))"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS apiary_dead_letter (id {id}, consumer {text} NOT NULL, \
@@ -151,6 +158,18 @@ impl SqlSink {
                 .execute(statement.as_str())
                 .await
                 .context("cannot create Apiary's bookkeeping tables")?;
+        }
+        // Tables made before event time lack its columns.
+        for (table, column) in [("apiary_offsets", "watermark"), ("apiary_state", "expires")] {
+            let existing = self.existing_columns(table).await?.unwrap_or_default();
+            if !existing.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
+                let alter = format!("ALTER TABLE {table} ADD COLUMN {column} BIGINT");
+                self.pool
+                    .execute(alter.as_str())
+                    .await
+                    .with_context(|| format!("cannot add column {column} to {table}"))?;
+                tracing::info!(table, column, "added column for event time");
+            }
         }
         Ok(())
     }
@@ -452,14 +471,25 @@ impl SqlSink {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// The stored state of `plugin` in a lane.
-    pub async fn load_state(
-        &self,
-        lane: &LaneKey,
-        plugin: &str,
-    ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    /// The watermark a lane stored at its last checkpoint, if any.
+    pub async fn load_watermark(&self, lane: &LaneKey) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT watermark FROM apiary_offsets WHERE consumer = ? AND stream = ? AND part = ?",
+        )
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("cannot read the watermark of lane {lane}"))?;
+        Ok(row.map(|r| r.try_get::<Option<i64>, _>(0)).transpose()?.flatten())
+    }
+
+    /// The stored state and timers of `plugin` in a lane.
+    pub async fn load_state(&self, lane: &LaneKey, plugin: &str) -> anyhow::Result<PluginState> {
+        let failed = || format!("cannot read the state of `{plugin}` in lane {lane}");
         let rows = sqlx::query(
-            "SELECT skey, value FROM apiary_state \
+            "SELECT skey, value, expires FROM apiary_state \
              WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
         )
         .bind(&lane.consumer)
@@ -468,11 +498,35 @@ impl SqlSink {
         .bind(plugin)
         .fetch_all(&self.pool)
         .await
-        .with_context(|| format!("cannot read the state of `{plugin}` in lane {lane}"))?;
-        rows.iter()
+        .with_context(failed)?;
+        let values: HashMap<String, StoredValue> = rows
+            .iter()
+            .map(|r| {
+                let value = StoredValue {
+                    value: r.try_get(1)?,
+                    expires: r.try_get(2)?,
+                };
+                Ok((r.try_get(0)?, value))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .with_context(failed)?;
+        let rows = sqlx::query(
+            "SELECT ttime, tkey FROM apiary_timers \
+             WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
+        )
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(failed)?;
+        let timers = rows
+            .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .with_context(failed)?;
+        Ok(PluginState::from_stored(values, timers))
     }
 
     /// Writes a checkpoint in one transaction: rows, state, dead letters and
@@ -523,16 +577,47 @@ impl SqlSink {
         }
         let upsert_state = match self.dialect {
             Dialect::Sqlite => {
-                "INSERT INTO apiary_state (consumer, stream, part, plugin, skey, value) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer, stream, part, plugin, skey) \
-                 DO UPDATE SET value = excluded.value"
+                "INSERT INTO apiary_state (consumer, stream, part, plugin, skey, value, expires) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (consumer, stream, part, plugin, skey) \
+                 DO UPDATE SET value = excluded.value, expires = excluded.expires"
             }
             Dialect::Mysql => {
-                "INSERT INTO apiary_state (consumer, stream, part, plugin, skey, value) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)"
+                "INSERT INTO apiary_state (consumer, stream, part, plugin, skey, value, expires) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE value = VALUES(value), expires = VALUES(expires)"
             }
         };
-        for (plugin, changes) in &checkpoint.state {
+        let insert_timer = match self.dialect {
+            Dialect::Sqlite => {
+                "INSERT OR IGNORE INTO apiary_timers (consumer, stream, part, plugin, tkey, ttime) \
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            }
+            Dialect::Mysql => {
+                "INSERT IGNORE INTO apiary_timers (consumer, stream, part, plugin, tkey, ttime) \
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            }
+        };
+        for (plugin, _, timers) in &checkpoint.state {
+            for (time, key, set) in timers {
+                let sql = if *set {
+                    insert_timer
+                } else {
+                    "DELETE FROM apiary_timers WHERE consumer = ? AND stream = ? AND part = ? \
+                     AND plugin = ? AND tkey = ? AND ttime = ?"
+                };
+                sqlx::query(sql)
+                    .bind(lane.consumer.as_str())
+                    .bind(lane.stream.as_str())
+                    .bind(lane.partition)
+                    .bind(plugin.as_str())
+                    .bind(key.as_str())
+                    .bind(*time)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("cannot write the timers of `{plugin}`"))?;
+            }
+        }
+        for (plugin, changes, _) in &checkpoint.state {
             for (key, value) in changes {
                 let query = match value {
                     Some(_) => sqlx::query(upsert_state),
@@ -548,7 +633,7 @@ impl SqlSink {
                     .bind(plugin.as_str())
                     .bind(key.as_str());
                 let query = match value {
-                    Some(value) => query.bind(value.as_slice()),
+                    Some(stored) => query.bind(stored.value.as_slice()).bind(stored.expires),
                     None => query,
                 };
                 query
@@ -576,12 +661,15 @@ impl SqlSink {
         }
         let upsert_offset = match self.dialect {
             Dialect::Sqlite => {
-                "INSERT INTO apiary_offsets (consumer, stream, part, next_offset) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (consumer, stream, part) DO UPDATE SET next_offset = excluded.next_offset"
+                "INSERT INTO apiary_offsets (consumer, stream, part, next_offset, watermark) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (consumer, stream, part) \
+                 DO UPDATE SET next_offset = excluded.next_offset, watermark = excluded.watermark"
             }
             Dialect::Mysql => {
-                "INSERT INTO apiary_offsets (consumer, stream, part, next_offset) VALUES (?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
+                "INSERT INTO apiary_offsets (consumer, stream, part, next_offset, watermark) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
+                 watermark = VALUES(watermark)"
             }
         };
         sqlx::query(upsert_offset)
@@ -589,6 +677,7 @@ impl SqlSink {
             .bind(lane.stream.as_str())
             .bind(lane.partition)
             .bind(checkpoint.next_offset)
+            .bind(checkpoint.watermark)
             .execute(&mut *tx)
             .await
             .with_context(|| format!("cannot record the offset of lane {lane}"))?;
