@@ -6,101 +6,65 @@
 //! itself is `livestream_format::GiftTypeTotals`, shared with the native
 //! benchmark baseline.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "rule-plugin",
-});
-
-use apiary::plugin::types::{
-    Column, ColumnType, EventBatch, EventBody, EventKind, MergeMode, OutputRows, OutputSchema,
-    Rejection, Value,
+use apiary_sdk::ColumnType::Int;
+use apiary_sdk::{
+    EventBatch, EventBody, EventKind, Host, Output, Params, Rejection, Rule, RuleInfo, RuleOutput,
+    Value,
 };
-use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 use livestream_format::GiftTypeTotals;
 
 const OUTPUT: &str = "gift_type_totals";
 
-// Exported only on wasm32: on a native target the export names (which hold
-// `:` and `#`) break the cdylib's linker version script, and `cargo build
-// --workspace` must still link. Natively the code is still type-checked.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct GiftTypeTotalsRule;
 
-impl Guest for GiftTypeTotalsRule {
-    fn describe() -> RuleInfo {
-        let column = |name: &str, merge| Column {
-            name: name.into(),
-            type_: ColumnType::Int,
-            merge,
-            nullable: false,
-        };
-        RuleInfo {
-            name: "gift-type-totals".into(),
-            // `next-version` builds the same code under another version,
-            // which the hot-reload tests swap in and out.
-            version: if cfg!(feature = "next-version") {
-                "0.1.1"
-            } else {
-                "0.1.0"
-            }
-            .into(),
-            consumes: vec![EventKind::Gift],
-            outputs: vec![OutputSchema {
-                name: OUTPUT.into(),
-                table: None,
-                columns: vec![
-                    column("gift_type", MergeMode::Replace),
-                    column("gift_total_amount", MergeMode::Add),
-                ],
-                primary_key: vec!["gift_type".into()],
-            }],
-        }
+impl Rule for GiftTypeTotalsRule {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn process(batch: EventBatch) -> RuleOutput {
+    fn describe(&self) -> RuleInfo {
+        // `next-version` builds the same code under another version, which
+        // the hot-reload tests swap in and out.
+        let version = if cfg!(feature = "next-version") {
+            "0.1.1"
+        } else {
+            "0.1.0"
+        };
+        RuleInfo::new("gift-type-totals", version, [EventKind::Gift]).output(
+            Output::new(OUTPUT)
+                .key("gift_type", Int)
+                .add("gift_total_amount", Int),
+        )
+    }
+
+    fn process(&self, batch: EventBatch, _: &mut impl Host) -> RuleOutput {
         let mut totals = GiftTypeTotals::new();
         let mut rejected = Vec::new();
         for (index, event) in (0u32..).zip(batch.events) {
             match event.body {
-                EventBody::Gift(g) => totals.add(&livestream_format::Gift {
-                    user_id: g.user_id,
-                    room_id: g.room_id,
-                    gift_type: g.gift_type,
-                    amount: g.amount,
-                    ip: g.ip,
-                    create_time: g.create_time,
-                    update_time: g.update_time,
-                }),
-                _ => rejected.push(Rejection {
+                EventBody::Gift(g) => totals.add_amount(g.gift_type, g.amount),
+                _ => rejected.push(Rejection::new(
                     index,
-                    reason: "gift-type-totals consumes gift events only".into(),
-                }),
+                    "gift-type-totals consumes gift events only",
+                )),
             }
         }
-        let rows = if totals.is_empty() {
-            Vec::new()
-        } else {
-            let mut cells = Vec::with_capacity(totals.len() * 2);
-            for (gift_type, total) in totals.iter() {
-                cells.push(Value::Int(gift_type.into()));
-                cells.push(Value::Int(total));
-            }
-            vec![OutputRows {
-                output: OUTPUT.into(),
-                cells,
-            }]
-        };
-        RuleOutput { rows, rejected }
+        let mut rows = apiary_sdk::Rows::new(OUTPUT, 2);
+        for (gift_type, total) in totals.iter() {
+            rows.push_row([Value::Int(gift_type.into()), Value::Int(total)]);
+        }
+        RuleOutput::from_rows([rows]).with_rejected(rejected)
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(GiftTypeTotalsRule);
+apiary_sdk::export_rule!(GiftTypeTotalsRule);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary::plugin::types::{Event, Gift, ViewerVisit};
+    use apiary_sdk::testing::{MemoryHost, batch};
+    use apiary_sdk::{Gift, MergeMode, ViewerVisit};
 
     fn gift(gift_type: i32, amount: i64) -> EventBody {
         EventBody::Gift(Gift {
@@ -114,17 +78,6 @@ mod tests {
         })
     }
 
-    fn batch(bodies: Vec<EventBody>) -> EventBatch {
-        EventBatch {
-            topic: "live_gift_total".into(),
-            platform: "seed".into(),
-            events: (0..)
-                .zip(bodies)
-                .map(|(record_index, body)| Event { record_index, body })
-                .collect(),
-        }
-    }
-
     fn ints(cells: &[Value]) -> Vec<i64> {
         cells
             .iter()
@@ -135,9 +88,15 @@ mod tests {
             .collect()
     }
 
+    fn process(bodies: Vec<EventBody>) -> RuleOutput {
+        let rule = GiftTypeTotalsRule::init(&Params::default()).unwrap();
+        let events = bodies.into_iter().map(|b| (None, b)).collect();
+        rule.process(batch(events, None), &mut MemoryHost::new())
+    }
+
     #[test]
     fn describes_the_output() {
-        let info = GiftTypeTotalsRule::describe();
+        let info = GiftTypeTotalsRule.describe();
         assert_eq!(info.name, "gift-type-totals");
         assert_eq!(info.version, "0.1.0");
         let output = &info.outputs[0];
@@ -159,8 +118,7 @@ mod tests {
             grade: None,
             province: None,
         });
-        let out =
-            GiftTypeTotalsRule::process(batch(vec![gift(3, 10), gift(1, 5), visit, gift(3, 7)]));
+        let out = process(vec![gift(3, 10), gift(1, 5), visit, gift(3, 7)]);
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.rows[0].output, "gift_type_totals");
         assert_eq!(ints(&out.rows[0].cells), [1, 5, 3, 17]);
@@ -170,7 +128,13 @@ mod tests {
 
     #[test]
     fn empty_batch_has_no_rows() {
-        let out = GiftTypeTotalsRule::process(batch(Vec::new()));
+        let out = process(Vec::new());
         assert!(out.rows.is_empty() && out.rejected.is_empty());
+    }
+
+    #[test]
+    fn refuses_unknown_parameters() {
+        let err = GiftTypeTotalsRule::init(&Params::from_pairs([("size", "1")]));
+        assert!(err.is_err());
     }
 }

@@ -1,0 +1,585 @@
+//! Event-time windows on state and timers, with Flink's semantics.
+//!
+//! A window is `[start, end)` in event time (ms since the epoch). It fires
+//! once, when the lane's watermark reaches `end - 1`: its timer is set for
+//! that time and [`crate::Rule::on_timers`] hands it to [`Hopping::fire`]
+//! or [`Sessions::fire`], which return the window's result and remove its
+//! state. An event is late for a window that has fired; it counts in the
+//! windows it belongs to that are still open, and is refused only when it
+//! is late for all of them, with a [`Late`] reason saying by how much.
+//!
+//! - [`Hopping`] (sliding) windows of `size` every `slide`, starts aligned
+//!   to multiples of `slide` since the epoch; [`Hopping::tumbling`] is the
+//!   case `slide == size`. They keep one state entry per *pane*, a slice
+//!   of `gcd(size, slide)`: an event updates its one pane, a window's
+//!   result is its panes merged when it fires, and a pane goes when the
+//!   last window containing it fires. A 6 h window sliding every 5 min
+//!   thus costs one state update per event, not 72.
+//! - [`Sessions`] of activity separated by at least `gap`: an event opens
+//!   `[time, time + gap)`, and windows that overlap or touch merge.
+//!
+//! Each window set works on a [`Host`] in a batch: [`Hopping::batch`] or
+//! [`Sessions::batch`] takes the batch's events and `commit` writes the
+//! state and timers once per touched pane or key. The state and timer
+//! keys start with the window set's name, so a rule may have several.
+//!
+//! Changing `size`, `slide` or `gap` of a running rule leaves its stored
+//! panes and timers under the old layout: give the new windows another
+//! name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::{FiredTimer, Host, LogLevel};
+
+/// A mergeable aggregate kept in state: a pane's or a window's value.
+pub trait Accumulator: Default + Sized {
+    /// What one event adds.
+    type Input;
+    /// Adds one event's input.
+    fn add(&mut self, input: Self::Input);
+    /// Adds another accumulator's contents.
+    fn merge(&mut self, other: &Self);
+    /// The bytes stored in state.
+    fn encode(&self) -> Vec<u8>;
+    /// Reads what [`Accumulator::encode`] wrote; `None` if it is not that.
+    fn decode(bytes: &[u8]) -> Option<Self>;
+}
+
+/// A sum of `i64` values.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sum(pub i64);
+
+impl Accumulator for Sum {
+    type Input = i64;
+
+    fn add(&mut self, input: i64) {
+        self.0 = self.0.wrapping_add(input);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        self.0.to_le_bytes().to_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self(i64::from_le_bytes(bytes.try_into().ok()?)))
+    }
+}
+
+/// A count of events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub i64);
+
+impl Accumulator for Count {
+    type Input = ();
+
+    fn add(&mut self, (): ()) {
+        self.0 = self.0.wrapping_add(1);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        self.0.to_le_bytes().to_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self(i64::from_le_bytes(bytes.try_into().ok()?)))
+    }
+}
+
+/// Why an event counts in no window: every window it belongs to has
+/// fired. Its text is the dead letter's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Late {
+    /// The event's time.
+    pub time: i64,
+    /// The lane's watermark when it arrived.
+    pub watermark: i64,
+    /// The last window it belonged to, `[start, end)`, which has fired.
+    pub window: (i64, i64),
+}
+
+impl Late {
+    /// How late the event is, in ms: `watermark + 1 - time`, i.e. how much
+    /// more out of order it came than the allowed lateness lets through
+    /// (the watermark trails the largest event time by the lateness + 1).
+    pub fn by(&self) -> i64 {
+        self.watermark.saturating_add(1).saturating_sub(self.time)
+    }
+}
+
+impl fmt::Display for Late {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "late by {} ms: event time {} is at or behind the watermark {}, and its last window [{}, {}) has fired",
+            self.by(),
+            self.time,
+            self.watermark,
+            self.window.0,
+            self.window.1
+        )
+    }
+}
+
+/// Why an event cannot be placed in any window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Every window it belongs to has fired.
+    Late(Late),
+    /// Its time is so close to the ends of `i64` that a window around it
+    /// cannot be expressed.
+    OutOfRange(i64),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Late(late) => late.fmt(f),
+            Refused::OutOfRange(time) => {
+                write!(f, "event time {time} is out of range for windows")
+            }
+        }
+    }
+}
+
+/// The reason windowed rules give for an event without a time.
+pub const NO_EVENT_TIME: &str = "the event has no event time, so it belongs to no window";
+
+/// A window that fired: its key, bounds and merged value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired<A> {
+    /// The key the events were added under.
+    pub key: String,
+    /// The window's start (inclusive).
+    pub start: i64,
+    /// The window's end (exclusive).
+    pub end: i64,
+    /// The events' merged value.
+    pub value: A,
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') {
+        Err(format!(
+            "window name {name:?}: use a non-empty name without `/`"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads an accumulator from state; what cannot be read is logged and
+/// counts as empty, so a corrupt entry costs its own value only.
+fn load<A: Accumulator>(host: &impl Host, key: &str) -> Option<A> {
+    let bytes = host.get(key)?;
+    match A::decode(&bytes) {
+        Some(acc) => Some(acc),
+        None => {
+            host.log(
+                LogLevel::Warn,
+                &format!("window state `{key}` cannot be read; counted as empty"),
+            );
+            Some(A::default())
+        }
+    }
+}
+
+/// Hopping (sliding) windows of `size` ms starting every `slide` ms, over
+/// panes of `gcd(size, slide)` ms. Tumbling windows are hopping windows
+/// whose slide is their size.
+#[derive(Debug, Clone)]
+pub struct Hopping<A> {
+    name: String,
+    size: i64,
+    slide: i64,
+    pane: i64,
+    acc: PhantomData<fn() -> A>,
+}
+
+impl<A: Accumulator> Hopping<A> {
+    /// Windows `[k * slide, k * slide + size)`, named `name` in state and
+    /// timer keys. `size` and `slide` are positive and `slide <= size`.
+    pub fn new(name: &str, size: i64, slide: i64) -> Result<Self, String> {
+        check_name(name)?;
+        if size <= 0 || slide <= 0 || slide > size {
+            return Err(format!(
+                "windows of {size} ms every {slide} ms: the size and slide must be positive and the slide at most the size"
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            size,
+            slide,
+            pane: gcd(size, slide),
+            acc: PhantomData,
+        })
+    }
+
+    /// Tumbling windows `[k * size, (k + 1) * size)`.
+    pub fn tumbling(name: &str, size: i64) -> Result<Self, String> {
+        Self::new(name, size, size)
+    }
+
+    /// The window size in ms.
+    pub fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// The slide in ms.
+    pub fn slide(&self) -> i64 {
+        self.slide
+    }
+
+    /// The pane length in ms: `gcd(size, slide)`.
+    pub fn pane(&self) -> i64 {
+        self.pane
+    }
+
+    /// The windows containing `time`, latest start first, as
+    /// `(start, end)`; none if `time` is too close to the ends of `i64`.
+    pub fn windows_of(&self, time: i64) -> impl Iterator<Item = (i64, i64)> + use<A> {
+        let (size, slide) = (self.size, self.slide);
+        let last = time.div_euclid(slide).checked_mul(slide);
+        let first = time.checked_sub(size);
+        let starts = match (last, first) {
+            (Some(last), Some(_)) if last.checked_add(size).is_some() => Some(last),
+            _ => None,
+        };
+        let mut next = starts;
+        std::iter::from_fn(move || {
+            let start = next?;
+            // Starts go down by `slide` while the window still holds `time`.
+            next = start.checked_sub(slide).filter(|&s| s > time - size);
+            Some((start, start + size))
+        })
+    }
+
+    /// Starts a batch; `watermark` is the batch's (the lane's before it).
+    pub fn batch(&self, watermark: Option<i64>) -> HoppingBatch<'_, A> {
+        HoppingBatch {
+            windows: self,
+            watermark,
+            panes: BTreeMap::new(),
+        }
+    }
+
+    fn timer_key(&self, key: &str) -> String {
+        format!("{}/{key}", self.name)
+    }
+
+    fn pane_key(&self, key: &str, pane: i64) -> String {
+        format!("{}/{pane}/{key}", self.name)
+    }
+
+    /// The window of a fired timer, if the timer is one of this set's:
+    /// merges its panes, deletes the panes no later window contains, and
+    /// returns the result.
+    pub fn fire(&self, host: &mut impl Host, timer: &FiredTimer) -> Option<Fired<A>> {
+        let key = timer
+            .key
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix('/')?;
+        let end = timer.time.checked_add(1)?;
+        let start = end.checked_sub(self.size)?;
+        let mut value = A::default();
+        let mut pane = start.div_euclid(self.pane) * self.pane;
+        while pane < end {
+            if let Some(acc) = load::<A>(host, &self.pane_key(key, pane)) {
+                value.merge(&acc);
+            }
+            pane += self.pane;
+        }
+        // Panes in the first slide of this window are in no later one.
+        let mut pane = start.div_euclid(self.pane) * self.pane;
+        while pane < start.saturating_add(self.slide) {
+            host.delete(&self.pane_key(key, pane));
+            pane += self.pane;
+        }
+        Some(Fired {
+            key: key.to_owned(),
+            start,
+            end,
+            value,
+        })
+    }
+}
+
+/// The events of one batch for a [`Hopping`] window set, folded per key
+/// and pane before they touch state.
+pub struct HoppingBatch<'a, A: Accumulator> {
+    windows: &'a Hopping<A>,
+    watermark: Option<i64>,
+    panes: BTreeMap<(String, i64), A>,
+}
+
+impl<A: Accumulator> HoppingBatch<'_, A> {
+    /// Adds an event at `time` under `key`; refuses it when every window
+    /// holding it has fired.
+    pub fn add(&mut self, key: &str, time: i64, input: A::Input) -> Result<(), Refused> {
+        let Some((start, end)) = self.windows.windows_of(time).next() else {
+            return Err(Refused::OutOfRange(time));
+        };
+        if let Some(watermark) = self.watermark.filter(|&w| end - 1 <= w) {
+            return Err(Refused::Late(Late {
+                time,
+                watermark,
+                window: (start, end),
+            }));
+        }
+        let pane = time.div_euclid(self.windows.pane) * self.windows.pane;
+        self.panes
+            .entry((key.to_owned(), pane))
+            .or_default()
+            .add(input);
+        Ok(())
+    }
+
+    /// Writes the batch: one update per touched pane, and for a new pane
+    /// the timers of its windows still open.
+    pub fn commit(self, host: &mut impl Host) {
+        let windows = self.windows;
+        for ((key, pane), acc) in self.panes {
+            let state_key = windows.pane_key(&key, pane);
+            match load::<A>(host, &state_key) {
+                Some(mut stored) => {
+                    stored.merge(&acc);
+                    host.set(&state_key, &stored.encode());
+                }
+                None => {
+                    host.set(&state_key, &acc.encode());
+                    let timer_key = windows.timer_key(&key);
+                    for (_, end) in windows.windows_of(pane) {
+                        if self.watermark.is_none_or(|w| end - 1 > w) {
+                            host.set_timer(&timer_key, end - 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Session windows: activity of a key separated by gaps of at least `gap`
+/// ms. An event at `t` opens `[t, t + gap)`; windows that overlap or touch
+/// merge (as Flink's do), and a session fires when the watermark reaches
+/// its end - 1.
+#[derive(Debug, Clone)]
+pub struct Sessions<A> {
+    name: String,
+    gap: i64,
+    acc: PhantomData<fn() -> A>,
+}
+
+/// One open session in state.
+#[derive(Debug, Clone)]
+struct Session<A> {
+    start: i64,
+    end: i64,
+    value: A,
+}
+
+impl<A: Accumulator> Sessions<A> {
+    /// Sessions with inactivity gap `gap` ms (positive), named `name` in
+    /// state and timer keys.
+    pub fn new(name: &str, gap: i64) -> Result<Self, String> {
+        check_name(name)?;
+        if gap <= 0 {
+            return Err(format!("session gap of {gap} ms: it must be positive"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            gap,
+            acc: PhantomData,
+        })
+    }
+
+    /// The gap in ms.
+    pub fn gap(&self) -> i64 {
+        self.gap
+    }
+
+    /// Starts a batch; `watermark` is the batch's.
+    pub fn batch(&self, watermark: Option<i64>) -> SessionBatch<'_, A> {
+        SessionBatch {
+            windows: self,
+            watermark,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}/{key}", self.name)
+    }
+
+    fn load(&self, host: &impl Host, key: &str) -> Vec<Session<A>> {
+        let state_key = self.key(key);
+        let Some(bytes) = host.get(&state_key) else {
+            return Vec::new();
+        };
+        decode_sessions(&bytes).unwrap_or_else(|| {
+            host.log(
+                LogLevel::Warn,
+                &format!("session state `{state_key}` cannot be read; its sessions are dropped"),
+            );
+            Vec::new()
+        })
+    }
+
+    fn store(&self, host: &mut impl Host, key: &str, sessions: &[Session<A>]) {
+        let state_key = self.key(key);
+        if sessions.is_empty() {
+            host.delete(&state_key);
+        } else {
+            host.set(&state_key, &encode_sessions(sessions));
+        }
+    }
+
+    /// The session of a fired timer, if the timer is one of this set's:
+    /// removes it from state and returns it.
+    pub fn fire(&self, host: &mut impl Host, timer: &FiredTimer) -> Option<Fired<A>> {
+        let key = timer
+            .key
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix('/')?;
+        let mut sessions = self.load(host, key);
+        let at = sessions.iter().position(|s| s.end - 1 == timer.time)?;
+        let session = sessions.remove(at);
+        self.store(host, key, &sessions);
+        Some(Fired {
+            key: key.to_owned(),
+            start: session.start,
+            end: session.end,
+            value: session.value,
+        })
+    }
+}
+
+/// A key's sessions as a batch changes them, and the session ends its
+/// timers were set for before.
+struct Touched<A> {
+    sessions: Vec<Session<A>>,
+    ends_before: BTreeSet<i64>,
+}
+
+/// The events of one batch for a [`Sessions`] window set.
+pub struct SessionBatch<'a, A: Accumulator> {
+    windows: &'a Sessions<A>,
+    watermark: Option<i64>,
+    keys: BTreeMap<String, Touched<A>>,
+}
+
+impl<A: Accumulator> SessionBatch<'_, A> {
+    /// Adds an event at `time` under `key`: merges it into the sessions it
+    /// overlaps or touches, or opens one; refuses it when the resulting
+    /// session has already fired.
+    pub fn add(
+        &mut self,
+        host: &impl Host,
+        key: &str,
+        time: i64,
+        input: A::Input,
+    ) -> Result<(), Refused> {
+        let end = time
+            .checked_add(self.windows.gap)
+            .ok_or(Refused::OutOfRange(time))?;
+        let touched = self.keys.entry(key.to_owned()).or_insert_with(|| {
+            let sessions = self.windows.load(host, key);
+            let ends_before = sessions.iter().map(|s| s.end).collect();
+            Touched {
+                sessions,
+                ends_before,
+            }
+        });
+        let mut merged = Session {
+            start: time,
+            end,
+            value: A::default(),
+        };
+        let mut overlapping = Vec::new();
+        for (i, s) in touched.sessions.iter().enumerate() {
+            if s.start <= merged.end && merged.start <= s.end {
+                overlapping.push(i);
+            }
+        }
+        for &i in &overlapping {
+            let s = &touched.sessions[i];
+            merged.start = merged.start.min(s.start);
+            merged.end = merged.end.max(s.end);
+        }
+        if let Some(watermark) = self.watermark.filter(|&w| merged.end - 1 <= w) {
+            return Err(Refused::Late(Late {
+                time,
+                watermark,
+                window: (merged.start, merged.end),
+            }));
+        }
+        for &i in overlapping.iter().rev() {
+            let s = touched.sessions.remove(i);
+            merged.value.merge(&s.value);
+        }
+        merged.value.add(input);
+        let at = touched.sessions.partition_point(|s| s.start < merged.start);
+        touched.sessions.insert(at, merged);
+        Ok(())
+    }
+
+    /// Writes each touched key's sessions once, and moves their timers.
+    pub fn commit(self, host: &mut impl Host) {
+        for (key, touched) in self.keys {
+            self.windows.store(host, &key, &touched.sessions);
+            let timer_key = self.windows.key(&key);
+            let ends: BTreeSet<i64> = touched.sessions.iter().map(|s| s.end).collect();
+            for gone in touched.ends_before.difference(&ends) {
+                host.delete_timer(&timer_key, gone - 1);
+            }
+            for new in ends.difference(&touched.ends_before) {
+                host.set_timer(&timer_key, new - 1);
+            }
+        }
+    }
+}
+
+fn encode_sessions<A: Accumulator>(sessions: &[Session<A>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in sessions {
+        let value = s.value.encode();
+        out.extend(s.start.to_le_bytes());
+        out.extend(s.end.to_le_bytes());
+        out.extend((value.len() as u32).to_le_bytes());
+        out.extend(value);
+    }
+    out
+}
+
+fn decode_sessions<A: Accumulator>(mut bytes: &[u8]) -> Option<Vec<Session<A>>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = bytes.split_at_checked(n)?;
+        *bytes = tail;
+        Some(head)
+    }
+    let mut sessions = Vec::new();
+    while !bytes.is_empty() {
+        let start = i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
+        let end = i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
+        let len = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?);
+        let value = A::decode(take(&mut bytes, len as usize)?)?;
+        sessions.push(Session { start, end, value });
+    }
+    Some(sessions)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,434 @@
+//! The windows against brute-force computations, on the in-memory host.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::testing::MemoryHost;
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> i64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)) as i64
+    }
+}
+
+/// One event: key, time, amount.
+type Ev = (String, i64, i64);
+/// Fired hopping windows: (key, end) -> sum.
+type Sums = BTreeMap<(String, i64), i64>;
+/// Fired sessions: (key, end) -> (start, sum).
+type SessionSums = BTreeMap<(String, i64), (i64, i64)>;
+
+/// Batches of events whose times rise by up to `step` per event and lag
+/// behind that rise by up to `disorder`.
+fn traffic(seed: u64, events: usize, step: u64, disorder: u64, keys: u64) -> Vec<Vec<Ev>> {
+    let mut rng = Rng(seed);
+    let mut base = 1_700_000_000_000i64 + rng.below(1_000_000);
+    let mut batches = Vec::new();
+    let mut left = events;
+    while left > 0 {
+        let n = (1 + rng.below(40) as usize).min(left);
+        left -= n;
+        let batch = (0..n)
+            .map(|_| {
+                base += rng.below(step);
+                let key = format!("k{}", rng.below(keys));
+                (key, base - rng.below(disorder + 1), 1 + rng.below(100))
+            })
+            .collect();
+        batches.push(batch);
+    }
+    batches
+}
+
+/// What the host would do: per batch, the watermark before it, then the
+/// timers it fires. Returns the fired windows and the refusals.
+fn run_hopping(
+    windows: &Hopping<Sum>,
+    batches: &[Vec<Ev>],
+    lateness: i64,
+    host: &mut MemoryHost,
+) -> (Sums, Vec<(i64, String)>) {
+    let mut watermark: Option<i64> = None;
+    let mut fired = BTreeMap::new();
+    let mut refused = Vec::new();
+    let fire = |host: &mut MemoryHost, to: i64, fired: &mut BTreeMap<(String, i64), i64>| {
+        for timer in host.advance(to) {
+            let f = windows.fire(host, &timer).expect("a window timer");
+            assert_eq!(f.end - f.start, windows.size());
+            let again = fired.insert((f.key, f.end), f.value.0);
+            assert!(again.is_none(), "window fired twice");
+        }
+    };
+    for batch in batches {
+        let mut b = windows.batch(watermark);
+        for (key, time, amount) in batch {
+            if let Err(e) = b.add(key, *time, *amount) {
+                refused.push((*time, e.to_string()));
+            }
+        }
+        b.commit(host);
+        let max = batch.iter().map(|e| e.1).max().expect("events");
+        let next = max - lateness - 1;
+        if watermark.is_none_or(|w| next > w) {
+            watermark = Some(next);
+            fire(host, next, &mut fired);
+        }
+    }
+    fire(host, i64::MAX - 1, &mut fired);
+    (fired, refused)
+}
+
+/// The same windows computed directly: each event counts in every window
+/// holding it that had not fired when its batch came.
+fn brute_hopping(
+    size: i64,
+    slide: i64,
+    batches: &[Vec<Ev>],
+    lateness: i64,
+) -> (BTreeMap<(String, i64), i64>, Vec<i64>) {
+    let mut watermark: Option<i64> = None;
+    let mut sums = BTreeMap::new();
+    let mut refused = Vec::new();
+    for batch in batches {
+        for (key, time, amount) in batch {
+            let mut counted = false;
+            let mut start = (time - size).div_euclid(slide) * slide;
+            while start <= *time {
+                let end = start + size;
+                if start <= *time && *time < end && watermark.is_none_or(|w| end - 1 > w) {
+                    *sums.entry((key.clone(), end)).or_insert(0) += amount;
+                    counted = true;
+                }
+                start += slide;
+            }
+            if !counted {
+                refused.push(*time);
+            }
+        }
+        let next = batch.iter().map(|e| e.1).max().expect("events") - lateness - 1;
+        watermark = Some(watermark.map_or(next, |w| w.max(next)));
+    }
+    (sums, refused)
+}
+
+#[test]
+fn windows_of_a_time() {
+    let w = Hopping::<Sum>::new("w", 10, 4).unwrap();
+    assert_eq!(w.pane(), 2);
+    assert_eq!(
+        w.windows_of(9).collect::<Vec<_>>(),
+        [(8, 18), (4, 14), (0, 10)]
+    );
+    assert_eq!(w.windows_of(-1).collect::<Vec<_>>(), [(-4, 6), (-8, 2)]);
+    let t = Hopping::<Sum>::tumbling("t", 5).unwrap();
+    assert_eq!(t.windows_of(14).collect::<Vec<_>>(), [(10, 15)]);
+    assert_eq!(
+        Hopping::<Sum>::new("w", 6 * 3_600_000, 300_000)
+            .unwrap()
+            .windows_of(0)
+            .count(),
+        72
+    );
+    assert_eq!(w.windows_of(i64::MAX).count(), 0);
+    assert_eq!(w.windows_of(i64::MIN).count(), 0);
+    assert!(Hopping::<Sum>::new("w", 4, 10).is_err());
+    assert!(Hopping::<Sum>::new("a/b", 4, 2).is_err());
+    assert!(Sessions::<Sum>::new("s", 0).is_err());
+}
+
+#[test]
+fn hopping_sums_are_exact_under_bounded_disorder() {
+    for (seed, size, slide, lateness, disorder) in [
+        (1, 60_000, 5_000, 3_000, 3_000),
+        (2, 21_600_000, 300_000, 600_000, 600_000),
+        (3, 10_000, 10_000, 2_000, 1_500),
+        (4, 9_000, 6_000, 0, 0),
+    ] {
+        let windows = Hopping::<Sum>::new("g", size, slide).unwrap();
+        let batches = traffic(seed, 3_000, (slide / 3) as u64, disorder as u64, 3);
+        let mut host = MemoryHost::new();
+        let (fired, refused) = run_hopping(&windows, &batches, lateness, &mut host);
+        let (expected, _) = brute_hopping(size, slide, &batches, lateness);
+        assert!(refused.is_empty(), "seed {seed}: {refused:?}");
+        assert_eq!(fired, expected, "seed {seed}");
+        assert_eq!(host.state_len(), 0, "seed {seed}: state left");
+        assert_eq!(host.timers().count(), 0, "seed {seed}: timers left");
+    }
+}
+
+#[test]
+fn late_events_count_in_open_windows_only_or_are_refused() {
+    for seed in 10..14 {
+        let (size, slide, lateness) = (20_000, 5_000, 1_000);
+        let windows = Hopping::<Sum>::new("g", size, slide).unwrap();
+        // Disorder up to 30 s: beyond the lateness and beyond a window.
+        let batches = traffic(seed, 2_000, 2_000, 30_000, 2);
+        let mut host = MemoryHost::new();
+        let (fired, refused) = run_hopping(&windows, &batches, lateness, &mut host);
+        let (expected, expected_refused) = brute_hopping(size, slide, &batches, lateness);
+        assert_eq!(fired, expected, "seed {seed}");
+        let refused_times: Vec<i64> = refused.iter().map(|(t, _)| *t).collect();
+        assert_eq!(refused_times, expected_refused, "seed {seed}");
+        assert!(!refused.is_empty(), "seed {seed}: some are late");
+        assert!(refused.iter().all(|(_, r)| r.starts_with("late by ")));
+        assert_eq!(host.state_len(), 0);
+    }
+}
+
+#[test]
+fn a_late_reason_says_by_how_much() {
+    let windows = Hopping::<Sum>::tumbling("t", 1_000).unwrap();
+    let mut batch = windows.batch(Some(2_499));
+    // [1000, 2000) fired at 1999; 2400 is behind the watermark but its
+    // window [2000, 3000) is open.
+    assert!(batch.add("k", 2_400, 1).is_ok());
+    let err = batch.add("k", 1_500, 1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "late by 1000 ms: event time 1500 is at or behind the watermark 2499, and its last window [1000, 2000) has fired"
+    );
+    assert!(matches!(
+        batch.add("k", i64::MAX, 1),
+        Err(Refused::OutOfRange(_))
+    ));
+}
+
+#[test]
+fn one_state_update_per_pane_and_batch() {
+    /// Counts the host calls made.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryHost,
+        sets: usize,
+        timers: usize,
+    }
+    impl Host for Counting {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn set(&mut self, key: &str, value: &[u8]) {
+            self.sets += 1;
+            self.inner.set(key, value);
+        }
+        fn set_expiring(&mut self, key: &str, value: &[u8], at: i64) {
+            self.inner.set_expiring(key, value, at);
+        }
+        fn delete(&mut self, key: &str) {
+            self.inner.delete(key);
+        }
+        fn set_timer(&mut self, key: &str, time: i64) {
+            self.timers += 1;
+            self.inner.set_timer(key, time);
+        }
+        fn delete_timer(&mut self, key: &str, time: i64) {
+            self.inner.delete_timer(key, time);
+        }
+        fn lookup(
+            &mut self,
+            table: &str,
+            keys: &[String],
+            columns: &[String],
+        ) -> Result<Vec<Option<Vec<crate::Value>>>, String> {
+            self.inner.lookup(table, keys, columns)
+        }
+        fn log(&self, level: LogLevel, message: &str) {
+            self.inner.log(level, message);
+        }
+    }
+    let windows = Hopping::<Sum>::new("g", 6 * 3_600_000, 300_000).unwrap();
+    let mut host = Counting::default();
+    let mut batch = windows.batch(None);
+    for i in 0..1_000 {
+        batch.add("all", 1_000 + i, 1).unwrap();
+    }
+    batch.commit(&mut host);
+    assert_eq!(
+        (host.sets, host.timers),
+        (1, 72),
+        "one pane, its 72 windows"
+    );
+    let mut batch = windows.batch(Some(1_500));
+    for i in 0..1_000 {
+        batch.add("all", 2_000 + i, 1).unwrap();
+    }
+    batch.commit(&mut host);
+    assert_eq!(
+        (host.sets, host.timers),
+        (2, 72),
+        "the same pane: no new timers"
+    );
+}
+
+/// Sessions per key computed directly from all the events (none late):
+/// sorted times, a new session when the next starts after the current
+/// end (touching windows merge).
+fn brute_sessions(batches: &[Vec<Ev>], gap: i64) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut times: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for (key, time, amount) in batches.iter().flatten() {
+        times.entry(key.clone()).or_default().push((*time, *amount));
+    }
+    let mut out = BTreeMap::new();
+    for (key, mut events) in times {
+        events.sort_unstable();
+        let mut current: Option<(i64, i64, i64)> = None;
+        for (t, a) in events {
+            current = match current {
+                Some((s, e, sum)) if t <= e => Some((s, e.max(t + gap), sum + a)),
+                Some((s, e, sum)) => {
+                    out.insert((key.clone(), e), (s, sum));
+                    Some((t, t + gap, a))
+                }
+                None => Some((t, t + gap, a)),
+            };
+        }
+        if let Some((s, e, sum)) = current {
+            out.insert((key.clone(), e), (s, sum));
+        }
+    }
+    out
+}
+
+fn run_sessions(
+    sessions: &Sessions<Sum>,
+    batches: &[Vec<Ev>],
+    lateness: i64,
+    host: &mut MemoryHost,
+) -> (SessionSums, Vec<String>) {
+    let mut watermark: Option<i64> = None;
+    let mut fired = BTreeMap::new();
+    let mut refused = Vec::new();
+    let fire = |host: &mut MemoryHost, to: i64, fired: &mut BTreeMap<_, _>| {
+        for timer in host.advance(to) {
+            let f = sessions.fire(host, &timer).expect("a session timer");
+            assert!(fired.insert((f.key, f.end), (f.start, f.value.0)).is_none());
+        }
+    };
+    for batch in batches {
+        let mut b = sessions.batch(watermark);
+        for (key, time, amount) in batch {
+            if let Err(e) = b.add(host, key, *time, *amount) {
+                refused.push(e.to_string());
+            }
+        }
+        b.commit(host);
+        let next = batch.iter().map(|e| e.1).max().expect("events") - lateness - 1;
+        if watermark.is_none_or(|w| next > w) {
+            watermark = Some(next);
+            fire(host, next, &mut fired);
+        }
+    }
+    fire(host, i64::MAX - 1, &mut fired);
+    (fired, refused)
+}
+
+#[test]
+fn sessions_are_exact_under_bounded_disorder() {
+    for seed in 20..24 {
+        let gap = 10_000;
+        let sessions = Sessions::<Sum>::new("s", gap).unwrap();
+        // Steps up to 25 s: sessions both merge and split.
+        let batches = traffic(seed, 2_000, 25_000, 5_000, 3);
+        let mut host = MemoryHost::new();
+        let (fired, refused) = run_sessions(&sessions, &batches, 5_000, &mut host);
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(fired, brute_sessions(&batches, gap), "seed {seed}");
+        assert_eq!(host.state_len(), 0);
+        assert_eq!(host.timers().count(), 0);
+    }
+}
+
+#[test]
+fn sessions_merge_and_move_their_timers() {
+    let sessions = Sessions::<Count>::new("s", 10).unwrap();
+    let mut host = MemoryHost::new();
+    let mut b = sessions.batch(None);
+    b.add(&host, "r", 0, ()).unwrap();
+    b.add(&host, "r", 25, ()).unwrap();
+    b.commit(&mut host);
+    assert_eq!(host.timers().collect::<Vec<_>>(), [(9, "s/r"), (34, "s/r")]);
+    // [10, 20) touches [0, 10); [16, 26) then bridges it and [25, 35).
+    let mut b = sessions.batch(Some(5));
+    b.add(&host, "r", 10, ()).unwrap();
+    b.add(&host, "r", 16, ()).unwrap();
+    b.commit(&mut host);
+    assert_eq!(host.timers().collect::<Vec<_>>(), [(34, "s/r")]);
+    let fired: Vec<_> = host
+        .advance(40)
+        .iter()
+        .filter_map(|t| sessions.fire(&mut host, t))
+        .collect();
+    assert_eq!(
+        fired,
+        [Fired {
+            key: "r".into(),
+            start: 0,
+            end: 35,
+            value: Count(4)
+        }]
+    );
+    assert_eq!(host.state_len(), 0);
+}
+
+#[test]
+fn a_late_session_event_is_refused_unless_it_joins_an_open_session() {
+    let sessions = Sessions::<Count>::new("s", 10).unwrap();
+    let mut host = MemoryHost::new();
+    let mut b = sessions.batch(None);
+    b.add(&host, "r", 100, ()).unwrap();
+    b.commit(&mut host);
+    let mut b = sessions.batch(Some(100));
+    // [95, 105) touches the open [100, 110): it joins it.
+    b.add(&host, "r", 95, ()).unwrap();
+    // [50, 60) fired long ago.
+    let err = b.add(&host, "r", 50, ()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "late by 51 ms: event time 50 is at or behind the watermark 100, and its last window [50, 60) has fired"
+    );
+    b.commit(&mut host);
+    let fired: Vec<_> = host
+        .advance(200)
+        .iter()
+        .filter_map(|t| sessions.fire(&mut host, t))
+        .collect();
+    assert_eq!(
+        (fired[0].start, fired[0].end, fired[0].value),
+        (95, 110, Count(2))
+    );
+}
+
+#[test]
+fn unreadable_state_counts_as_empty() {
+    let windows = Hopping::<Sum>::tumbling("t", 10).unwrap();
+    let mut host = MemoryHost::new();
+    let mut b = windows.batch(None);
+    b.add("k", 3, 5).unwrap();
+    b.commit(&mut host);
+    host.set("t/0/k", b"junk");
+    let fired = windows.fire(
+        &mut host,
+        &FiredTimer {
+            key: "t/k".into(),
+            time: 9,
+        },
+    );
+    assert_eq!(fired.map(|f| f.value), Some(Sum(0)));
+    assert!(host.logged()[0].contains("cannot be read"));
+    assert!(
+        windows
+            .fire(
+                &mut host,
+                &FiredTimer {
+                    key: "other/k".into(),
+                    time: 9
+                }
+            )
+            .is_none()
+    );
+}
