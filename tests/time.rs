@@ -1,0 +1,398 @@
+//! Event time on the embedded default: watermarks, hopping windows
+//! (`gift-windows`), timers (`online-viewers`), late events, and windows
+//! that carry on across runs. Expected figures are computed here from the
+//! generated input, the way Flink defines them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use livestream_example::SplitMix64;
+use support::*;
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+/// 2021-08-13 00:00:00 UTC, near the seed's own data.
+const START: i64 = 1_628_812_800_000;
+
+/// A gift at event time `time`.
+struct Gift {
+    time: i64,
+    amount: i64,
+}
+
+impl Gift {
+    fn line(&self, user: i64) -> String {
+        format!(
+            "{{\"user_id\": {user}, \"gift_type\": {}, \"gift_total_amount\": {}, \
+             \"room_id\": 20210813, \"ip\": \"1.2.3.4\", \"create_time\": \"{}\"}}",
+            user % 10 + 1,
+            self.amount,
+            livestream_format::format_timestamp(self.time)
+        )
+    }
+}
+
+/// `count` gifts about `step` apart whose times are out of order by up to
+/// `disorder` (whole seconds, as the seed's timestamps are).
+fn disordered_gifts(count: usize, step: i64, disorder: i64, seed: u64) -> Vec<Gift> {
+    let mut rng = SplitMix64::new(seed);
+    (0..count as i64)
+        .map(|i| {
+            let jitter = rng.below(2 * disorder as u64 / 1000 + 1) as i64 * 1000 - disorder;
+            Gift {
+                time: START + i * step + jitter,
+                amount: rng.between(1, 100),
+            }
+        })
+        .collect()
+}
+
+/// Hopping windows `[end - size, end)`, starts aligned to `slide`, as Flink
+/// computes them in event time: an event counts in the windows that had not
+/// fired when it came (a window fires once the watermark reaches `end - 1`);
+/// one whose every window had fired is late. Watermarks move per batch of
+/// `batch` events: max time seen − `lateness` − 1 ms. Returns the fired
+/// windows' totals by end, and the indices of the late events.
+fn hopping_sums(
+    gifts: &[Gift],
+    size: i64,
+    slide: i64,
+    lateness: i64,
+    batch: usize,
+) -> (BTreeMap<i64, i64>, Vec<usize>) {
+    let mut open: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut fired: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut late = Vec::new();
+    let mut watermark = i64::MIN;
+    for (b, chunk) in gifts.chunks(batch).enumerate() {
+        for (i, gift) in chunk.iter().enumerate() {
+            let last_start = gift.time.div_euclid(slide) * slide;
+            if last_start + size - 1 <= watermark {
+                late.push(b * batch + i);
+                continue;
+            }
+            let mut start = last_start;
+            while start > gift.time - size {
+                let end = start + size;
+                if end - 1 > watermark {
+                    *open.entry(end).or_default() += gift.amount;
+                }
+                start -= slide;
+            }
+        }
+        let latest = chunk.iter().map(|g| g.time).max().unwrap();
+        watermark = watermark.max(latest - lateness - 1);
+        let closing: Vec<i64> = open.range(..=watermark + 1).map(|(e, _)| *e).collect();
+        for end in closing {
+            fired.insert(end, open.remove(&end).unwrap());
+        }
+    }
+    (fired, late)
+}
+
+/// `window_end` as the sink writes a timestamp (UTC by default).
+fn sink_time(ms: i64) -> String {
+    apiary::time::format_millis(ms, 0)
+}
+
+fn window_rows(db: &Path) -> BTreeMap<String, i64> {
+    use sqlx::Row as _;
+    sqlite_rows(
+        db,
+        "SELECT CAST(window_end AS TEXT), gift_total_amount FROM gifts_6h",
+        |r| (r.get::<String, _>(0), r.get::<i64, _>(1)),
+    )
+    .into_iter()
+    .collect()
+}
+
+fn expected_rows(fired: &BTreeMap<i64, i64>) -> BTreeMap<String, i64> {
+    fired.iter().map(|(e, v)| (sink_time(*e), *v)).collect()
+}
+
+/// A pipeline over `gifts` with `extra` sections appended.
+fn gifts_pipeline(dir: &Path, gifts: &Path, extra: &str) -> std::path::PathBuf {
+    let config = embedded_config(dir, &[(gifts, "live_gift_total")]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += extra;
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn six_hour_windows_are_exact_under_disorder_within_the_lateness_and_go_on_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    // 30 h of gifts, out of order by up to 10 min; 15 min allowed.
+    let gifts = disordered_gifts(20_000, 5_400, 10 * MINUTE, 11);
+    let lines: Vec<String> = gifts
+        .iter()
+        .enumerate()
+        .map(|(i, g)| g.line(i as i64))
+        .collect();
+    let input = dir.path().join("gifts.jsonl");
+    let extra = "[time]\nallowed-lateness = \"15m\"\n";
+    let config = gifts_pipeline(dir.path(), &input, extra);
+
+    // Two runs over two halves: the second continues the open windows.
+    let half = lines.len() / 2;
+    append_lines(&input, &lines[..half]);
+    run_until_idle(&config);
+    let (fired, late) = hopping_sums(&gifts[..half], 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    assert!(late.is_empty());
+    assert_eq!(window_rows(&db), expected_rows(&fired));
+    assert!(fired.len() > 100, "{} windows closed", fired.len());
+
+    append_lines(&input, &lines[half..]);
+    run_until_idle(&config);
+    let (fired, late) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    assert!(late.is_empty());
+    assert_eq!(window_rows(&db), expected_rows(&fired));
+    // 30 h of data, 6 h windows every 5 min: about 288 windows closed.
+    assert!(fired.len() > 250, "{} windows closed", fired.len());
+    let watermark = sqlite_count(&db, "SELECT watermark FROM apiary_offsets");
+    let latest = gifts.iter().map(|g| g.time).max().unwrap();
+    assert_eq!(watermark, latest - 15 * MINUTE - 1);
+    assert_eq!(
+        sqlite_count(&db, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        0
+    );
+}
+
+#[test]
+fn events_behind_every_window_are_dead_letters_saying_how_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    // One record per batch, so the watermark moves after every event and
+    // the test can follow it exactly. Windows of 1 h every 10 min, no
+    // lateness allowed, events out of order by up to 2 h: some are late
+    // for some windows, some for all.
+    let gifts = disordered_gifts(600, 20_000, 2 * HOUR, 12);
+    let lines: Vec<String> = gifts
+        .iter()
+        .enumerate()
+        .map(|(i, g)| g.line(i as i64))
+        .collect();
+    let input = dir.path().join("gifts.jsonl");
+    append_lines(&input, &lines);
+    let extra = "[batch]\nmax-records = 1\n\
+                 [plugins.params.gift-windows]\nsize = \"1h\"\nslide = \"10m\"\n";
+    let config = gifts_pipeline(dir.path(), &input, extra);
+    run_until_idle(&config);
+
+    let (fired, late) = hopping_sums(&gifts, HOUR, 10 * MINUTE, 0, 1);
+    assert!(late.len() > 20, "only {} late events", late.len());
+    assert_eq!(window_rows(&db), expected_rows(&fired));
+    use sqlx::Row as _;
+    let dead: Vec<(i64, String, String)> = sqlite_rows(
+        &db,
+        "SELECT record_offset, plugin, reason FROM apiary_dead_letter ORDER BY record_offset",
+        |r| (r.get(0), r.get(1), r.get(2)),
+    );
+    let offsets: Vec<usize> = dead.iter().map(|(o, _, _)| *o as usize).collect();
+    assert_eq!(offsets, late);
+    for (offset, plugin, reason) in &dead {
+        assert_eq!(plugin, "gift-windows");
+        assert!(reason.contains("late by"), "record {offset}: {reason}");
+        // The reason says how far behind the watermark the event was.
+        let gift = &gifts[*offset as usize];
+        let watermark = gifts[..*offset as usize]
+            .iter()
+            .map(|g| g.time)
+            .max()
+            .unwrap()
+            - 1;
+        let behind = watermark - gift.time;
+        assert!(
+            reason.contains(&format!("late by {behind} ms")),
+            "record {offset}: {reason}, expected late by {behind} ms"
+        );
+    }
+}
+
+/// A visit from `arrive` (inclusive) to `leave` (exclusive).
+struct Visit {
+    room: i64,
+    arrive: i64,
+    leave: i64,
+}
+
+impl Visit {
+    fn line(&self, user: i64) -> String {
+        format!(
+            "{{\"user_id\": {user}, \"ip\": \"1.2.3.4\", \"room_id\": {}, \
+             \"arrive_time\": \"{}\", \"leave_time\": \"{}\", \"create_time\": \"{}\", \
+             \"region\": 110000, \"grade\": {}, \"province\": \"北京\"}}",
+            self.room,
+            livestream_format::format_timestamp(self.arrive),
+            livestream_format::format_timestamp(self.leave),
+            livestream_format::format_timestamp(self.arrive),
+            user % 5 + 1,
+        )
+    }
+}
+
+#[test]
+fn online_viewers_follow_the_watermark_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let mut rng = SplitMix64::new(13);
+    // Arrivals in order, 3 s apart, stays of 1 min to 2 h in 5 rooms.
+    let visits: Vec<Visit> = (0..6_000i64)
+        .map(|i| {
+            let arrive = START + i * 3_000;
+            Visit {
+                room: 100 + rng.below(5) as i64,
+                arrive,
+                leave: arrive + rng.between(60, 7_200) * 1000,
+            }
+        })
+        .collect();
+    let lines: Vec<String> = visits
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.line(i as i64))
+        .collect();
+    let input = dir.path().join("visits.jsonl");
+    let config = embedded_config(dir.path(), &[(&input, "live_streaming_log")]);
+    let online = |visits: &[Visit]| {
+        let watermark = visits.iter().map(|v| v.arrive).max().unwrap() - 1;
+        let mut rooms: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
+        for v in visits {
+            if v.arrive <= watermark && watermark < v.leave {
+                *rooms.get_mut(&v.room).unwrap() += 1;
+            }
+        }
+        rooms
+    };
+    let viewers = || {
+        let mut rooms: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
+        rooms.extend(sqlite_pairs(
+            &db,
+            "SELECT room_id, viewers FROM online_viewers",
+        ));
+        rooms
+    };
+    append_lines(&input, &lines[..4_000]);
+    run_until_idle(&config);
+    assert_eq!(viewers(), online(&visits[..4_000]));
+    append_lines(&input, &lines[4_000..]);
+    run_until_idle(&config);
+    let expected = online(&visits);
+    assert!(expected.values().sum::<i64>() > 100, "{expected:?}");
+    assert_eq!(viewers(), expected);
+}
+
+/// Five kill -9 while windows and viewers are open, over Kafka into
+/// MariaDB: every window and every room's viewers come out exact, so no
+/// timer was lost or fired twice, and no event counted twice.
+#[test]
+fn kill_9_five_times_during_a_windowed_run_over_kafka_loses_and_repeats_nothing() {
+    use std::time::{Duration, Instant};
+    use support::kafka::{create_topic, produce};
+    use support::mysql::{count, fresh_database, pairs};
+    use support::process::{interrupt_and_wait, spawn_run, wait_until};
+
+    // One partition each: windows and viewers are per lane, and the test
+    // computes them from the whole topic.
+    let gifts_topic = create_topic("time-gifts", 1);
+    let visits_topic = create_topic("time-visits", 1);
+    let gifts = disordered_gifts(60_000, 1_800, 10 * MINUTE, 14);
+    let gift_lines: Vec<String> = gifts
+        .iter()
+        .enumerate()
+        .map(|(i, g)| g.line(i as i64))
+        .collect();
+    let mut rng = SplitMix64::new(15);
+    let visits: Vec<Visit> = (0..30_000i64)
+        .map(|i| {
+            let arrive = START + i * 3_600;
+            Visit {
+                room: 100 + rng.below(5) as i64,
+                arrive,
+                leave: arrive + rng.between(60, 7_200) * 1000,
+            }
+        })
+        .collect();
+    let visit_lines: Vec<String> = visits
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.line(i as i64))
+        .collect();
+    produce(&gifts_topic, &gift_lines);
+    produce(&visits_topic, &visit_lines);
+
+    let url = fresh_database("time");
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = \"{gifts_topic}-g\"\n\
+         topics = {{ {gifts_topic:?} = \"live_gift_total\", {visits_topic:?} = \"live_streaming_log\" }}\n\
+         assignment = \"all\"\n\
+         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n[batch]\nmax-records = 500\n\
+         [time]\nallowed-lateness = \"15m\"\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+        support::kafka::broker(),
+    );
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("run.log");
+    let committed = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
+    let total = (gifts.len() + visits.len()) as i64;
+    let mut kills = SplitMix64::new(16);
+    for kill in 0..5 {
+        let target = total * (kill + 1) / 6 + kills.below(total as u64 / 12) as i64;
+        let mut child = spawn_run(&config, &[], &log);
+        let started = Instant::now();
+        while count(&url, committed) < target {
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "no progress to {target}; apiary's log ends:\n{}",
+                support::process::log_tail(&log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!("kill {kill}: {} of {total} committed", count(&url, committed));
+    }
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(Duration::from_secs(300), "every record", &log, || {
+        count(&url, committed) == total
+    });
+    interrupt_and_wait(&mut child, &log);
+
+    let (fired, _) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    let windows: BTreeMap<String, i64> = {
+        use sqlx::Row as _;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+            sqlx::query("SELECT CAST(window_end AS CHAR), gift_total_amount FROM gifts_6h")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+                .collect()
+        })
+    };
+    assert!(fired.len() > 250, "{} windows", fired.len());
+    assert_eq!(windows, expected_rows(&fired));
+    let watermark = visits.iter().map(|v| v.arrive).max().unwrap() - 15 * MINUTE - 1;
+    let mut expected: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
+    for v in &visits {
+        if v.arrive <= watermark && watermark < v.leave {
+            *expected.get_mut(&v.room).unwrap() += 1;
+        }
+    }
+    let mut viewers: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
+    viewers.extend(pairs(&url, "SELECT room_id, viewers FROM online_viewers"));
+    assert_eq!(viewers, expected);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"), 0);
+}
