@@ -278,6 +278,9 @@ async fn check(path: &Path) -> anyhow::Result<()> {
     let tables: Vec<_> = plugins.tables().cloned().collect();
     let hbase = crate::pipeline::hbase_sink(&config, &tables)?;
     let sql_tables = crate::pipeline::sql_tables(&tables, hbase.as_deref());
+    for index in &config.sink.sql.index {
+        crate::sink::check_index(index, &sql_tables)?;
+    }
     let url = &config.sink.sql.url;
     let sqlite_file = url
         .strip_prefix("sqlite://")

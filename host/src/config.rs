@@ -417,6 +417,20 @@ pub struct SqlSink {
     /// Offset from UTC, `+08:00` style, in which timestamp columns are written.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// Secondary indexes on output tables, for the queries that read them
+    /// (`ORDER BY total DESC LIMIT 10` on a table of millions of users).
+    #[serde(default)]
+    pub index: Vec<SqlIndex>,
+}
+
+/// `[[sink.sql.index]]`: a secondary index the sink creates if missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SqlIndex {
+    /// The output table.
+    pub table: String,
+    /// Its columns, in index order.
+    pub columns: Vec<String>,
 }
 
 /// `[batch]`: how many records cross into a plugin at once.

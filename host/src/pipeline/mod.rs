@@ -218,6 +218,8 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
     let hbase = hbase_sink(&config, &tables)?;
     let sql_tables = sql_tables(&tables, hbase.as_deref());
     sink.prepare_tables(&sql_tables).await?;
+    sink.prepare_indexes(&config.sink.sql.index, &sql_tables)
+        .await?;
     let dead_letter_topic = match &config.source.kafka {
         Some(kafka) => match &kafka.dead_letter_topic {
             Some(topic) => Some(Arc::new(KafkaDeadLetters::new(kafka, topic)?)),

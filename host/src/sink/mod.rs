@@ -13,7 +13,7 @@ pub use buffer::RowBuffer;
 pub use hbase::HBaseSink;
 pub use kafka::KafkaDeadLetters;
 pub use schema::TableSchema;
-pub use sql::SqlSink;
+pub use sql::{SqlSink, check_index};
 
 use crate::plugin::{StateChange, TimerChange};
 use crate::plugin::bindings::types::Value;

@@ -213,6 +213,54 @@ impl SqlSink {
         Ok(())
     }
 
+    /// Creates each configured secondary index that is missing. Tables and
+    /// columns must be ones a plugin declares.
+    pub async fn prepare_indexes(
+        &self,
+        indexes: &[config::SqlIndex],
+        tables: &[Arc<TableSchema>],
+    ) -> anyhow::Result<()> {
+        for index in indexes {
+            let name = check_index(index, tables)?;
+            let exists = match self.dialect {
+                Dialect::Sqlite => {
+                    sqlx::query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?")
+                        .bind(&name)
+                        .fetch_one(&self.pool)
+                        .await?
+                        .try_get::<i64, _>(0)?
+                }
+                Dialect::Mysql => {
+                    sqlx::query(
+                        "SELECT CAST(COUNT(*) AS SIGNED) FROM information_schema.STATISTICS \
+                         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?",
+                    )
+                    .bind(&index.table)
+                    .bind(&name)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get::<i64, _>(0)?
+                }
+            } > 0;
+            if exists {
+                continue;
+            }
+            let columns: Vec<String> = index.columns.iter().map(|c| self.quote(c)).collect();
+            let ddl = format!(
+                "CREATE INDEX {} ON {} ({})",
+                self.quote(&name),
+                self.quote(&index.table),
+                columns.join(", ")
+            );
+            self.pool
+                .execute(ddl.as_str())
+                .await
+                .with_context(|| format!("cannot create index {name}"))?;
+            tracing::info!(table = %index.table, index = name, "created index");
+        }
+        Ok(())
+    }
+
     /// Checks existing tables without creating any.
     pub async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> anyhow::Result<()> {
         for table in tables.iter().filter(|t| t.partition.is_none()) {
@@ -684,6 +732,29 @@ impl SqlSink {
         tx.commit().await.context("cannot commit checkpoint")?;
         Ok(())
     }
+}
+
+/// The name of a configured index, once its table and columns are known
+/// to be declared outputs (so only checked identifiers reach the SQL).
+pub fn check_index(index: &config::SqlIndex, tables: &[Arc<TableSchema>]) -> anyhow::Result<String> {
+    let Some(table) = tables.iter().find(|t| t.table == index.table) else {
+        anyhow::bail!(
+            "[[sink.sql.index]]: no plugin writes table `{}`",
+            index.table
+        );
+    };
+    if index.columns.is_empty() {
+        anyhow::bail!("[[sink.sql.index]] on `{}` names no column", index.table);
+    }
+    for column in &index.columns {
+        if table.column_index(column).is_none() {
+            anyhow::bail!(
+                "[[sink.sql.index]]: table `{}` has no column `{column}`",
+                index.table
+            );
+        }
+    }
+    Ok(format!("apiary_idx_{}_{}", index.table, index.columns.join("_")))
 }
 
 /// Whether an error is worth retrying: the connection or the server went
