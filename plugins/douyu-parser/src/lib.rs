@@ -15,45 +15,42 @@
 //!
 //! Other types (heartbeats, rankings and hundreds more) carry nothing the
 //! common schema has and are passed over. Events without a time of their
-//! own take the record's. A record with a message that cannot be read is
-//! refused whole, naming the message and what is wrong.
+//! own take the record's, and that time is the event time. A record with a
+//! message that cannot be read is refused whole, naming the message and
+//! what is wrong.
 
 mod stt;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "parser-plugin",
-});
-
-use apiary::plugin::types::{
-    ChatMessage, Event, EventBody, Gift, RawBatch, RawRecord, Rejection, RoomStatus, ViewerVisit,
+use apiary_sdk::{
+    ChatMessage, Event, EventBody, Gift, Params, ParseOutput, Parser, ParserInfo, RawBatch,
+    RawRecord, Rejection, RoomStatus, ViewerVisit,
 };
-use exports::apiary::plugin::parser::{Guest, ParseOutput, ParserInfo};
 use stt::Message;
 
 /// The topic of Douyu's danmaku messages.
 const TOPIC: &str = "douyu_danmaku";
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct DouyuParser;
+/// The parser.
+pub struct DouyuParser;
 
-impl Guest for DouyuParser {
-    fn describe() -> ParserInfo {
-        ParserInfo {
-            name: "douyu-parser".into(),
-            version: "0.1.0".into(),
-            topics: vec![TOPIC.into()],
-        }
+impl Parser for DouyuParser {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn parse(batch: RawBatch) -> ParseOutput {
+    fn describe(&self) -> ParserInfo {
+        ParserInfo::new("douyu-parser", "0.2.0", [TOPIC])
+    }
+
+    fn parse(&self, batch: RawBatch) -> ParseOutput {
         let mut events = Vec::with_capacity(batch.records.len());
         let mut rejected = Vec::new();
         for (index, record) in (0u32..).zip(&batch.records) {
             let start = events.len();
             if let Err(reason) = read_record(&batch.data, record, index, &mut events) {
                 events.truncate(start);
-                rejected.push(Rejection { index, reason });
+                rejected.push(Rejection::new(index, reason));
             }
         }
         ParseOutput {
@@ -85,10 +82,7 @@ fn read_record(
             format!("message {n} ({kind}): {e}")
         })?;
         if let Some(body) = event {
-            events.push(Event {
-                record_index: index,
-                body,
-            });
+            events.push(Event::new(index, time_of(&body), body));
         }
     }
     Ok(())
@@ -136,18 +130,30 @@ fn event(message: &Message, record_time: Option<i64>) -> Result<Option<EventBody
     Ok(Some(body))
 }
 
+/// The event time of a body: the time it carries, which is the
+/// message's own or else the record's.
+fn time_of(body: &EventBody) -> Option<i64> {
+    match body {
+        EventBody::Chat(chat) => chat.time,
+        EventBody::Gift(gift) => gift.create_time,
+        EventBody::Visit(visit) => visit.arrive_time,
+        EventBody::RoomStatus(status) => status.time,
+        EventBody::StreamerStats(stats) => stats.time,
+        EventBody::RoomList(_) => None,
+    }
+}
+
 /// A number that fits an `s32` field, or none.
 fn small(value: Option<i64>) -> Option<i32> {
     value.and_then(|v| i32::try_from(v).ok())
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(DouyuParser);
+apiary_sdk::export_parser!(DouyuParser);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary::plugin::types::Span;
+    use apiary_sdk::Span;
 
     fn batch(values: &[&[u8]]) -> RawBatch {
         let mut data = Vec::new();
@@ -178,7 +184,7 @@ mod tests {
 
     #[test]
     fn turns_messages_into_events() {
-        let out = DouyuParser::parse(batch(&[
+        let out = DouyuParser.parse(batch(&[
             b"type@=chatmsg/rid@=9999/uid@=12/nn@=a@Sb/txt@=666/level@=7/cst@=1700000000123/",
             b"type@=dgb/rid@=9999/uid@=12/gfid@=824/gfcnt@=3/",
             b"type@=uenter/rid@=9999/uid@=13/level@=21/",
@@ -204,13 +210,16 @@ mod tests {
         assert_eq!((gift.gift_type, gift.amount, gift.room_id), (824, 3, 9999));
         assert_eq!((visit.user_id, visit.grade), (13, Some(21)));
         assert!(status.live);
+        let times: Vec<Option<i64>> = out.events.iter().map(|e| e.time).collect();
+        let record = Some(1_700_000_000_000);
+        assert_eq!(times, [Some(1_700_000_000_123), record, record, record]);
     }
 
     #[test]
     fn a_bad_message_refuses_its_record_whole() {
         let mut two = stt::frame("type@=chatmsg/rid@=1/uid@=2/txt@=ok/");
         two.extend(stt::frame("type@=dgb/rid@=1/gfid@=5/"));
-        let out = DouyuParser::parse(batch(&[b"type@=chatmsg/rid@=1/uid@=2/txt@=ok/", &two]));
+        let out = DouyuParser.parse(batch(&[b"type@=chatmsg/rid@=1/uid@=2/txt@=ok/", &two]));
         assert_eq!(out.events.len(), 1, "only the first record's");
         let rejected: Vec<(u32, &str)> = out
             .rejected

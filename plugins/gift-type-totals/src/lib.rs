@@ -15,7 +15,8 @@ use livestream_format::GiftTypeTotals;
 
 const OUTPUT: &str = "gift_type_totals";
 
-struct GiftTypeTotalsRule;
+/// The rule.
+pub struct GiftTypeTotalsRule;
 
 impl Rule for GiftTypeTotalsRule {
     fn init(params: &Params) -> Result<Self, String> {

@@ -20,7 +20,7 @@ pub use error::FormatError;
 pub use time::{TimestampError, format_timestamp, parse_timestamp, push_timestamp};
 pub use totals::GiftTypeTotals;
 
-use raw::{RawGift, RawVisit, Scalar};
+use raw::{RawGift, RawRoomList, RawVisit, Scalar};
 
 /// A viewer's visit to a room: the WIT record `viewer-visit`, as plain Rust.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,6 +111,55 @@ pub fn parse_gift(value: &[u8]) -> Result<Gift, FormatError> {
         ip: raw.ip.map(|v| v.into_text("ip")).transpose()?,
         create_time: timestamp(raw.create_time.as_ref(), "create_time")?,
         update_time: timestamp(raw.update_time.as_ref(), "update_time")?,
+    })
+}
+
+/// A collector's snapshot of the rooms live at one moment (topic
+/// `live_room_list`): `{"rooms": [...], "time": "YYYY-MM-DD HH:MM:SS"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomList {
+    /// Room ids, as listed.
+    pub rooms: Vec<i64>,
+    /// When the list was taken, epoch milliseconds.
+    pub time: Option<i64>,
+}
+
+/// Parses one `live_room_list` record. `rooms` is required, a JSON array
+/// of room ids (numbers or numeric strings); `time` may be missing.
+pub fn parse_room_list(value: &[u8]) -> Result<RoomList, FormatError> {
+    let raw: RawRoomList<'_> = raw::from_slice(value)?;
+    let rooms = match raw.rooms {
+        None | Some(serde_json::Value::Null) => {
+            return Err(FormatError::MissingField { field: "rooms" });
+        }
+        Some(serde_json::Value::Array(rooms)) => rooms,
+        Some(other) => {
+            return Err(FormatError::invalid(
+                "rooms",
+                format!("expected an array of room ids, found {other}"),
+            ));
+        }
+    };
+    let rooms = rooms
+        .iter()
+        .enumerate()
+        .map(|(i, room)| {
+            let id = match room {
+                serde_json::Value::Number(n) => n.as_i64(),
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            id.ok_or_else(|| {
+                FormatError::invalid(
+                    "rooms",
+                    format!("element {i}: expected a 64-bit room id, found {room}"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RoomList {
+        rooms,
+        time: timestamp(raw.time.as_ref(), "time")?,
     })
 }
 

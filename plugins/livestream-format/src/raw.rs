@@ -57,6 +57,15 @@ pub(crate) struct RawGift<'a> {
     pub update_time: Option<Scalar<'a>>,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct RawRoomList<'a> {
+    /// Read whole: a list of rooms comes once a minute, and its elements
+    /// each need checking.
+    pub rooms: Option<serde_json::Value>,
+    #[serde(borrow)]
+    pub time: Option<Scalar<'a>>,
+}
+
 /// Deserializes a record, first making sure the input is an object: serde's
 /// derived structs would otherwise also accept a JSON array, positionally.
 pub(crate) fn from_slice<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, FormatError> {

@@ -440,3 +440,22 @@ fn gift_type_totals_fold() {
     totals.extend(&[gift(2, 2), gift(2, 3)]);
     assert_eq!(totals.iter().collect::<Vec<_>>(), [(2, 5)]);
 }
+
+#[test]
+fn room_lists() {
+    let list = parse_room_list(br#"{"rooms": [1, "2", 30], "time": "2021-08-16 09:46:51"}"#).unwrap();
+    assert_eq!(list.rooms, [1, 2, 30]);
+    assert_eq!(list.time, Some(parse_timestamp("2021-08-16 09:46:51").unwrap()));
+    assert_eq!(parse_room_list(br#"{"rooms": []}"#).unwrap().time, None);
+    let err = |json: &str| parse_room_list(json.as_bytes()).unwrap_err().to_string();
+    assert_eq!(err("{}"), "missing field `rooms`");
+    assert_eq!(
+        err(r#"{"rooms": "1,2"}"#),
+        "field `rooms`: expected an array of room ids, found \"1,2\""
+    );
+    assert_eq!(
+        err(r#"{"rooms": [1, 2.5]}"#),
+        "field `rooms`: element 1: expected a 64-bit room id, found 2.5"
+    );
+    assert!(err(r#"{"rooms": [1], "time": 5}"#).starts_with("field `time`"));
+}

@@ -11,19 +11,13 @@
 //! gift of the batch is refused with the reason, so it goes to the dead
 //! letters and can be replayed.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "rule-plugin",
-});
-
 use std::collections::BTreeMap;
 
-use apiary::plugin::lookup;
-use apiary::plugin::types::{
-    Column, ColumnType, EventBatch, EventBody, EventKind, MergeMode, OutputRows, OutputSchema,
-    Rejection, Value,
+use apiary_sdk::ColumnType::Int;
+use apiary_sdk::{
+    EventBatch, EventBody, EventKind, Host, Output, Params, Rejection, Rows, Rule, RuleInfo,
+    RuleOutput, Value,
 };
-use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 
 const OUTPUT: &str = "module_gift_totals";
 /// The dimension table rooms are looked up in (row key: the room id).
@@ -31,37 +25,26 @@ pub const TABLE: &str = "dim_hbase";
 /// Module of rooms the dimension table does not map.
 pub const UNKNOWN_MODULE: i64 = 0;
 
-// Exported only on wasm32 (see gift-type-totals for why).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct ModuleGiftTotalsRule;
+/// The rule.
+pub struct ModuleGiftTotalsRule;
 
-impl Guest for ModuleGiftTotalsRule {
-    fn describe() -> RuleInfo {
-        let column = |name: &str, merge| Column {
-            name: name.into(),
-            type_: ColumnType::Int,
-            merge,
-            nullable: false,
-        };
-        RuleInfo {
-            name: "module-gift-totals".into(),
-            version: "0.1.0".into(),
-            consumes: vec![EventKind::Gift],
-            outputs: vec![OutputSchema {
-                name: OUTPUT.into(),
-                table: None,
-                columns: vec![
-                    column("module_id", MergeMode::Replace),
-                    column("module_gift_total_amount", MergeMode::Add),
-                ],
-                primary_key: vec!["module_id".into()],
-            }],
-        }
+impl Rule for ModuleGiftTotalsRule {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn process(batch: EventBatch) -> RuleOutput {
+    fn describe(&self) -> RuleInfo {
+        RuleInfo::new("module-gift-totals", "0.1.0", [EventKind::Gift]).output(
+            Output::new(OUTPUT)
+                .key("module_id", Int)
+                .add("module_gift_total_amount", Int),
+        )
+    }
+
+    fn process(&self, batch: EventBatch, host: &mut impl Host) -> RuleOutput {
         process_with(batch, |rooms| {
-            lookup::get_many(TABLE, rooms, &["module_id".to_owned()])
+            host.lookup(TABLE, rooms, &["module_id".to_owned()])
         })
     }
 }
@@ -76,10 +59,10 @@ fn process_with(
     for (index, event) in (0u32..).zip(batch.events) {
         match event.body {
             EventBody::Gift(g) => gifts.push((index, g.room_id, g.amount)),
-            _ => rejected.push(Rejection {
+            _ => rejected.push(Rejection::new(
                 index,
-                reason: "module-gift-totals consumes gift events only".into(),
-            }),
+                "module-gift-totals consumes gift events only",
+            )),
         }
     }
     if gifts.is_empty() {
@@ -116,26 +99,20 @@ fn process_with(
     for (_, room, amount) in &gifts {
         *totals.entry(module_of[room]).or_default() += amount;
     }
-    let mut cells = Vec::with_capacity(totals.len() * 2);
+    let mut rows = Rows::new(OUTPUT, 2);
     for (module, total) in totals {
-        cells.push(Value::Int(module));
-        cells.push(Value::Int(total));
+        rows.push_row([Value::Int(module), Value::Int(total)]);
     }
-    RuleOutput {
-        rows: vec![OutputRows {
-            output: OUTPUT.into(),
-            cells,
-        }],
-        rejected,
-    }
+    RuleOutput::from_rows([rows]).with_rejected(rejected)
 }
 
 /// Refuses every gift with `reason`: no rows.
 fn refuse_all(gifts: &[(u32, i64, i64)], reason: &str, mut rejected: Vec<Rejection>) -> RuleOutput {
-    rejected.extend(gifts.iter().map(|&(index, _, _)| Rejection {
-        index,
-        reason: reason.to_owned(),
-    }));
+    rejected.extend(
+        gifts
+            .iter()
+            .map(|&(index, _, _)| Rejection::new(index, reason)),
+    );
     RuleOutput {
         rows: Vec::new(),
         rejected,
@@ -152,23 +129,20 @@ fn module(answer: &Option<Vec<Value>>) -> i64 {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(ModuleGiftTotalsRule);
+apiary_sdk::export_rule!(ModuleGiftTotalsRule);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary::plugin::types::{Event, Gift};
+    use apiary_sdk::Gift;
+    use apiary_sdk::testing::MemoryHost;
 
     fn batch(gifts: &[(i64, i64)]) -> EventBatch {
-        EventBatch {
-            topic: "live_gift_total".into(),
-            platform: "seed".into(),
-            events: (0..)
-                .zip(gifts)
-                .map(|(record_index, &(room_id, amount))| Event {
-                    record_index,
-                    body: EventBody::Gift(Gift {
+        apiary_sdk::testing::batch(
+            gifts
+                .iter()
+                .map(|&(room_id, amount)| {
+                    let gift = EventBody::Gift(Gift {
                         user_id: 1,
                         room_id,
                         gift_type: 1,
@@ -176,10 +150,12 @@ mod tests {
                         ip: None,
                         create_time: None,
                         update_time: None,
-                    }),
+                    });
+                    (None, gift)
                 })
                 .collect(),
-        }
+            None,
+        )
     }
 
     fn rows(out: &RuleOutput) -> Vec<(i64, i64)> {
@@ -209,6 +185,14 @@ mod tests {
         });
         assert_eq!(rows(&out), [(0, 6), (1001, 11), (1002, 5)]);
         assert!(out.rejected.is_empty());
+    }
+
+    #[test]
+    fn asks_the_host() {
+        let mut host =
+            MemoryHost::new().with_row(TABLE, "7", &[("module_id", Value::Text("1001".into()))]);
+        let out = ModuleGiftTotalsRule.process(batch(&[(7, 10), (8, 5)]), &mut host);
+        assert_eq!(rows(&out), [(0, 5), (1001, 10)]);
     }
 
     #[test]

@@ -5,18 +5,13 @@
 //! any parser that emits chat, visit or streamer-stats events, such as the
 //! Bilibili parser in `kits/c/bilibili-parser`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "rule-plugin",
-});
-
 use std::collections::BTreeMap;
 
-use apiary::plugin::types::{
-    Column, ColumnType, EventBatch, EventBody, EventKind, MergeMode, OutputRows, OutputSchema,
-    Rejection, Value,
+use apiary_sdk::ColumnType::Int;
+use apiary_sdk::{
+    EventBatch, EventBody, EventKind, Host, Output, Params, Rejection, Rows, Rule, RuleInfo,
+    RuleOutput, Value,
 };
-use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 
 const OUTPUT: &str = "room_activity";
 
@@ -28,37 +23,31 @@ struct Activity {
     peak_heat: i64,
 }
 
-// Exported only on wasm32 (see gift-type-totals for why).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct RoomActivity;
+/// The rule.
+pub struct RoomActivity;
 
-impl Guest for RoomActivity {
-    fn describe() -> RuleInfo {
-        let column = |name: &str, merge| Column {
-            name: name.into(),
-            type_: ColumnType::Int,
-            merge,
-            nullable: false,
-        };
-        RuleInfo {
-            name: "room-activity".into(),
-            version: "0.1.0".into(),
-            consumes: vec![EventKind::Chat, EventKind::Visit, EventKind::StreamerStats],
-            outputs: vec![OutputSchema {
-                name: OUTPUT.into(),
-                table: None,
-                columns: vec![
-                    column("room_id", MergeMode::Replace),
-                    column("chats", MergeMode::Add),
-                    column("entries", MergeMode::Add),
-                    column("peak_heat", MergeMode::Max),
-                ],
-                primary_key: vec!["room_id".into()],
-            }],
-        }
+impl Rule for RoomActivity {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn process(batch: EventBatch) -> RuleOutput {
+    fn describe(&self) -> RuleInfo {
+        RuleInfo::new(
+            "room-activity",
+            "0.1.0",
+            [EventKind::Chat, EventKind::Visit, EventKind::StreamerStats],
+        )
+        .output(
+            Output::new(OUTPUT)
+                .key("room_id", Int)
+                .add("chats", Int)
+                .add("entries", Int)
+                .max("peak_heat", Int),
+        )
+    }
+
+    fn process(&self, batch: EventBatch, _: &mut impl Host) -> RuleOutput {
         let mut rooms: BTreeMap<i64, Activity> = BTreeMap::new();
         let mut rejected = Vec::new();
         for (index, event) in (0u32..).zip(batch.events) {
@@ -69,33 +58,68 @@ impl Guest for RoomActivity {
                     let room = rooms.entry(stats.room_id).or_default();
                     room.peak_heat = room.peak_heat.max(stats.heat.unwrap_or(0));
                 }
-                _ => rejected.push(Rejection {
+                _ => rejected.push(Rejection::new(
                     index,
-                    reason: "room-activity consumes chat, visit and streamer-stats events only"
-                        .into(),
-                }),
+                    "room-activity consumes chat, visit and streamer-stats events only",
+                )),
             }
         }
-        let mut cells = Vec::with_capacity(rooms.len() * 4);
+        let mut rows = Rows::new(OUTPUT, 4);
         for (room, activity) in rooms {
-            cells.extend([
+            rows.push_row([
                 Value::Int(room),
                 Value::Int(activity.chats),
                 Value::Int(activity.entries),
                 Value::Int(activity.peak_heat),
             ]);
         }
-        let rows = if cells.is_empty() {
-            Vec::new()
-        } else {
-            vec![OutputRows {
-                output: OUTPUT.into(),
-                cells,
-            }]
-        };
-        RuleOutput { rows, rejected }
+        RuleOutput::from_rows([rows]).with_rejected(rejected)
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(RoomActivity);
+apiary_sdk::export_rule!(RoomActivity);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apiary_sdk::testing::{MemoryHost, batch};
+    use apiary_sdk::{ChatMessage, StreamerStats};
+
+    #[test]
+    fn counts_chats_and_keeps_the_peak() {
+        let chat = |room_id| {
+            EventBody::Chat(ChatMessage {
+                user_id: 1,
+                room_id,
+                user_name: None,
+                text: "666".into(),
+                level: None,
+                time: None,
+            })
+        };
+        let stats = |heat| {
+            EventBody::StreamerStats(StreamerStats {
+                room_id: 5,
+                heat: Some(heat),
+                followers: None,
+                online: None,
+                time: None,
+            })
+        };
+        let events = [chat(5), stats(70), chat(5), stats(30), chat(6)];
+        let out = RoomActivity.process(
+            batch(events.into_iter().map(|e| (None, e)).collect(), None),
+            &mut MemoryHost::new(),
+        );
+        assert!(out.rejected.is_empty());
+        let cells: Vec<i64> = out.rows[0]
+            .cells
+            .iter()
+            .map(|c| match c {
+                Value::Int(v) => *v,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(cells, [5, 2, 0, 70, 6, 1, 0, 0]);
+    }
+}

@@ -2,48 +2,51 @@
 //!
 //! A thin adapter: the parse rules live in `livestream-format`, shared with
 //! the native benchmark baseline; this crate only slices records out of the
-//! batch buffer and maps the results onto the WIT types.
+//! batch buffer and maps the results onto the WIT types. Each event's time
+//! is the record's own: a gift's `create_time`, a visit's `arrive_time`, a
+//! room list's `time`; else the record's timestamp.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "parser-plugin",
-});
-
-use apiary::plugin::types::{Event, EventBody, Gift, RawBatch, Rejection, ViewerVisit};
-use exports::apiary::plugin::parser::{Guest, ParseOutput, ParserInfo};
+use apiary_sdk::{
+    Event, EventBody, Gift, Params, ParseOutput, Parser, ParserInfo, RawBatch, Rejection,
+    RoomList, ViewerVisit,
+};
 
 /// Topic of viewer visits.
 const VISIT_TOPIC: &str = "live_streaming_log";
 /// Topic of gifts, and the other name the seed's text gives it.
 const GIFT_TOPICS: [&str; 2] = ["live_gift_total", "live_gift_log"];
+/// Topic of the collectors' snapshots of the rooms live.
+const ROOM_LIST_TOPIC: &str = "live_room_list";
 
-// Exported only on wasm32: on a native target the export names (which hold
-// `:` and `#`) break the cdylib's linker version script, and `cargo build
-// --workspace` must still link. Natively the code is still type-checked.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct SeedJsonParser;
+/// The parser.
+pub struct SeedJsonParser;
 
 /// What the records of a batch hold, decided once per batch from its topic.
 #[derive(Clone, Copy)]
 enum RecordKind {
     Visit,
     Gift,
+    RoomList,
 }
 
-impl Guest for SeedJsonParser {
-    fn describe() -> ParserInfo {
-        ParserInfo {
-            name: "seed-json-parser".into(),
-            version: "0.1.0".into(),
-            topics: [VISIT_TOPIC, GIFT_TOPICS[0], GIFT_TOPICS[1]]
-                .map(String::from)
-                .to_vec(),
-        }
+impl Parser for SeedJsonParser {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn parse(batch: RawBatch) -> ParseOutput {
+    fn describe(&self) -> ParserInfo {
+        ParserInfo::new(
+            "seed-json-parser",
+            "0.2.0",
+            [VISIT_TOPIC, GIFT_TOPICS[0], GIFT_TOPICS[1], ROOM_LIST_TOPIC],
+        )
+    }
+
+    fn parse(&self, batch: RawBatch) -> ParseOutput {
         let kind = match batch.topic.as_str() {
             VISIT_TOPIC => Some(RecordKind::Visit),
+            ROOM_LIST_TOPIC => Some(RecordKind::RoomList),
             t if GIFT_TOPICS.contains(&t) => Some(RecordKind::Gift),
             _ => None,
         };
@@ -51,39 +54,32 @@ impl Guest for SeedJsonParser {
         let mut rejected = Vec::new();
         for (index, record) in (0u32..).zip(&batch.records) {
             let Some(kind) = kind else {
-                rejected.push(Rejection {
+                rejected.push(Rejection::new(
                     index,
-                    reason: format!(
-                        "unknown topic `{}`: seed-json-parser reads {VISIT_TOPIC}, {} and {}",
+                    format!(
+                        "unknown topic `{}`: seed-json-parser reads {VISIT_TOPIC}, {}, {} and {ROOM_LIST_TOPIC}",
                         batch.topic, GIFT_TOPICS[0], GIFT_TOPICS[1]
                     ),
-                });
+                ));
                 continue;
             };
-            let (start, len) = (record.value.start as usize, record.value.len as usize);
-            let Some(value) = batch.data.get(start..start.saturating_add(len)) else {
-                rejected.push(Rejection {
-                    index,
-                    reason: format!(
-                        "record value span {start}+{len} lies outside the batch's {} data bytes",
-                        batch.data.len()
-                    ),
-                });
-                continue;
+            let value = match batch.bytes(record.value) {
+                Ok(value) => value,
+                Err(reason) => {
+                    rejected.push(Rejection::new(index, reason));
+                    continue;
+                }
             };
-            let body = match kind {
+            let parsed = match kind {
                 RecordKind::Visit => livestream_format::parse_visit(value).map(visit),
                 RecordKind::Gift => livestream_format::parse_gift(value).map(gift),
+                RecordKind::RoomList => livestream_format::parse_room_list(value).map(room_list),
             };
-            match body {
-                Ok(body) => events.push(Event {
-                    record_index: index,
-                    body,
-                }),
-                Err(e) => rejected.push(Rejection {
-                    index,
-                    reason: e.to_string(),
-                }),
+            match parsed {
+                Ok((time, body)) => {
+                    events.push(Event::new(index, time.or(record.timestamp), body));
+                }
+                Err(e) => rejected.push(Rejection::new(index, e.to_string())),
             }
         }
         ParseOutput {
@@ -94,8 +90,9 @@ impl Guest for SeedJsonParser {
     }
 }
 
-fn visit(v: livestream_format::Visit) -> EventBody {
-    EventBody::Visit(ViewerVisit {
+/// A visit, at its arrival.
+fn visit(v: livestream_format::Visit) -> (Option<i64>, EventBody) {
+    let body = EventBody::Visit(ViewerVisit {
         user_id: v.user_id,
         room_id: v.room_id,
         ip: v.ip,
@@ -105,11 +102,13 @@ fn visit(v: livestream_format::Visit) -> EventBody {
         region_code: v.region_code,
         grade: v.grade,
         province: v.province,
-    })
+    });
+    (v.arrive_time, body)
 }
 
-fn gift(g: livestream_format::Gift) -> EventBody {
-    EventBody::Gift(Gift {
+/// A gift, when it was sent.
+fn gift(g: livestream_format::Gift) -> (Option<i64>, EventBody) {
+    let body = EventBody::Gift(Gift {
         user_id: g.user_id,
         room_id: g.room_id,
         gift_type: g.gift_type,
@@ -117,16 +116,21 @@ fn gift(g: livestream_format::Gift) -> EventBody {
         ip: g.ip,
         create_time: g.create_time,
         update_time: g.update_time,
-    })
+    });
+    (g.create_time, body)
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(SeedJsonParser);
+/// A room list, when it was taken.
+fn room_list(list: livestream_format::RoomList) -> (Option<i64>, EventBody) {
+    (list.time, EventBody::RoomList(RoomList { rooms: list.rooms }))
+}
+
+apiary_sdk::export_parser!(SeedJsonParser);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary::plugin::types::{RawRecord, Span};
+    use apiary_sdk::{RawRecord, Span};
 
     fn batch(topic: &str, values: &[&str]) -> RawBatch {
         let mut data = Vec::new();
@@ -157,19 +161,24 @@ mod tests {
 
     #[test]
     fn describes_itself() {
-        let info = SeedJsonParser::describe();
+        let info = SeedJsonParser.describe();
         assert_eq!(info.name, "seed-json-parser");
-        assert_eq!(info.version, "0.1.0");
+        assert_eq!(info.version, "0.2.0");
         assert_eq!(
             info.topics,
-            ["live_streaming_log", "live_gift_total", "live_gift_log"]
+            [
+                "live_streaming_log",
+                "live_gift_total",
+                "live_gift_log",
+                "live_room_list"
+            ]
         );
     }
 
     #[test]
     fn parses_gifts_and_rejects_bad_records() {
         let gift = r#"{"user_id": 1, "gift_type": 3, "gift_total_amount": "28", "room_id": 2}"#;
-        let out = SeedJsonParser::parse(batch(
+        let out = SeedJsonParser.parse(batch(
             "live_gift_log",
             &[gift, "[1]", r#"{"user_id": 1, "room_id": 2}"#, gift],
         ));
@@ -196,7 +205,7 @@ mod tests {
 
     #[test]
     fn parses_visits() {
-        let out = SeedJsonParser::parse(batch(
+        let out = SeedJsonParser.parse(batch(
             "live_streaming_log",
             &[r#"{"user_id": 1, "room_id": 2, "region": 1122, "ip": "1.2.3.4"}"#],
         ));
@@ -212,7 +221,7 @@ mod tests {
 
     #[test]
     fn unknown_topic_and_bad_span() {
-        let out = SeedJsonParser::parse(batch("douyu_chat", &["{}", "{}"]));
+        let out = SeedJsonParser.parse(batch("douyu_chat", &["{}", "{}"]));
         assert!(out.events.is_empty());
         assert_eq!(out.rejected.len(), 2);
         assert!(
@@ -223,7 +232,40 @@ mod tests {
 
         let mut b = batch("live_gift_total", &["{}"]);
         b.records[0].value.len = 99;
-        let out = SeedJsonParser::parse(b);
+        let out = SeedJsonParser.parse(b);
         assert!(out.rejected[0].reason.contains("outside the batch"));
+    }
+
+    #[test]
+    fn event_times() {
+        let gift = r#"{"user_id": 1, "gift_type": 3, "gift_total_amount": 2, "room_id": 2, "create_time": "1970-01-01 08:00:01"}"#;
+        let bare = r#"{"user_id": 1, "gift_type": 3, "gift_total_amount": 2, "room_id": 2}"#;
+        let mut b = batch("live_gift_total", &[gift, bare, bare]);
+        b.records[1].timestamp = Some(77);
+        let out = SeedJsonParser.parse(b);
+        let times: Vec<Option<i64>> = out.events.iter().map(|e| e.time).collect();
+        assert_eq!(times, [Some(1000), Some(77), None]);
+
+        let visit = r#"{"user_id": 1, "room_id": 2, "arrive_time": "1970-01-01 08:00:02", "create_time": "1970-01-01 08:00:09"}"#;
+        let out = SeedJsonParser.parse(batch("live_streaming_log", &[visit]));
+        assert_eq!(out.events[0].time, Some(2000));
+    }
+
+    #[test]
+    fn parses_room_lists() {
+        let out = SeedJsonParser.parse(batch(
+            "live_room_list",
+            &[
+                r#"{"rooms": [20210813, 20210901], "time": "1970-01-01 08:01:00"}"#,
+                r#"{"rooms": "none"}"#,
+            ],
+        ));
+        let EventBody::RoomList(list) = &out.events[0].body else {
+            panic!("not a room list");
+        };
+        assert_eq!(list.rooms, [20_210_813, 20_210_901]);
+        assert_eq!(out.events[0].time, Some(60_000));
+        assert_eq!(out.rejected.len(), 1);
+        assert!(out.rejected[0].reason.starts_with("field `rooms`"));
     }
 }

@@ -4,51 +4,35 @@
 //! adds them up. `kits/<python|js|c>/top-gifters` is the same rule in
 //! Python, JavaScript and C, and must produce the same rows.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "rule-plugin",
-});
-
 use std::collections::BTreeMap;
 
-use apiary::plugin::types::{
-    Column, ColumnType, EventBatch, EventBody, EventKind, MergeMode, OutputRows, OutputSchema,
-    Rejection, Value,
+use apiary_sdk::ColumnType::Int;
+use apiary_sdk::{
+    EventBatch, EventBody, EventKind, Host, Output, Params, Rejection, Rows, Rule, RuleInfo,
+    RuleOutput, Value,
 };
-use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 
 const OUTPUT: &str = "top_gifters";
 
-// Exported only on wasm32 (see gift-type-totals for why).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct TopGifters;
+/// The rule.
+pub struct TopGifters;
 
-impl Guest for TopGifters {
-    fn describe() -> RuleInfo {
-        let column = |name: &str, merge| Column {
-            name: name.into(),
-            type_: ColumnType::Int,
-            merge,
-            nullable: false,
-        };
-        RuleInfo {
-            name: "top-gifters".into(),
-            version: "0.1.0".into(),
-            consumes: vec![EventKind::Gift],
-            outputs: vec![OutputSchema {
-                name: OUTPUT.into(),
-                table: None,
-                columns: vec![
-                    column("user_id", MergeMode::Replace),
-                    column("gift_total_amount", MergeMode::Add),
-                    column("gifts", MergeMode::Add),
-                ],
-                primary_key: vec!["user_id".into()],
-            }],
-        }
+impl Rule for TopGifters {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn process(batch: EventBatch) -> RuleOutput {
+    fn describe(&self) -> RuleInfo {
+        RuleInfo::new("top-gifters", "0.1.0", [EventKind::Gift]).output(
+            Output::new(OUTPUT)
+                .key("user_id", Int)
+                .add("gift_total_amount", Int)
+                .add("gifts", Int),
+        )
+    }
+
+    fn process(&self, batch: EventBatch, _: &mut impl Host) -> RuleOutput {
         let mut totals: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let mut rejected = Vec::new();
         for (index, event) in (0u32..).zip(batch.events) {
@@ -58,27 +42,49 @@ impl Guest for TopGifters {
                     entry.0 += g.amount;
                     entry.1 += 1;
                 }
-                _ => rejected.push(Rejection {
+                _ => rejected.push(Rejection::new(
                     index,
-                    reason: "top-gifters consumes gift events only".into(),
-                }),
+                    "top-gifters consumes gift events only",
+                )),
             }
         }
-        let mut cells = Vec::with_capacity(totals.len() * 3);
+        let mut rows = Rows::new(OUTPUT, 3);
         for (user, (amount, gifts)) in totals {
-            cells.extend([Value::Int(user), Value::Int(amount), Value::Int(gifts)]);
+            rows.push_row([Value::Int(user), Value::Int(amount), Value::Int(gifts)]);
         }
-        let rows = if cells.is_empty() {
-            Vec::new()
-        } else {
-            vec![OutputRows {
-                output: OUTPUT.into(),
-                cells,
-            }]
-        };
-        RuleOutput { rows, rejected }
+        RuleOutput::from_rows([rows]).with_rejected(rejected)
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(TopGifters);
+apiary_sdk::export_rule!(TopGifters);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apiary_sdk::Gift;
+    use apiary_sdk::testing::{MemoryHost, batch};
+
+    #[test]
+    fn one_row_per_user_in_user_order() {
+        let gift = |user_id, amount| {
+            let body = EventBody::Gift(Gift {
+                user_id,
+                room_id: 1,
+                gift_type: 1,
+                amount,
+                ip: None,
+                create_time: None,
+                update_time: None,
+            });
+            (None, body)
+        };
+        let out = TopGifters.process(
+            batch(vec![gift(9, 5), gift(2, 1), gift(9, 7)], None),
+            &mut MemoryHost::new(),
+        );
+        assert_eq!(
+            out.rows[0].cells,
+            [2, 1, 1, 9, 12, 2].map(Value::Int).to_vec()
+        );
+    }
+}

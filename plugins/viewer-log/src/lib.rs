@@ -5,72 +5,54 @@
 //! A visit without `ip` or `arrive_time` is rejected: a primary-key column
 //! can't be null, and dropping it silently would hide bad input.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "rule-plugin",
-});
-
-use apiary::plugin::types::{
-    Column, ColumnType, EventBatch, EventBody, EventKind, MergeMode, OutputRows, OutputSchema,
-    Rejection, Value,
+use apiary_sdk::ColumnType::{Int, Text, Timestamp};
+use apiary_sdk::{
+    ColumnType, EventBatch, EventBody, EventKind, Host, MergeMode, Output, Params, Rejection, Rows,
+    Rule, RuleInfo, RuleOutput, Value,
 };
-use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 
 const OUTPUT: &str = "live_streaming_log";
 
-/// The output's columns, in the order of each row's cells.
-const COLUMNS: [(&str, ColumnType, bool); 9] = [
-    ("user_id", ColumnType::Int, false),
-    ("ip", ColumnType::Text, false),
-    ("room_id", ColumnType::Int, false),
-    ("arrive_time", ColumnType::Timestamp, false),
-    ("leave_time", ColumnType::Timestamp, true),
-    ("create_time", ColumnType::Timestamp, true),
-    ("region_code", ColumnType::Int, true),
-    ("grade", ColumnType::Int, true),
-    ("province", ColumnType::Text, true),
+/// The output's columns after the key, in the order of each row's cells;
+/// all nullable.
+const VALUES: [(&str, ColumnType); 5] = [
+    ("leave_time", Timestamp),
+    ("create_time", Timestamp),
+    ("region_code", Int),
+    ("grade", Int),
+    ("province", Text),
 ];
 
-// Exported only on wasm32: on a native target the export names (which hold
-// `:` and `#`) break the cdylib's linker version script, and `cargo build
-// --workspace` must still link. Natively the code is still type-checked.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct ViewerLog;
+/// The rule.
+pub struct ViewerLog;
 
-impl Guest for ViewerLog {
-    fn describe() -> RuleInfo {
-        RuleInfo {
-            name: "viewer-log".into(),
-            version: "0.1.0".into(),
-            consumes: vec![EventKind::Visit],
-            outputs: vec![OutputSchema {
-                name: OUTPUT.into(),
-                table: None,
-                columns: COLUMNS
-                    .iter()
-                    .map(|&(name, type_, nullable)| Column {
-                        name: name.into(),
-                        type_,
-                        merge: MergeMode::Replace,
-                        nullable,
-                    })
-                    .collect(),
-                primary_key: ["user_id", "ip", "room_id", "arrive_time"]
-                    .map(String::from)
-                    .to_vec(),
-            }],
-        }
+impl Rule for ViewerLog {
+    fn init(params: &Params) -> Result<Self, String> {
+        params.only(&[])?;
+        Ok(Self)
     }
 
-    fn process(batch: EventBatch) -> RuleOutput {
-        let mut cells = Vec::with_capacity(batch.events.len() * COLUMNS.len());
+    fn describe(&self) -> RuleInfo {
+        let output = Output::new(OUTPUT)
+            .key("user_id", Int)
+            .key("ip", Text)
+            .key("room_id", Int)
+            .key("arrive_time", Timestamp);
+        let output = VALUES.iter().fold(output, |out, &(name, ty)| {
+            out.nullable(name, ty, MergeMode::Replace)
+        });
+        RuleInfo::new("viewer-log", "0.1.0", [EventKind::Visit]).output(output)
+    }
+
+    fn process(&self, batch: EventBatch, _: &mut impl Host) -> RuleOutput {
+        let mut rows = Rows::new(OUTPUT, 4 + VALUES.len());
         let mut rejected = Vec::new();
         for (index, event) in (0u32..).zip(batch.events) {
             let EventBody::Visit(v) = event.body else {
-                rejected.push(Rejection {
+                rejected.push(Rejection::new(
                     index,
-                    reason: "viewer-log consumes visit events only".into(),
-                });
+                    "viewer-log consumes visit events only",
+                ));
                 continue;
             };
             let visit = livestream_format::Visit {
@@ -85,49 +67,39 @@ impl Guest for ViewerLog {
                 province: v.province,
             };
             if let Some(column) = visit.missing_primary_key() {
-                rejected.push(Rejection {
+                rejected.push(Rejection::new(
                     index,
-                    reason: format!("primary key column `{column}` is missing"),
-                });
+                    format!("primary key column `{column}` is missing"),
+                ));
                 continue;
             }
             // Both present: `missing_primary_key` just said so.
             let (Some(ip), Some(arrive_time)) = (visit.ip, visit.arrive_time) else {
                 continue;
             };
-            cells.extend([
+            rows.push_row([
                 Value::Int(visit.user_id),
                 Value::Text(ip),
                 Value::Int(visit.room_id),
                 Value::Timestamp(arrive_time),
-                visit.leave_time.map_or(Value::Null, Value::Timestamp),
-                visit.create_time.map_or(Value::Null, Value::Timestamp),
-                visit
-                    .region_code
-                    .map_or(Value::Null, |c| Value::Int(c.into())),
-                visit.grade.map_or(Value::Null, |g| Value::Int(g.into())),
-                visit.province.map_or(Value::Null, Value::Text),
+                Value::timestamp_or_null(visit.leave_time),
+                Value::timestamp_or_null(visit.create_time),
+                visit.region_code.into(),
+                visit.grade.into(),
+                visit.province.into(),
             ]);
         }
-        let rows = if cells.is_empty() {
-            Vec::new()
-        } else {
-            vec![OutputRows {
-                output: OUTPUT.into(),
-                cells,
-            }]
-        };
-        RuleOutput { rows, rejected }
+        RuleOutput::from_rows([rows]).with_rejected(rejected)
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-export!(ViewerLog);
+apiary_sdk::export_rule!(ViewerLog);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary::plugin::types::{Event, ViewerVisit};
+    use apiary_sdk::ViewerVisit;
+    use apiary_sdk::testing::{MemoryHost, batch as timed};
 
     fn visit(ip: Option<&str>, arrive_time: Option<i64>) -> ViewerVisit {
         ViewerVisit {
@@ -144,22 +116,18 @@ mod tests {
     }
 
     fn batch(visits: Vec<ViewerVisit>) -> EventBatch {
-        EventBatch {
-            topic: "live_streaming_log".into(),
-            platform: "seed".into(),
-            events: (0..)
-                .zip(visits)
-                .map(|(record_index, v)| Event {
-                    record_index,
-                    body: EventBody::Visit(v),
-                })
+        timed(
+            visits
+                .into_iter()
+                .map(|v| (v.arrive_time, EventBody::Visit(v)))
                 .collect(),
-        }
+            None,
+        )
     }
 
     #[test]
     fn describes_the_output() {
-        let info = ViewerLog::describe();
+        let info = ViewerLog.describe();
         assert_eq!(info.name, "viewer-log");
         assert_eq!(info.version, "0.1.0");
         let output = &info.outputs[0];
@@ -176,11 +144,14 @@ mod tests {
 
     #[test]
     fn one_row_per_visit_and_rejects_missing_keys() {
-        let out = ViewerLog::process(batch(vec![
-            visit(Some("1.2.3.4"), Some(1000)),
-            visit(None, Some(1000)),
-            visit(Some("1.2.3.4"), None),
-        ]));
+        let out = ViewerLog.process(
+            batch(vec![
+                visit(Some("1.2.3.4"), Some(1000)),
+                visit(None, Some(1000)),
+                visit(Some("1.2.3.4"), None),
+            ]),
+            &mut MemoryHost::new(),
+        );
         assert_eq!(out.rows.len(), 1);
         let cells = &out.rows[0].cells;
         assert_eq!(cells.len(), 9);

@@ -62,6 +62,7 @@ pub mod rule_world {
         default_bindings_module: "apiary_sdk::rule_world",
         runtime_path: "apiary_sdk::__wit_bindgen::rt",
         generate_all,
+        additional_derives: [PartialEq],
     });
 }
 
@@ -72,6 +73,7 @@ pub mod parser_world {
         world: "parser-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_parser_world",
+        additional_derives: [PartialEq],
         default_bindings_module: "apiary_sdk::parser_world",
         runtime_path: "apiary_sdk::__wit_bindgen::rt",
         with: {
@@ -379,7 +381,8 @@ pub mod __export {
 /// `apiary_sdk::export_rule!(MyRule);` once, at the crate's root.
 ///
 /// Only on `wasm32`: natively the export names would break a `cdylib`'s
-/// linker script, and native builds are for tests.
+/// linker script, and native builds are for tests. Make the rule's type
+/// `pub`, so that a native build does not take it for dead code.
 #[macro_export]
 macro_rules! export_rule {
     ($ty:ty) => {
@@ -392,7 +395,8 @@ macro_rules! export_rule {
 }
 
 /// Exports a [`Parser`] as the plugin's `parser-plugin` world:
-/// `apiary_sdk::export_parser!(MyParser);` once, at the crate's root.
+/// `apiary_sdk::export_parser!(MyParser);` once, at the crate's root
+/// (see [`export_rule!`]).
 #[macro_export]
 macro_rules! export_parser {
     ($ty:ty) => {
