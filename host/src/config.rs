@@ -38,6 +38,9 @@ pub struct PipelineConfig {
     /// Event time: how watermarks follow the events.
     #[serde(default)]
     pub time: TimeSection,
+    /// The file this configuration was read from.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// `[time]`: how each lane's watermark follows event time. The watermark
@@ -183,8 +186,12 @@ pub struct PluginsSection {
     /// Parameters handed to each plugin's `init`, by plugin name:
     /// `[plugins.params.gift-windows] size = "6h"`.
     #[serde(default)]
-    pub params: std::collections::BTreeMap<String, std::collections::BTreeMap<String, toml::Value>>,
+    pub params: PluginParams,
 }
+
+/// `[plugins.params.<plugin>]` tables, by plugin name.
+pub type PluginParams =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, toml::Value>>;
 
 /// `[plugins.limits.<plugin>]`: limits of one plugin, overriding
 /// `[plugins]`.
@@ -216,22 +223,25 @@ impl PluginsSection {
     /// The parameters of `plugin` as `init` takes them: strings as they
     /// are, other values in TOML spelling.
     pub fn params_of(&self, plugin: &str) -> Vec<(String, String)> {
-        self.params
-            .get(plugin)
-            .map(|params| {
-                params
-                    .iter()
-                    .map(|(k, v)| {
-                        let text = match v {
-                            toml::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), text)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        params_of(&self.params, plugin)
     }
+}
+
+/// The parameters of `plugin` in `params`, as `init` takes them.
+pub fn params_of(params: &PluginParams, plugin: &str) -> Vec<(String, String)> {
+    let Some(params) = params.get(plugin) else {
+        return Vec::new();
+    };
+    params
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
 }
 
 fn default_memory_limit() -> u64 {
@@ -583,6 +593,7 @@ impl PipelineConfig {
             config.pipeline.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
         config.validate(path)?;
+        config.file = Some(path.to_owned());
         Ok(config)
     }
 

@@ -242,6 +242,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             live: live.clone(),
             sink: sink.clone(),
             hbase: hbase.clone(),
+            config: config.file.clone(),
         };
         let stop = stop.clone();
         tokio::spawn(async move {

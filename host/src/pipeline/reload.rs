@@ -1,5 +1,7 @@
 //! Hot reload: watches the plugin directory and publishes a new plugin set
-//! when its `*.wasm` files change.
+//! when its `*.wasm` files change, or when the pipeline's configuration
+//! changes the parameters of a plugin (which is then loaded again with
+//! them, keeping its state and timers).
 //!
 //! Changes are debounced until the directory has been quiet for a moment
 //! and every file's size and modification time hold still, so a file being
@@ -39,21 +41,26 @@ pub struct Reloader {
     pub sink: SqlSink,
     /// Outputs routed to HBase, which the SQL sink does not hold.
     pub hbase: Option<Arc<HBaseSink>>,
+    /// The pipeline's configuration file, whose `[plugins.params]` are
+    /// followed.
+    pub config: Option<PathBuf>,
 }
 
 impl Reloader {
     /// Watches until `stop` is set.
     pub async fn run(self, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let config_name = self.config.as_ref().and_then(|c| c.file_name()).map(ToOwned::to_owned);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Reads (our own included) are no change; only plugin files count.
+                // Reads (our own included) are no change; only plugin files
+                // and the configuration file count.
                 if let Ok(event) = event
                     && !matches!(event.kind, notify::EventKind::Access(_))
-                    && event
-                        .paths
-                        .iter()
-                        .any(|p| p.extension().is_some_and(|x| x == "wasm"))
+                    && event.paths.iter().any(|p| {
+                        p.extension().is_some_and(|x| x == "wasm")
+                            || config_name.as_deref().is_some_and(|c| p.file_name() == Some(c))
+                    })
                 {
                     let _ = tx.try_send(());
                 }
@@ -62,6 +69,12 @@ impl Reloader {
         watcher
             .watch(&self.dir, notify::RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch plugin dir {}", self.dir.display()))?;
+        // Editors replace a file rather than write it: watch its directory.
+        if let Some(dir) = self.config.as_ref().and_then(|c| c.parent()) {
+            watcher
+                .watch(dir, notify::RecursiveMode::NonRecursive)
+                .with_context(|| format!("cannot watch {}", dir.display()))?;
+        }
         tracing::info!(dir = %self.dir.display(), "watching plugins");
         // Rejections already logged, so a bad file that stays in the
         // directory is not reported again at every reload.
@@ -73,11 +86,24 @@ impl Reloader {
                 Err(_) => continue,
             }
             self.settle(&mut rx).await;
+            self.read_params();
             if let Err(e) = self.reload(&mut reported).await {
                 tracing::error!("plugin reload failed, the running plugins stay: {e:#}");
             }
         }
         Ok(())
+    }
+
+    /// Takes the configuration's current `[plugins.params]`; a file that no
+    /// longer parses leaves the running parameters as they are.
+    fn read_params(&self) {
+        let Some(path) = &self.config else {
+            return;
+        };
+        match crate::config::PipelineConfig::load(path) {
+            Ok(config) => self.engine.set_params(config.plugins.params),
+            Err(e) => tracing::error!("{e}; plugin parameters stay as they were"),
+        }
     }
 
     /// Waits until no change came for [`QUIET`] and the files hold still.

@@ -58,6 +58,8 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: std::sync::Arc<Linker<PluginCtx>>,
     limits: std::sync::Arc<PluginsSection>,
+    /// `[plugins.params]`, replaced when the configuration file changes.
+    params: std::sync::Arc<std::sync::RwLock<crate::config::PluginParams>>,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
         Ok(Self {
             engine,
             linker: std::sync::Arc::new(linker),
+            params: std::sync::Arc::new(std::sync::RwLock::new(plugins.params.clone())),
             limits: std::sync::Arc::new(plugins),
         })
     }
@@ -123,7 +126,14 @@ impl Engine {
 
     /// The parameters `[plugins.params.<plugin>]` gives `plugin`.
     pub fn params_of(&self, plugin: &str) -> Vec<(String, String)> {
-        self.limits.params_of(plugin)
+        let params = self.params.read().unwrap_or_else(|e| e.into_inner());
+        crate::config::params_of(&params, plugin)
+    }
+
+    /// Replaces the plugins' parameters; plugins take them when next
+    /// loaded (a reload loads again each plugin whose parameters changed).
+    pub fn set_params(&self, params: crate::config::PluginParams) {
+        *self.params.write().unwrap_or_else(|e| e.into_inner()) = params;
     }
 
     /// The linker with every import a plugin may use.

@@ -245,8 +245,12 @@ impl PluginSet {
     ) -> anyhow::Result<Self> {
         let mut set = PluginSet::default();
         for path in plugin_files(dir)? {
+            // Same file, same parameters: the loaded plugin stays.
             let unchanged = current.all().find(|p| {
-                p.path() == path && p.stamp().is_some() && p.stamp() == FileStamp::of(&path)
+                p.path() == path
+                    && p.stamp().is_some()
+                    && p.stamp() == FileStamp::of(&path)
+                    && (p.contract() == Contract::V1 || p.params() == engine.params_of(p.name()))
             });
             let loaded = match unchanged {
                 Some(plugin) => set.admit(plugin),
