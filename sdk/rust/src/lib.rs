@@ -41,6 +41,8 @@
 // same way from inside and outside it.
 extern crate self as apiary_sdk;
 
+#[cfg(feature = "distinct")]
+pub mod distinct;
 mod host;
 mod params;
 mod schema;
