@@ -460,3 +460,51 @@ fn a_windowed_rule_swapped_mid_stream_keeps_its_windows_and_timers() {
     assert!(fired.len() > 250, "{} windows", fired.len());
     assert_eq!(window_rows(&db), expected_rows(&fired), "{}", log_tail(&log, 30));
 }
+
+#[test]
+fn an_idle_lane_closes_its_windows_by_processing_time_only_when_asked() {
+    let run = |idle: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("out.db");
+        // One gift a second up to 1 s before the end of a 1-minute window:
+        // the watermark stops just short of closing it.
+        let base = START + 10 * MINUTE;
+        let gifts: Vec<Gift> = (0..60)
+            .map(|i| Gift {
+                time: base + i * 1_000,
+                amount: 1,
+            })
+            .collect();
+        let lines: Vec<String> = gifts
+            .iter()
+            .enumerate()
+            .map(|(i, g)| g.line(i as i64))
+            .collect();
+        let input = dir.path().join("gifts.jsonl");
+        append_lines(&input, &lines);
+        let extra = format!(
+            "[plugins.params.gift-windows]\nsize = \"1m\"\nslide = \"1m\"\n[time]\n{}",
+            if idle { "idle-timeout = \"300ms\"\n" } else { "" }
+        );
+        let config = gifts_pipeline(dir.path(), &input, &extra);
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[sink.sql]\n", "[sink.sql]\ninterval = \"100ms\"\n");
+        std::fs::write(&config, text).unwrap();
+        let (out, _, stderr) = run_with_limit(
+            apiary()
+                .arg("run")
+                .arg(&config)
+                .args(["--stop-when-idle", "2s"]),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "{stderr}");
+        window_rows(&db)
+    };
+    // Without idle-timeout the last window stays open: it is state.
+    let closed_by_events = run(false);
+    let closed_when_idle = run(true);
+    let last_end = sink_time(START + 11 * MINUTE);
+    assert!(!closed_by_events.contains_key(&last_end), "{closed_by_events:?}");
+    assert_eq!(closed_when_idle.get(&last_end), Some(&60), "{closed_when_idle:?}");
+}
