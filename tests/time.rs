@@ -508,3 +508,62 @@ fn an_idle_lane_closes_its_windows_by_processing_time_only_when_asked() {
     assert!(!closed_by_events.contains_key(&last_end), "{closed_by_events:?}");
     assert_eq!(closed_when_idle.get(&last_end), Some(&60), "{closed_when_idle:?}");
 }
+
+/// A visit of `user` in `grade` at event time `time`.
+fn graded_visit(user: i64, grade: i64, time: i64) -> String {
+    format!(
+        "{{\"user_id\": {user}, \"ip\": \"1.2.3.4\", \"room_id\": 100, \
+         \"arrive_time\": \"{t}\", \"leave_time\": \"{t}\", \"create_time\": \"{t}\", \
+         \"region\": 110000, \"grade\": {grade}, \"province\": \"北京\"}}",
+        t = livestream_format::format_timestamp(time)
+    )
+}
+
+#[test]
+fn expiring_state_is_removed_once_the_watermark_passes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let input = dir.path().join("visits.jsonl");
+    let config = embedded_config(dir.path(), &[(&input, "live_streaming_log")]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "[plugins.params.grade-members]\nforget-after = \"1h\"\n";
+    std::fs::write(&config, text).unwrap();
+    let state_keys = || {
+        sqlite_text(
+            &db,
+            "SELECT skey FROM apiary_state WHERE plugin = 'grade-members' ORDER BY skey",
+        )
+    };
+    let members = || sqlite_pairs(&db, "SELECT grade, members FROM grade_members");
+
+    // Users 1-100 visit grades 1 and 2; then only grade 1 for 2 h.
+    let mut lines: Vec<String> = (1..=100)
+        .flat_map(|u| [graded_visit(u, 1, START + u), graded_visit(u, 2, START + u)])
+        .collect();
+    lines.extend((0..120).map(|m| graded_visit(1, 1, START + (m + 1) * MINUTE)));
+    append_lines(&input, &lines);
+    run_until_idle(&config);
+    assert_eq!(members(), BTreeMap::from([(1, 100), (2, 100)]));
+    // Grade 2 saw nothing for over an hour of event time: its entry is gone,
+    // grade 1's stays.
+    assert_eq!(state_keys(), vec!["grade/1".to_string()]);
+    let expires = sqlite_count(
+        &db,
+        "SELECT expires FROM apiary_state WHERE plugin = 'grade-members'",
+    );
+    assert_eq!(expires, START + 120 * MINUTE + HOUR);
+
+    // The same users in grade 2 again: forgotten, so counted again; grade
+    // 1 remembers them.
+    let later = START + 3 * HOUR;
+    let again: Vec<String> = (1..=50)
+        .flat_map(|u| [graded_visit(u, 1, later + u), graded_visit(u, 2, later + u)])
+        .collect();
+    append_lines(&input, &again);
+    run_until_idle(&config);
+    assert_eq!(members(), BTreeMap::from([(1, 100), (2, 150)]));
+    assert_eq!(
+        state_keys(),
+        vec!["grade/1".to_string(), "grade/2".to_string()]
+    );
+}
