@@ -123,18 +123,33 @@ fn stateful_rule_counts_each_member_once_across_runs() {
     );
 }
 
+/// `daily-gift-totals` is built against the 0.1.0 contract: it runs beside
+/// the 0.2.0 parser and a 0.2.0 windowed rule.
 #[test]
 fn time_partitioned_output_creates_a_table_per_day() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    let parser = "seed-json-parser.wasm";
-    std::fs::copy(plugins_dir().join(parser), plugins.join(parser)).unwrap();
+    for name in ["seed-json-parser.wasm", "gift-windows.wasm"] {
+        std::fs::copy(plugins_dir().join(name), plugins.join(name)).unwrap();
+    }
     std::fs::copy(
         test_plugin("daily-gift-totals"),
         plugins.join("daily-gift-totals.wasm"),
     )
     .unwrap();
+    for (name, contract) in [
+        ("daily-gift-totals.wasm", "0.1.0"),
+        ("gift-windows.wasm", "0.2.0"),
+        ("seed-json-parser.wasm", "0.2.0"),
+    ] {
+        let (out, stdout, stderr) = output(apiary().arg("inspect").arg(plugins.join(name)));
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stdout.contains(&format!("contract: apiary:plugin@{contract}")),
+            "{name}: {stdout}"
+        );
+    }
     // ~28 hours of traffic from 2021-08-16 01:00 UTC: three UTC days.
     let gifts = generate(Topic::LiveGiftTotal, 100_000, 12, 0.0);
     let input = dir.path().join("g.jsonl");
@@ -175,6 +190,7 @@ fn time_partitioned_output_creates_a_table_per_day() {
         "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'daily_gift_totals_%'",
     );
     assert_eq!(tables, expected.len() as i64);
+    assert!(sqlite_count(&db, "SELECT COUNT(*) FROM gifts_6h") > 100);
 }
 
 #[test]
