@@ -1,8 +1,10 @@
 //! Gift totals per UTC day and gift type, written to one table per day
 //! (`daily_gift_totals_{yyyyMMdd}`): exercises time-partitioned outputs.
+//! Built against the 0.1.0 contract on purpose: it proves that plugins
+//! made before event time still load and run.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
     world: "rule-plugin",
 });
 

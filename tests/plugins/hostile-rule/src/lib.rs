@@ -15,8 +15,8 @@ wit_bindgen::generate!({
 
 use apiary::plugin::state;
 use apiary::plugin::types::{
-    Column, ColumnType, EventBatch, EventBody, EventKind, MergeMode, OutputRows, OutputSchema,
-    Value,
+    Column, ColumnType, EventBatch, EventBody, EventKind, FiredTimer, MergeMode, OutputRows,
+    OutputSchema, Value,
 };
 use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 
@@ -33,6 +33,10 @@ pub const ALWAYS_PANIC_FROM: i64 = 5000;
 struct HostileRule;
 
 impl Guest for HostileRule {
+    fn init(_: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
     fn describe() -> RuleInfo {
         let column = |name: &str, merge| Column {
             name: name.into(),
@@ -95,6 +99,10 @@ impl Guest for HostileRule {
             }],
             rejected: Vec::new(),
         }
+    }
+
+    fn on_timers(_: Vec<FiredTimer>, _: i64) -> Vec<OutputRows> {
+        Vec::new()
     }
 }
 
