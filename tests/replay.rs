@@ -32,8 +32,13 @@ fn replay_sums_gift_types_and_reports_malformed_lines() {
 
     let (mut per_type, mut per_module, mut per_user) =
         (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut in_windows = 0;
     for line in stdout.lines() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        if row["output"] == "gifts_6h" {
+            in_windows += row["row"]["gift_total_amount"].as_i64().unwrap();
+            continue;
+        }
         let (totals, key, amount) = match row["output"].as_str() {
             Some("gift_type_totals") => (&mut per_type, "gift_type", "gift_total_amount"),
             Some("module_gift_totals") => {
@@ -46,6 +51,10 @@ fn replay_sums_gift_types_and_reports_malformed_lines() {
             row["row"][amount].as_i64().unwrap();
     }
     assert_eq!(per_type, input.gift_totals());
+    // The input is bounded: at its end every window closes, and each gift
+    // is in 72 of them (6 h windows every 5 min).
+    let amount: i64 = input.gift_totals().values().sum();
+    assert_eq!(in_windows, 72 * amount);
     let mut users: BTreeMap<i64, i64> = BTreeMap::new();
     for gift in input.valid() {
         *users.entry(gift["user_id"].as_i64().unwrap()).or_default() +=
