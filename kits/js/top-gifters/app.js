@@ -12,6 +12,12 @@ const OUTPUT = "top_gifters";
 const column = (name, merge) => ({ name, type: "int", merge, nullable: false });
 
 export const rule = {
+  // Parameters come from [plugins.params.top-gifters]; this rule takes none. A
+  // thrown string rejects the plugin with that message.
+  init(params) {
+    if (params.length) throw `unknown parameter \`${params[0][0]}\`: top-gifters takes none`;
+  },
+
   describe() {
     return {
       name: "top-gifters",
@@ -56,5 +62,10 @@ export const rule = {
       cells.push({ tag: "int", val: user }, { tag: "int", val: amount }, { tag: "int", val: gifts });
     }
     return { rows: cells.length ? [{ output: OUTPUT, cells }] : [], rejected };
+  },
+
+  // This rule sets no timers.
+  onTimers(timers, watermark) {
+    return [];
   },
 };

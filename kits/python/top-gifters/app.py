@@ -8,6 +8,7 @@ componentize-py) into target/plugins-python/top-gifters.wasm; see
 kits/python/README.md.
 """
 
+from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports import rule
 from wit_world.imports import types
@@ -15,6 +16,7 @@ from wit_world.imports.types import (
     Column,
     ColumnType,
     EventBody_Gift,
+    FiredTimer,
     EventKind,
     MergeMode,
     OutputRows,
@@ -27,6 +29,11 @@ OUTPUT = "top_gifters"
 
 
 class Rule(exports.Rule):
+    def init(self, params: list[tuple[str, str]]) -> None:
+        # Parameters come from [plugins.params.top-gifters]; this rule takes none.
+        if params:
+            raise Err(f"unknown parameter `{params[0][0]}`: top-gifters takes none")
+
     def describe(self) -> rule.RuleInfo:
         def column(name: str, merge: MergeMode) -> Column:
             return Column(name, ColumnType.INT, merge, False)
@@ -67,3 +74,7 @@ class Rule(exports.Rule):
             cells += [Value_Int(user), Value_Int(amount), Value_Int(gifts)]
         rows = [OutputRows(OUTPUT, cells)] if cells else []
         return rule.RuleOutput(rows, rejected)
+
+    def on_timers(self, timers: list[FiredTimer], watermark: int) -> list[OutputRows]:
+        # This rule sets no timers.
+        return []

@@ -19,7 +19,9 @@
 // PREPARING a room status; popularity a streamer-stats event. Other
 // commands (there are hundreds) carry nothing the common schema has, and
 // are passed over. A record that cannot be read is refused whole, with the
-// byte offset of the packet at fault.
+// byte offset of the packet at fault. Each event's time is the message's
+// own (a danmaku's send time, a gift's or an entry's timestamp), else the
+// record's timestamp.
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +209,19 @@ static bool packets(batch_t *b, const uint8_t *data, size_t len, size_t base, bo
     return true;
 }
 
+// An event's time: the one its body carries, which is the message's own or
+// else the record's timestamp.
+static parser_plugin_option_s64_t time_of(const apiary_plugin_types_event_body_t *body) {
+    switch (body->tag) {
+    case APIARY_PLUGIN_TYPES_EVENT_BODY_CHAT: return body->val.chat.time;
+    case APIARY_PLUGIN_TYPES_EVENT_BODY_GIFT: return body->val.gift.create_time;
+    case APIARY_PLUGIN_TYPES_EVENT_BODY_VISIT: return body->val.visit.arrive_time;
+    case APIARY_PLUGIN_TYPES_EVENT_BODY_ROOM_STATUS: return body->val.room_status.time;
+    case APIARY_PLUGIN_TYPES_EVENT_BODY_STREAMER_STATS: return body->val.streamer_stats.time;
+    default: return (parser_plugin_option_s64_t){.is_some = false};
+    }
+}
+
 static bool room_from_key(const uint8_t *key, size_t len, int64_t *room) {
     if (len == 0 || len > 18) return false;
     int64_t n = 0;
@@ -218,9 +233,25 @@ static bool room_from_key(const uint8_t *key, size_t len, int64_t *room) {
     return true;
 }
 
+// Parameters come from [plugins.params.bilibili-parser]; this parser takes none. An
+// error rejects the plugin with its message. The list is freed here.
+bool exports_apiary_plugin_parser_init(parser_plugin_list_tuple2_string_string_t *params,
+                                       parser_plugin_string_t *err) {
+    bool ok = params->len == 0;
+    if (!ok) {
+        char reason[160];
+        parser_plugin_string_t *first = &params->ptr[0].f0;
+        snprintf(reason, sizeof reason, "unknown parameter `%.*s`: bilibili-parser takes none",
+                 (int)(first->len < 64 ? first->len : 64), (const char *)first->ptr);
+        parser_plugin_string_dup(err, reason);
+    }
+    parser_plugin_list_tuple2_string_string_free(params);
+    return ok;
+}
+
 void exports_apiary_plugin_parser_describe(exports_apiary_plugin_parser_parser_info_t *ret) {
     parser_plugin_string_dup(&ret->name, "bilibili-parser");
-    parser_plugin_string_dup(&ret->version, "0.1.0");
+    parser_plugin_string_dup(&ret->version, "0.2.0");
     ret->topics.len = 1;
     ret->topics.ptr = malloc(sizeof(parser_plugin_string_t));
     parser_plugin_string_dup(&ret->topics.ptr[0], TOPIC);
@@ -245,6 +276,7 @@ void exports_apiary_plugin_parser_parse(exports_apiary_plugin_parser_raw_batch_t
         } else {
             ok = packets(&b, data + r->value.start, r->value.len, 0, false);
         }
+        for (size_t e = mark; ok && e < b.len; e++) b.events[e].time = time_of(&b.events[e].body);
         if (!ok) {
             // The record is refused whole: drop the events it had given.
             while (b.len > mark) apiary_plugin_types_event_free(&b.events[--b.len]);

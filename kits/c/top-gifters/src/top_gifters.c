@@ -7,6 +7,7 @@
 // the export and is freed here; everything returned is malloc'd, and the
 // generated post-return code frees it after the host has copied it.
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,32 @@ static void column(apiary_plugin_types_column_t *col, const char *name,
     col->type = APIARY_PLUGIN_TYPES_COLUMN_TYPE_INT;
     col->merge = merge;
     col->nullable = false;
+}
+
+// Parameters come from [plugins.params.top-gifters]; this rule takes none. An
+// error rejects the plugin with its message. The list is freed here.
+bool exports_apiary_plugin_rule_init(rule_plugin_list_tuple2_string_string_t *params,
+                                     rule_plugin_string_t *err) {
+    bool ok = params->len == 0;
+    if (!ok) {
+        char reason[160];
+        rule_plugin_string_t *first = &params->ptr[0].f0;
+        snprintf(reason, sizeof reason, "unknown parameter `%.*s`: top-gifters takes none",
+                 (int)(first->len < 64 ? first->len : 64), (const char *)first->ptr);
+        rule_plugin_string_dup(err, reason);
+    }
+    rule_plugin_list_tuple2_string_string_free(params);
+    return ok;
+}
+
+// This rule sets no timers, so none fire.
+void exports_apiary_plugin_rule_on_timers(exports_apiary_plugin_rule_list_fired_timer_t *timers,
+                                          int64_t watermark,
+                                          exports_apiary_plugin_rule_list_output_rows_t *ret) {
+    (void)watermark;
+    exports_apiary_plugin_rule_list_fired_timer_free(timers);
+    ret->len = 0;
+    ret->ptr = NULL;
 }
 
 void exports_apiary_plugin_rule_describe(exports_apiary_plugin_rule_rule_info_t *ret) {
