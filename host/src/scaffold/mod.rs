@@ -175,6 +175,13 @@ pub fn new(parent: &Path, name: &str, lang: Lang, kind: Kind) -> anyhow::Result<
     match lang {
         Lang::Rust => {
             write("Cargo.toml", &fill(CARGO_TOML))?;
+            // The SDK goes into the project, so it builds without this
+            // repository and without a registry that has the SDK.
+            write("apiary-sdk/Cargo.toml", SDK_CARGO_TOML)?;
+            for (path, text) in SDK_SOURCES {
+                let text = text.replace(SDK_WIT_IN_REPO, SDK_WIT_IN_PROJECT);
+                write(&format!("apiary-sdk/{path}"), &text)?;
+            }
             let source = match kind {
                 Kind::Rule => include_str!("rule.rs.txt"),
                 Kind::Parser => include_str!("parser.rs.txt"),
@@ -410,7 +417,8 @@ edition = "2024"
 crate-type = ["cdylib"]
 
 [dependencies]
-wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
+# Apiary's Rust SDK, copied into the project by `apiary plugin new`.
+apiary-sdk = { path = "apiary-sdk" }
 
 [profile.release]
 lto = true
@@ -421,6 +429,48 @@ panic = "abort"
 # A project of its own, even inside another workspace.
 [workspace]
 "#;
+
+/// The Rust SDK's manifest in a project: the repository's, without the
+/// workspace it inherits from there.
+const SDK_CARGO_TOML: &str = r#"[package]
+name = "apiary-sdk"
+description = "Rust guest SDK for Apiary plugins: bindings, builders, state helpers, parameters and event-time windows"
+version = "0.1.0"
+edition = "2024"
+license = "Apache-2.0"
+publish = false
+
+[dependencies]
+roaring = { version = "0.12.0", optional = true }
+wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
+
+[features]
+# `distinct`: exact distinct counts in compact state (roaring bitmaps).
+distinct = ["dep:roaring"]
+"#;
+
+/// One of the Rust SDK's files, as the repository has it.
+macro_rules! sdk_file {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../../../sdk/rust/", $path)))
+    };
+}
+
+/// The Rust SDK's sources.
+const SDK_SOURCES: [(&str, &str); 8] = [
+    sdk_file!("src/lib.rs"),
+    sdk_file!("src/host.rs"),
+    sdk_file!("src/params.rs"),
+    sdk_file!("src/schema.rs"),
+    sdk_file!("src/testing.rs"),
+    sdk_file!("src/window.rs"),
+    sdk_file!("src/window/tests.rs"),
+    sdk_file!("src/distinct.rs"),
+];
+
+/// Where the SDK finds the WIT in the repository, and in a project.
+const SDK_WIT_IN_REPO: &str = r#"path: "../../wit","#;
+const SDK_WIT_IN_PROJECT: &str = r#"path: "../wit","#;
 
 const PACKAGE_JSON: &str = r#"{
   "name": "{{name}}",
@@ -465,3 +515,14 @@ it beside the sample. Later runs fail on the first line that differs, and
 To run it in a pipeline, drop the `.wasm` into the pipeline's plugin
 directory; a running `apiary run` loads it.
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_in_a_project_reads_the_project_wit() {
+        let (_, lib) = SDK_SOURCES[0];
+        assert_eq!(lib.matches(SDK_WIT_IN_REPO).count(), 2, "both worlds");
+    }
+}
