@@ -443,9 +443,13 @@ fn gift_type_totals_fold() {
 
 #[test]
 fn room_lists() {
-    let list = parse_room_list(br#"{"rooms": [1, "2", 30], "time": "2021-08-16 09:46:51"}"#).unwrap();
+    let list =
+        parse_room_list(br#"{"rooms": [1, "2", 30], "time": "2021-08-16 09:46:51"}"#).unwrap();
     assert_eq!(list.rooms, [1, 2, 30]);
-    assert_eq!(list.time, Some(parse_timestamp("2021-08-16 09:46:51").unwrap()));
+    assert_eq!(
+        list.time,
+        Some(parse_timestamp("2021-08-16 09:46:51").unwrap())
+    );
     assert_eq!(parse_room_list(br#"{"rooms": []}"#).unwrap().time, None);
     let err = |json: &str| parse_room_list(json.as_bytes()).unwrap_err().to_string();
     assert_eq!(err("{}"), "missing field `rooms`");
