@@ -456,8 +456,9 @@ macro_rules! sdk_file {
     };
 }
 
-/// The Rust SDK's sources.
-const SDK_SOURCES: [(&str, &str); 8] = [
+/// The Rust SDK's sources and README.
+const SDK_SOURCES: [(&str, &str); 9] = [
+    sdk_file!("README.md"),
     sdk_file!("src/lib.rs"),
     sdk_file!("src/host.rs"),
     sdk_file!("src/params.rs"),
@@ -522,7 +523,7 @@ mod tests {
 
     #[test]
     fn the_sdk_in_a_project_reads_the_project_wit() {
-        let (_, lib) = SDK_SOURCES[0];
+        let (_, lib) = SDK_SOURCES[1];
         assert_eq!(lib.matches(SDK_WIT_IN_REPO).count(), 2, "both worlds");
     }
 }
