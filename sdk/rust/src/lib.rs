@@ -37,6 +37,8 @@
 //! apiary_sdk::export_rule!(GiftsPerRoom);
 //! ```
 
+#![warn(missing_docs)]
+
 // Lets the generated bindings and the export macros name this crate the
 // same way from inside and outside it.
 extern crate self as apiary_sdk;
@@ -56,6 +58,8 @@ pub use schema::{Output, Rows};
 /// Bindings of the `rule-plugin` world, which also holds every type and
 /// import shared with the parser world.
 pub mod rule_world {
+    // The generated items carry the WIT's documentation, where it has some.
+    #![allow(missing_docs)]
     wit_bindgen::generate!({
         path: "../../wit",
         world: "rule-plugin",
@@ -70,6 +74,7 @@ pub mod rule_world {
 
 /// Bindings of the `parser-plugin` world; its types are the rule world's.
 pub mod parser_world {
+    #![allow(missing_docs)]
     wit_bindgen::generate!({
         path: "../../wit",
         world: "parser-plugin",
