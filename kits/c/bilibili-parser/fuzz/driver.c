@@ -10,6 +10,8 @@
 void __wasm_import_apiary_plugin_log_log(int32_t level, uint8_t *ptr, size_t len) {}
 void __wasm_import_apiary_plugin_state_get(uint8_t *key, size_t len, uint8_t *ret) {}
 void __wasm_import_apiary_plugin_state_set(uint8_t *key, size_t len, uint8_t *value, size_t n) {}
+void __wasm_import_apiary_plugin_state_set_expiring(uint8_t *key, size_t len, uint8_t *value,
+                                                    size_t n, int64_t expires_at) {}
 void __wasm_import_apiary_plugin_state_delete(uint8_t *key, size_t len) {}
 void __wasm_import_apiary_plugin_lookup_get_many(uint8_t *a, size_t b, uint8_t *c, size_t d,
                                                  uint8_t *e, size_t f, uint8_t *ret) {}
