@@ -182,3 +182,48 @@ mod tests {
         assert_eq!(out.rejected[0].index, 1);
     }
 }
+
+#[cfg(test)]
+mod size {
+    use super::*;
+    use apiary_sdk::ViewerVisit;
+    use apiary_sdk::testing::Driver;
+
+    /// State bytes after a million visits over 34 provinces and 5 grades,
+    /// from `users` distinct users: `cargo test -p province-grade-members
+    /// -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement"]
+    fn state_bytes_per_million_visits() {
+        for users in [2_000u64, 100_000, 1_000_000] {
+            let mut driver =
+                Driver::new(ProvinceGradeMembers::init(&Params::default()).unwrap(), 0);
+            let mut seed = 1u64;
+            for batch in 0..1_000 {
+                let events = (0..1_000)
+                    .map(|i| {
+                        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        let body = EventBody::Visit(ViewerVisit {
+                            user_id: 2_000 + ((seed >> 33) % users) as i64,
+                            room_id: 1,
+                            ip: None,
+                            arrive_time: None,
+                            leave_time: None,
+                            create_time: None,
+                            region_code: None,
+                            grade: Some(1 + ((seed >> 20) % 5) as i32),
+                            province: Some(format!("p{}", (seed >> 10) % 34)),
+                        });
+                        (Some(batch * 1_000 + i), body)
+                    })
+                    .collect();
+                driver.batch(events);
+            }
+            println!(
+                "{users} users, 1M visits: {} state entries, {} bytes",
+                driver.host.state_len(),
+                driver.host.state_bytes()
+            );
+        }
+    }
+}
