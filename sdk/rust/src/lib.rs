@@ -11,11 +11,12 @@
 //! - [`window`] has tumbling, hopping and session windows on state and
 //!   timers, with Flink's semantics.
 //!
-//! ```ignore
+//! ```
 //! use apiary_sdk::{ColumnType::Int, EventBatch, EventBody, EventKind, Host, Output, Params};
 //! use apiary_sdk::{Rule, RuleInfo, RuleOutput, Rows, Value};
 //!
-//! struct GiftsPerRoom;
+//! /// Gifts per room.
+//! pub struct GiftsPerRoom;
 //!
 //! impl Rule for GiftsPerRoom {
 //!     fn init(_: &Params) -> Result<Self, String> { Ok(Self) }
