@@ -173,18 +173,20 @@ fn run_wasm(engine: &Engine, dir: &Path, topic: &str, lines: &[String]) -> Run {
     run
 }
 
-/// The hopping windows natively, the way the SDK computes them: each gift
-/// adds to its 5-min pane; once a batch moves the watermark past a
-/// window's end, the window's sum over its 72 panes is written, and panes
-/// no open window needs are dropped. Returns the windows written.
+/// The hopping windows natively, with the SDK's algorithm: a batch is
+/// folded per 5-min pane; a pane seen for the first time registers its 72
+/// windows; once a batch moves the watermark past a window's end, the
+/// window's sum over its panes is written and the panes of its first slide
+/// (in no later window) are dropped. Returns the windows written.
 fn hopping_native(lines: &[String]) -> u64 {
-    let mut panes: BTreeMap<i64, i64> = BTreeMap::new();
-    // Windows with an event, by end, not yet written.
+    let mut panes: std::collections::HashMap<i64, i64> = Default::default();
+    // Window ends with a timer, not yet written.
     let mut pending: std::collections::BTreeSet<i64> = Default::default();
     let mut written: BTreeMap<i64, i64> = BTreeMap::new();
     let mut watermark = i64::MIN;
     let mut count = 0;
     for chunk in lines.chunks(BATCH) {
+        let mut folded: BTreeMap<i64, i64> = BTreeMap::new();
         let mut latest = i64::MIN;
         for line in chunk {
             let Ok(gift) = parse_gift(line.as_bytes()) else {
@@ -193,16 +195,23 @@ fn hopping_native(lines: &[String]) -> u64 {
             let Some(time) = gift.create_time else {
                 continue;
             };
-            let pane = time.div_euclid(SLIDE) * SLIDE;
-            *panes.entry(pane).or_default() += gift.amount;
-            let mut end = pane + SIZE;
-            while end > time {
-                if end - 1 > watermark {
-                    pending.insert(end);
-                }
-                end -= SLIDE;
-            }
+            *folded.entry(time.div_euclid(SLIDE) * SLIDE).or_default() += gift.amount;
             latest = latest.max(time);
+        }
+        for (pane, sum) in folded {
+            match panes.get_mut(&pane) {
+                Some(stored) => *stored += sum,
+                None => {
+                    panes.insert(pane, sum);
+                    let mut end = pane + SIZE;
+                    while end > pane {
+                        if end - 1 > watermark {
+                            pending.insert(end);
+                        }
+                        end -= SLIDE;
+                    }
+                }
+            }
         }
         watermark = watermark.max(latest - 1);
         while let Some(&end) = pending.first() {
@@ -210,14 +219,15 @@ fn hopping_native(lines: &[String]) -> u64 {
                 break;
             }
             pending.pop_first();
-            let sum: i64 = panes.range(end - SIZE..end).map(|(_, v)| v).sum();
+            let mut sum = 0;
+            let mut pane = end - SIZE;
+            while pane < end {
+                sum += panes.get(&pane).copied().unwrap_or(0);
+                pane += SLIDE;
+            }
             *written.entry(end).or_default() += sum;
             count += 1;
-            // Panes before the next window's start are no longer needed.
-            let keep_from = end - SIZE + SLIDE;
-            while panes.first_key_value().is_some_and(|(p, _)| *p < keep_from) {
-                panes.pop_first();
-            }
+            panes.remove(&(end - SIZE));
         }
     }
     std::hint::black_box(&written);

@@ -10,8 +10,10 @@
 //! deltas become rows (`viewers` merges with `add`), and their state goes.
 //! A visit that arrived at or before the watermark counts at once; one
 //! that has also left by then changes nothing and is passed over. A visit
-//! without `arrive_time` or `leave_time`, or that leaves before it
-//! arrives, is refused.
+//! without `arrive_time` or `leave_time` (Douyu's `uenter` and Bilibili's
+//! `INTERACT_WORD` say only that someone came in) is passed over too: it
+//! is a valid event this rule has nothing to count from. One that leaves
+//! before it arrives is refused.
 
 use std::collections::BTreeMap;
 
@@ -64,10 +66,6 @@ impl Rule for OnlineViewers {
                 continue;
             };
             let (Some(arrive), Some(leave)) = (visit.arrive_time, visit.leave_time) else {
-                rejected.push(Rejection::new(
-                    index,
-                    "online-viewers needs a visit's arrive_time and leave_time",
-                ));
                 continue;
             };
             if leave < arrive {
@@ -189,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn late_visits_count_at_once_and_bad_ones_are_refused() {
+    fn late_visits_count_at_once_bad_ones_are_refused_and_open_ones_passed_over() {
         let mut driver = Driver::new(OnlineViewers, 0);
         driver.batch(vec![visit(1, 100, 200)]);
         let out = driver.batch(vec![visit(7, 50, 500), visit(7, 10, 20)]);
@@ -207,6 +205,7 @@ mod tests {
         if let EventBody::Visit(v) = &mut bad.1 {
             v.leave_time = None;
         }
-        assert_eq!(driver.batch(vec![bad]).rejected.len(), 1);
+        let out = driver.batch(vec![bad]);
+        assert!(out.rejected.is_empty() && out.rows_of_width(OUTPUT, 2).is_empty());
     }
 }
