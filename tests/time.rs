@@ -358,7 +358,10 @@ fn kill_9_five_times_during_a_windowed_run_over_kafka_loses_and_repeats_nothing(
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        eprintln!("kill {kill}: {} of {total} committed", count(&url, committed));
+        eprintln!(
+            "kill {kill}: {} of {total} committed",
+            count(&url, committed)
+        );
     }
     let mut child = spawn_run(&config, &[], &log);
     wait_until(Duration::from_secs(300), "every record", &log, || {
@@ -452,7 +455,11 @@ fn a_windowed_rule_swapped_mid_stream_keeps_its_windows_and_timers() {
         });
         // Open windows and pending timers are in the lane when it swaps;
         // the lane takes the new instance over at its next batch.
-        install(&plugins_dir().join("gift-windows.wasm"), &plugins, "gift-windows");
+        install(
+            &plugins_dir().join("gift-windows.wasm"),
+            &plugins,
+            "gift-windows",
+        );
         wait_until(Duration::from_secs(60), "the swap", &log, || {
             count_in(&log, "plugin swapped") > swap
         });
@@ -465,7 +472,12 @@ fn a_windowed_rule_swapped_mid_stream_keeps_its_windows_and_timers() {
     assert_eq!(count_in(&log, "lane takes new plugins over"), 2);
     let (fired, _) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
     assert!(fired.len() > 250, "{} windows", fired.len());
-    assert_eq!(window_rows(&db), expected_rows(&fired), "{}", log_tail(&log, 30));
+    assert_eq!(
+        window_rows(&db),
+        expected_rows(&fired),
+        "{}",
+        log_tail(&log, 30)
+    );
 }
 
 #[test]
@@ -491,7 +503,11 @@ fn an_idle_lane_closes_its_windows_by_processing_time_only_when_asked() {
         append_lines(&input, &lines);
         let extra = format!(
             "[plugins.params.gift-windows]\nsize = \"1m\"\nslide = \"1m\"\n[time]\n{}",
-            if idle { "idle-timeout = \"300ms\"\n" } else { "" }
+            if idle {
+                "idle-timeout = \"300ms\"\n"
+            } else {
+                ""
+            }
         );
         let config = gifts_pipeline(dir.path(), &input, &extra);
         let text = std::fs::read_to_string(&config)
@@ -512,8 +528,15 @@ fn an_idle_lane_closes_its_windows_by_processing_time_only_when_asked() {
     let closed_by_events = run(false);
     let closed_when_idle = run(true);
     let last_end = sink_time(START + 11 * MINUTE);
-    assert!(!closed_by_events.contains_key(&last_end), "{closed_by_events:?}");
-    assert_eq!(closed_when_idle.get(&last_end), Some(&60), "{closed_when_idle:?}");
+    assert!(
+        !closed_by_events.contains_key(&last_end),
+        "{closed_by_events:?}"
+    );
+    assert_eq!(
+        closed_when_idle.get(&last_end),
+        Some(&60),
+        "{closed_when_idle:?}"
+    );
 }
 
 /// A visit of `user` in `grade` at event time `time`.

@@ -88,7 +88,9 @@ fn main() -> anyhow::Result<()> {
     });
     let timer_secs = (with_timers.as_secs_f64() - without.as_secs_f64()).max(1e-9);
     println!();
-    println!("| visits through online-viewers | records/s | timers fired | timers/s (rule's own time) |");
+    println!(
+        "| visits through online-viewers | records/s | timers fired | timers/s (rule's own time) |"
+    );
     println!("|---|---:|---:|---:|");
     println!(
         "| seed-json-parser + online-viewers | {} | {fired} | {} |",
@@ -99,11 +101,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("| rule | state keys | state bytes | bytes per million visits |");
     println!("|---|---:|---:|---:|");
-    for rule in [
-        "grade-members",
-        "province-grade-members",
-        "online-viewers",
-    ] {
+    for rule in ["grade-members", "province-grade-members", "online-viewers"] {
         let dir = only(&root, &["seed-json-parser.wasm", &format!("{rule}.wasm")])?;
         let run = run_wasm(&engine, &dir, "live_streaming_log", &visits);
         let (keys, bytes) = run

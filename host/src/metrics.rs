@@ -233,9 +233,21 @@ impl Metrics {
             &|m| m.watermark().map(|w| w as f64),
         );
         for (index, name, help) in [
-            (0, "apiary_state_keys", "State entries a plugin holds in the lane."),
-            (1, "apiary_state_bytes", "Bytes of state keys and values a plugin holds in the lane."),
-            (2, "apiary_timers", "Event-time timers a plugin has set in the lane."),
+            (
+                0,
+                "apiary_state_keys",
+                "State entries a plugin holds in the lane.",
+            ),
+            (
+                1,
+                "apiary_state_bytes",
+                "Bytes of state keys and values a plugin holds in the lane.",
+            ),
+            (
+                2,
+                "apiary_timers",
+                "Event-time timers a plugin has set in the lane.",
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");

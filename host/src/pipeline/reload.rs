@@ -50,7 +50,11 @@ impl Reloader {
     /// Watches until `stop` is set.
     pub async fn run(self, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-        let config_name = self.config.as_ref().and_then(|c| c.file_name()).map(ToOwned::to_owned);
+        let config_name = self
+            .config
+            .as_ref()
+            .and_then(|c| c.file_name())
+            .map(ToOwned::to_owned);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 // Reads (our own included) are no change; only plugin files
@@ -59,7 +63,9 @@ impl Reloader {
                     && !matches!(event.kind, notify::EventKind::Access(_))
                     && event.paths.iter().any(|p| {
                         p.extension().is_some_and(|x| x == "wasm")
-                            || config_name.as_deref().is_some_and(|c| p.file_name() == Some(c))
+                            || config_name
+                                .as_deref()
+                                .is_some_and(|c| p.file_name() == Some(c))
                     })
                 {
                     let _ = tx.try_send(());

@@ -499,7 +499,14 @@ mod tests {
         changed.sort();
         let mut timers_changed: Vec<_> = s.timers_changed.iter().cloned().collect();
         timers_changed.sort();
-        (values, changed, s.timers.clone(), timers_changed, s.expiring.clone(), s.bytes)
+        (
+            values,
+            changed,
+            s.timers.clone(),
+            timers_changed,
+            s.expiring.clone(),
+            s.bytes,
+        )
     }
 
     #[test]

@@ -215,9 +215,11 @@ impl Engine {
                      0.1.0 versions",
                 exports.join(", ")
             )),
-            _ => Err("exports more than one Apiary interface; a plugin implements one world \
+            _ => Err(
+                "exports more than one Apiary interface; a plugin implements one world \
                       of one contract version"
-                .into()),
+                    .into(),
+            ),
         }
     }
 }

@@ -52,7 +52,11 @@ macro_rules! instantiate {
     ($store:expr, $loaded:expr, $what:literal, $pre:ident, $bindings:ident, $export:ident) => {{
         let name = &$loaded.info.name;
         let failed = |e: wasmtime::Error| {
-            anyhow::anyhow!(concat!("cannot instantiate ", $what, " `{}`: {:#}"), name, e)
+            anyhow::anyhow!(
+                concat!("cannot instantiate ", $what, " `{}`: {:#}"),
+                name,
+                e
+            )
         };
         match &$loaded.pre {
             $pre::V1(pre) => $bindings::V1(pre.instantiate(&mut $store).map_err(failed)?),
@@ -62,7 +66,9 @@ macro_rules! instantiate {
                     .$export()
                     .call_init(&mut $store, &$loaded.params)
                     .map_err(failed)?
-                    .map_err(|e| anyhow::anyhow!(concat!($what, " `{}` init refused: {}"), name, e))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(concat!($what, " `{}` init refused: {}"), name, e)
+                    })?;
                 $bindings::V2(instance)
             }
         }
@@ -278,7 +284,11 @@ impl LanePlugins {
     }
 
     /// Sets the allowed lateness and the watermark the lane resumes at.
-    pub fn with_time(mut self, allowed_lateness: std::time::Duration, watermark: Option<i64>) -> Self {
+    pub fn with_time(
+        mut self,
+        allowed_lateness: std::time::Duration,
+        watermark: Option<i64>,
+    ) -> Self {
         self.lateness = i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX);
         self.watermark = watermark;
         self.batch_watermark = watermark;
@@ -478,7 +488,10 @@ impl LanePlugins {
                     .map_err(|e| fail(format!("rule `{name}` trapped in on-timers: {e:#}")))?;
                 for rows in outputs {
                     let table = rule.loaded.table(&rows.output).ok_or_else(|| {
-                        fail(format!("rule `{name}` wrote to undeclared output `{}`", rows.output))
+                        fail(format!(
+                            "rule `{name}` wrote to undeclared output `{}`",
+                            rows.output
+                        ))
                     })?;
                     check_cells(table, &rows.cells)
                         .map_err(|e| fail(format!("rule `{name}`: {e}")))?;
@@ -566,11 +579,11 @@ impl LanePlugins {
                 .map_err(|e| fail(format!("rule `{name}` trapped: {e:#}")))?;
             for rows in output.rows {
                 let table = rule.loaded.table(&rows.output).ok_or_else(|| {
-                        fail(format!(
-                            "rule `{name}` wrote to undeclared output `{}`",
-                            rows.output
-                        ))
-                    })?;
+                    fail(format!(
+                        "rule `{name}` wrote to undeclared output `{}`",
+                        rows.output
+                    ))
+                })?;
                 check_cells(table, &rows.cells).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
                 result.rows.push((table.clone(), rows.cells));
             }

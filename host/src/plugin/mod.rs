@@ -17,6 +17,6 @@ pub use instance::{
 };
 pub use live::{LivePlugins, ReloadCounts};
 pub use registry::{
-    FileStamp, Loaded, LoadedParser, LoadedRule, ParserPre, PluginSet, RejectedFile, RulePre, Shared,
-    load_file,
+    FileStamp, Loaded, LoadedParser, LoadedRule, ParserPre, PluginSet, RejectedFile, RulePre,
+    Shared, load_file,
 };

@@ -393,7 +393,9 @@ pub fn load_file(
         ))
     };
     let world = |kind: &str, e: wasmtime::Error| {
-        reject(format!("does not match world {kind}-plugin {contract}: {e:#}"))
+        reject(format!(
+            "does not match world {kind}-plugin {contract}: {e:#}"
+        ))
     };
     let init_failed = |name: &str, e: String| reject(format!("plugin `{name}` init failed: {e}"));
     match kind {
@@ -430,8 +432,7 @@ pub fn load_file(
                     };
                     let name = describe(None)?.name;
                     let params = engine.params_of(&name);
-                    let info = describe(Some(&params))
-                        .map_err(|e| init_failed(&name, e.reason))?;
+                    let info = describe(Some(&params)).map_err(|e| init_failed(&name, e.reason))?;
                     (ParserPre::V2(pre), info, params)
                 }
             };
@@ -481,8 +482,7 @@ pub fn load_file(
                     };
                     let name = describe(None)?.name;
                     let params = engine.params_of(&name);
-                    let info = describe(Some(&params))
-                        .map_err(|e| init_failed(&name, e.reason))?;
+                    let info = describe(Some(&params)).map_err(|e| init_failed(&name, e.reason))?;
                     (RulePre::V2(pre), info, params)
                 }
             };

@@ -15,8 +15,8 @@ pub use kafka::KafkaDeadLetters;
 pub use schema::TableSchema;
 pub use sql::{SqlSink, check_index};
 
-use crate::plugin::{StateChange, TimerChange};
 use crate::plugin::bindings::types::Value;
+use crate::plugin::{StateChange, TimerChange};
 
 /// Identifies a lane's position: which consumer (Kafka group, or pipeline
 /// name for files), which physical stream (topic, or file path) and which

@@ -223,24 +223,22 @@ impl SqlSink {
         for index in indexes {
             let name = check_index(index, tables)?;
             let exists = match self.dialect {
-                Dialect::Sqlite => {
-                    sqlx::query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?")
-                        .bind(&name)
-                        .fetch_one(&self.pool)
-                        .await?
-                        .try_get::<i64, _>(0)?
-                }
-                Dialect::Mysql => {
-                    sqlx::query(
-                        "SELECT CAST(COUNT(*) AS SIGNED) FROM information_schema.STATISTICS \
+                Dialect::Sqlite => sqlx::query(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?",
+                )
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<i64, _>(0)?,
+                Dialect::Mysql => sqlx::query(
+                    "SELECT CAST(COUNT(*) AS SIGNED) FROM information_schema.STATISTICS \
                          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?",
-                    )
-                    .bind(&index.table)
-                    .bind(&name)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get::<i64, _>(0)?
-                }
+                )
+                .bind(&index.table)
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<i64, _>(0)?,
             } > 0;
             if exists {
                 continue;
@@ -530,7 +528,10 @@ impl SqlSink {
         .fetch_optional(&self.pool)
         .await
         .with_context(|| format!("cannot read the watermark of lane {lane}"))?;
-        Ok(row.map(|r| r.try_get::<Option<i64>, _>(0)).transpose()?.flatten())
+        Ok(row
+            .map(|r| r.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten())
     }
 
     /// The stored state and timers of `plugin` in a lane.
@@ -736,7 +737,10 @@ impl SqlSink {
 
 /// The name of a configured index, once its table and columns are known
 /// to be declared outputs (so only checked identifiers reach the SQL).
-pub fn check_index(index: &config::SqlIndex, tables: &[Arc<TableSchema>]) -> anyhow::Result<String> {
+pub fn check_index(
+    index: &config::SqlIndex,
+    tables: &[Arc<TableSchema>],
+) -> anyhow::Result<String> {
     let Some(table) = tables.iter().find(|t| t.table == index.table) else {
         anyhow::bail!(
             "[[sink.sql.index]]: no plugin writes table `{}`",
@@ -754,7 +758,11 @@ pub fn check_index(index: &config::SqlIndex, tables: &[Arc<TableSchema>]) -> any
             );
         }
     }
-    Ok(format!("apiary_idx_{}_{}", index.table, index.columns.join("_")))
+    Ok(format!(
+        "apiary_idx_{}_{}",
+        index.table,
+        index.columns.join("_")
+    ))
 }
 
 /// Whether an error is worth retrying: the connection or the server went

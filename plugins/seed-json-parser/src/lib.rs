@@ -7,8 +7,8 @@
 //! room list's `time`; else the record's timestamp.
 
 use apiary_sdk::{
-    Event, EventBody, Gift, Params, ParseOutput, Parser, ParserInfo, RawBatch, Rejection,
-    RoomList, ViewerVisit,
+    Event, EventBody, Gift, Params, ParseOutput, Parser, ParserInfo, RawBatch, Rejection, RoomList,
+    ViewerVisit,
 };
 
 /// Topic of viewer visits.
@@ -122,7 +122,10 @@ fn gift(g: livestream_format::Gift) -> (Option<i64>, EventBody) {
 
 /// A room list, when it was taken.
 fn room_list(list: livestream_format::RoomList) -> (Option<i64>, EventBody) {
-    (list.time, EventBody::RoomList(RoomList { rooms: list.rooms }))
+    (
+        list.time,
+        EventBody::RoomList(RoomList { rooms: list.rooms }),
+    )
 }
 
 apiary_sdk::export_parser!(SeedJsonParser);

@@ -24,7 +24,10 @@ impl DistinctSet {
             return Self::default();
         };
         match RoaringTreemap::deserialize_from(Cursor::new(&bytes)) {
-            Ok(ids) => Self { ids, changed: false },
+            Ok(ids) => Self {
+                ids,
+                changed: false,
+            },
             Err(e) => {
                 host.log(
                     LogLevel::Warn,
