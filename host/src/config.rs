@@ -35,6 +35,8 @@ pub struct PipelineConfig {
     pub hbase: Option<HBaseSection>,
     /// Where Prometheus scrapes the metrics.
     pub metrics: Option<MetricsSection>,
+    /// The live dashboard, served when configured.
+    pub dashboard: Option<crate::dashboard::DashboardSection>,
 }
 
 /// `[metrics]`: serve Prometheus metrics at `http://<listen>/metrics`.
@@ -532,7 +534,7 @@ impl PipelineConfig {
 
     /// Replaces `${VAR}` with the environment variable's value in the
     /// values that carry secrets or addresses: the sink URL and the Kafka
-    /// brokers, group and properties.
+    /// brokers, group and properties, and the dashboard's token.
     fn expand_env(&mut self, path: &Path) -> Result<(), ConfigError> {
         let expand = |key: &str, value: &mut String| {
             *value = expand_env(value).map_err(|var| ConfigError::Invalid {
@@ -545,6 +547,9 @@ impl PipelineConfig {
         expand("sink.sql.url", &mut self.sink.sql.url)?;
         if let Some(hbase) = &mut self.hbase {
             expand("hbase.url", &mut hbase.url)?;
+        }
+        if let Some(token) = self.dashboard.as_mut().and_then(|d| d.token.as_mut()) {
+            expand("dashboard.token", token)?;
         }
         if let Some(kafka) = &mut self.source.kafka {
             expand("source.kafka.brokers", &mut kafka.brokers)?;
@@ -660,6 +665,9 @@ impl PipelineConfig {
         }
         if self.batch.max_records == 0 {
             return Err(invalid("batch.max-records", "must be at least 1".into()));
+        }
+        if let Some(dashboard) = &self.dashboard {
+            dashboard.validate(path)?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ pub use buffer::RowBuffer;
 pub use hbase::HBaseSink;
 pub use kafka::KafkaDeadLetters;
 pub use schema::TableSchema;
-pub use sql::SqlSink;
+pub use sql::{SqlSink, redact as redact_url};
 
 use crate::plugin::StateChange;
 use crate::plugin::bindings::types::Value;
