@@ -113,6 +113,14 @@ impl Screen {
         }
     }
 
+    /// Replaces `from` with `to` in the configuration.
+    fn edit_config(self, from: &str, to: &str) -> Self {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "{from} not in {text}");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).unwrap();
+        self
+    }
+
     fn db(&self) -> PathBuf {
         self.dir.path().join("data/livestream.db")
     }
@@ -233,7 +241,7 @@ fn sqlite_json(db: &Path, sql: &str) -> Result<(Vec<String>, Vec<Vec<Value>>), S
 fn assert_panels_match(screen: &Screen, read: impl Fn(&str) -> Result<Table, String>) -> usize {
     let mut compared = 0;
     for (id, query) in panels(&screen.config) {
-        if id == "broken-sql" || id == "writes" {
+        if ["broken-sql", "writes", "slow"].contains(&id.as_str()) {
             continue;
         }
         let (status, body) = screen.get(&format!("/api/panels/{id}"));
@@ -270,8 +278,14 @@ type Table = (Vec<String>, Vec<Vec<Value>>);
 #[test]
 fn api_equals_the_database_for_every_example_panel_behind_the_token() {
     let metrics = free_address();
-    let extra = format!("{BROKEN_PANELS}\n[metrics]\nlisten = {metrics:?}\n");
-    let screen = Screen::new(None, &extra).run();
+    // A query that never ends unless stopped.
+    let slow = "\n[[dashboard.panel]]\nid = \"slow\"\ntitle = \"Slow\"\nchart = \"number\"\n\
+                query = \"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                SELECT COUNT(*) FROM c\"\n";
+    let extra = format!("{BROKEN_PANELS}{slow}\n[metrics]\nlisten = {metrics:?}\n");
+    let screen = Screen::new(None, &extra)
+        .edit_config("[dashboard]\n", "[dashboard]\nquery-timeout = \"1s\"\n")
+        .run();
 
     // The token: the API and the events need it; /metrics does not.
     assert_eq!(get(&screen.address, "/api/panels", None).0, 401);
@@ -317,6 +331,7 @@ fn api_equals_the_database_for_every_example_panel_behind_the_token() {
             "module-gift-totals",
             "broken-sql",
             "writes",
+            "slow",
             "pipeline"
         ]
     );
@@ -349,6 +364,14 @@ fn api_equals_the_database_for_every_example_panel_behind_the_token() {
         writes["error"].as_str().unwrap().contains("readonly"),
         "{writes}"
     );
+    assert_eq!(screen.get("/api/panels/gift-type-totals").1, totals);
+    // A query over the time limit is stopped, twice over: the pool's two
+    // connections are free again afterwards.
+    for _ in 0..2 {
+        let (status, slow) = screen.get("/api/panels/slow");
+        assert_eq!(status, 200);
+        assert_eq!(slow["error"], "the query took longer than 1s", "{slow}");
+    }
     assert_eq!(screen.get("/api/panels/gift-type-totals").1, totals);
     assert_eq!(screen.get("/api/panels/nope").0, 404);
 

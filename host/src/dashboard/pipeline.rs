@@ -60,7 +60,10 @@ enum Source {
     Stored {
         reader: Reader,
         consumer: String,
-        latest: Mutex<Table>,
+        /// Stream, partition, next offset per lane.
+        offsets: Mutex<Table>,
+        /// Dead letters per `stream[partition]`.
+        dead_letters: Mutex<BTreeMap<String, Value>>,
     },
 }
 
@@ -86,7 +89,8 @@ impl PipelineView {
             Source::Stored {
                 reader,
                 consumer,
-                latest: Mutex::default(),
+                offsets: Mutex::default(),
+                dead_letters: Mutex::default(),
             },
             utc_offset_secs,
         )
@@ -122,15 +126,25 @@ impl PipelineView {
             Source::Stored {
                 reader,
                 consumer,
-                latest,
+                offsets,
+                dead_letters,
             } => {
-                let table = reader.lanes(consumer).await?;
+                // Offsets every second (one row per lane); dead letters only
+                // when a commit may have added some.
+                let table = reader.offsets(consumer).await?;
                 for row in &table.rows {
                     counts.push((stored_lane(row), row[2].as_u64().unwrap_or(0)));
                 }
-                let mut latest = lock(latest);
-                changed = *latest != table;
-                *latest = table;
+                changed = *lock(offsets) != table;
+                if changed {
+                    let counts = reader.dead_letters(consumer).await?;
+                    *lock(dead_letters) = counts
+                        .rows
+                        .iter()
+                        .map(|r| (stored_lane(r), r[2].clone()))
+                        .collect();
+                }
+                *lock(offsets) = table;
             }
         }
         let mut samples = lock(&self.samples);
@@ -250,9 +264,15 @@ impl PipelineView {
                 table.plugins = lock(&self.plugins).clone();
                 table.reloads = lock(&self.reloads).iter().cloned().collect();
             }
-            Source::Stored { latest, .. } => {
-                for row in &lock(latest).rows {
+            Source::Stored {
+                offsets,
+                dead_letters,
+                ..
+            } => {
+                let dead_letters = lock(dead_letters);
+                for row in &lock(offsets).rows {
                     let lane = stored_lane(row);
+                    let dead = dead_letters.get(&lane).cloned().unwrap_or(json!(0));
                     table.rows.push(vec![
                         json!(lane),
                         rate(&lane),
@@ -260,7 +280,7 @@ impl PipelineView {
                         row[2].clone(),
                         Value::Null,
                         Value::Null,
-                        row[3].clone(),
+                        dead,
                         json!("stored"),
                     ]);
                 }

@@ -6,7 +6,7 @@
 //! database type into JSON numbers, text or null, so timestamps and
 //! decimals need no `CAST`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::TryStreamExt as _;
@@ -25,9 +25,15 @@ pub struct Table {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
-/// A read-only connection pool to the sink.
+/// A read-only connection pool to the sink, with a time limit per query.
 #[derive(Clone)]
-pub enum Reader {
+pub struct Reader {
+    pool: Pool,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Pool {
     /// A SQLite file opened read-only.
     Sqlite(sqlx::SqlitePool),
     /// A MySQL or MariaDB database, in read-only sessions.
@@ -35,7 +41,8 @@ pub enum Reader {
 }
 
 impl Reader {
-    /// Opens a small pool of read-only connections to the sink at `url`.
+    /// Opens a small pool of read-only connections to the sink at `url`,
+    /// whose queries may take `timeout` each.
     pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Self> {
         let redacted = crate::sink::redact_url(url);
         if url.starts_with("sqlite:") {
@@ -46,7 +53,10 @@ impl Reader {
                 .connect(&format!("{url}{sep}mode=ro"))
                 .await
                 .with_context(|| format!("dashboard: cannot open the sink {redacted}"))?;
-            return Ok(Self::Sqlite(pool));
+            return Ok(Self {
+                pool: Pool::Sqlite(pool),
+                timeout,
+            });
         }
         let millis = timeout.as_millis().max(1) as u64;
         let pool = sqlx::mysql::MySqlPoolOptions::new()
@@ -68,23 +78,37 @@ impl Reader {
             .connect(url)
             .await
             .with_context(|| format!("dashboard: cannot connect to the sink {redacted}"))?;
-        Ok(Self::Mysql(pool))
+        Ok(Self {
+            pool: Pool::Mysql(pool),
+            timeout,
+        })
     }
 
     /// Runs `sql` and returns its first [`MAX_ROWS`] rows, or the
-    /// database's error; gives up after `timeout`.
-    pub async fn query(&self, sql: &str, timeout: Duration) -> anyhow::Result<Table> {
-        match tokio::time::timeout(timeout, self.query_unlimited(sql)).await {
+    /// database's error; gives up after the time limit.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<Table> {
+        let too_long = || anyhow::anyhow!("the query took longer than {:?}", self.timeout);
+        match tokio::time::timeout(self.timeout, self.query_unlimited(sql)).await {
+            // SQLite's own interruption (below) says "interrupted".
+            Ok(Err(e)) if e.to_string().contains("interrupted") => Err(too_long()),
             Ok(result) => result,
-            Err(_) => anyhow::bail!("the query took longer than {timeout:?}"),
+            Err(_) => Err(too_long()),
         }
     }
 
     async fn query_unlimited(&self, sql: &str) -> anyhow::Result<Table> {
         let mut table = Table::default();
-        match self {
-            Self::Sqlite(pool) => {
-                let mut rows = sqlx::raw_sql(sql).fetch(pool);
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                // Dropping a query's future does not stop SQLite: a progress
+                // handler interrupts it at the deadline instead, so a slow
+                // panel cannot keep a connection busy.
+                let deadline = Instant::now() + self.timeout;
+                conn.lock_handle()
+                    .await?
+                    .set_progress_handler(10_000, move || Instant::now() < deadline);
+                let mut rows = sqlx::raw_sql(sql).fetch(&mut *conn);
                 while let Some(row) = rows.try_next().await? {
                     if table.rows.len() == MAX_ROWS {
                         break;
@@ -95,7 +119,7 @@ impl Reader {
                     table.rows.push(sqlite_row(&row)?);
                 }
             }
-            Self::Mysql(pool) => {
+            Pool::Mysql(pool) => {
                 // No arguments: the text protocol, where every value reads as
                 // text and the column type says how to read it.
                 let mut rows = sqlx::raw_sql(sql).fetch(pool);
@@ -113,24 +137,35 @@ impl Reader {
         Ok(table)
     }
 
-    /// Something that changes whenever any lane of the sink commits: the
-    /// stored offsets, summed and counted.
-    pub async fn offsets_version(&self) -> anyhow::Result<Table> {
-        self.query_unlimited("SELECT COALESCE(SUM(next_offset), 0), COUNT(*) FROM apiary_offsets")
-            .await
+    /// The next offset of every lane of `consumer` (the pipeline's name, or
+    /// its Kafka group), from `apiary_offsets`: stream, partition, offset.
+    pub async fn offsets(&self, consumer: &str) -> anyhow::Result<Table> {
+        let consumer = self.literal(consumer);
+        self.query(&format!(
+            "SELECT stream, part, next_offset FROM apiary_offsets \
+             WHERE consumer = {consumer} ORDER BY stream, part"
+        ))
+        .await
     }
 
-    /// The committed offset of every lane of `consumer` (the pipeline's
-    /// name, or its Kafka group), and its dead letters.
-    pub async fn lanes(&self, consumer: &str) -> anyhow::Result<Table> {
-        let consumer = consumer.replace('\'', "''");
-        let sql = format!(
-            "SELECT o.stream, o.part, o.next_offset, \
-             (SELECT COUNT(*) FROM apiary_dead_letter d WHERE d.consumer = o.consumer \
-              AND d.stream = o.stream AND d.part = o.part) \
-             FROM apiary_offsets o WHERE o.consumer = '{consumer}' ORDER BY o.stream, o.part"
-        );
-        self.query_unlimited(&sql).await
+    /// The dead letters of every lane of `consumer`: stream, partition,
+    /// count.
+    pub async fn dead_letters(&self, consumer: &str) -> anyhow::Result<Table> {
+        let consumer = self.literal(consumer);
+        self.query(&format!(
+            "SELECT stream, part, COUNT(*) FROM apiary_dead_letter \
+             WHERE consumer = {consumer} GROUP BY stream, part"
+        ))
+        .await
+    }
+
+    /// `text` as a quoted SQL string.
+    fn literal(&self, text: &str) -> String {
+        let mut quoted = text.replace('\'', "''");
+        if matches!(self.pool, Pool::Mysql(_)) {
+            quoted = quoted.replace('\\', "\\\\");
+        }
+        format!("'{quoted}'")
     }
 }
 

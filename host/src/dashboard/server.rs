@@ -38,8 +38,6 @@ pub struct Dashboard {
     pub panels: Vec<Panel>,
     /// Where their queries run.
     pub reader: Reader,
-    /// Time limit of one query.
-    pub timeout: Duration,
     /// The bearer token the API requires, if any.
     pub token: Option<String>,
     /// The built-in pipeline panel.
@@ -60,7 +58,6 @@ impl Dashboard {
             title: section.title.clone(),
             panels: section.panels.clone(),
             reader,
-            timeout: section.query_timeout,
             token: section.token.clone(),
             pipeline,
             commits,
@@ -233,7 +230,7 @@ async fn panel(
     };
     // A failing query is the panel's state, not the server's: 200 with
     // the error, so the page shows it in the panel.
-    match dash.reader.query(&panel.query, dash.timeout).await {
+    match dash.reader.query(&panel.query).await {
         Ok(table) => match missing_column(panel, &table.columns) {
             Some(message) => Json(json!({"error": message})).into_response(),
             None => Json(table).into_response(),
