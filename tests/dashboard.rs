@@ -41,10 +41,17 @@ query = "DELETE FROM gift_type_totals"
 fn example_config(dir: &Path, address: &str, sink: Option<&str>, extra: &str) -> PathBuf {
     let example = repo_root().join("examples/livestream");
     let text = std::fs::read_to_string(example.join("embedded.toml")).unwrap();
+    // A copy of the plugins, so a test can swap one.
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for entry in std::fs::read_dir(plugins_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, plugins.join(path.file_name().unwrap())).unwrap();
+    }
     let mut text = text
         .replace(
             "dir = \"../../target/plugins\"",
-            &format!("dir = {:?}", plugins_dir()),
+            &format!("dir = {plugins:?}"),
         )
         .replace(
             "listen = \"127.0.0.1:9465\"",
@@ -388,6 +395,24 @@ fn api_equals_the_database_for_every_example_panel_behind_the_token() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(plugins.contains(&"top-gifters"), "{pipeline}");
+
+    // A new version of a plugin: the panel lists the swap.
+    let next = screen.dir.path().join("next.wasm.tmp");
+    std::fs::copy(test_plugin("gift-type-totals-next"), &next).unwrap();
+    std::fs::rename(
+        &next,
+        screen.dir.path().join("plugins/gift-type-totals.wasm"),
+    )
+    .unwrap();
+    wait_until(WAIT, "the swap on the pipeline panel", &screen.log, || {
+        let (_, pipeline) = screen.get("/api/panels/pipeline");
+        pipeline["reloads"].as_array().unwrap().iter().any(|r| {
+            r["change"]
+                .as_str()
+                .unwrap()
+                .starts_with("gift-type-totals 0.1.0 → ")
+        })
+    });
 }
 
 /// Reads server-sent events from `address` until one named `name`.
@@ -498,9 +523,16 @@ fn events_follow_checkpoints_live_and_standalone() {
 #[test]
 fn mariadb_panels_read_through_a_read_only_session() {
     let url = support::mysql::fresh_database("dashboard");
+    // A write, and billions of rows to count.
     let extra = "\n[[dashboard.panel]]\nid = \"writes\"\ntitle = \"Tries to write\"\n\
-                 chart = \"table\"\nquery = \"DELETE FROM gift_type_totals\"\n";
-    let screen = Screen::new(Some(&url), extra).run_mysql(&url);
+                 chart = \"table\"\nquery = \"DELETE FROM gift_type_totals\"\n\
+                 [[dashboard.panel]]\nid = \"slow\"\ntitle = \"Slow\"\nchart = \"number\"\n\
+                 query = \"SELECT COUNT(*) FROM information_schema.collations a, \
+                 information_schema.collations b, information_schema.collations c, \
+                 information_schema.collations d\"\n";
+    let screen = Screen::new(Some(&url), extra)
+        .edit_config("[dashboard]\n", "[dashboard]\nquery-timeout = \"1s\"\n")
+        .run_mysql(&url);
     let compared = assert_panels_match(&screen, |sql| mysql_json(&url, sql));
     assert!(compared >= 4, "only {compared} panels had tables");
     let (_, writes) = screen.get("/api/panels/writes");
@@ -508,6 +540,12 @@ fn mariadb_panels_read_through_a_read_only_session() {
         writes["error"].as_str().unwrap().contains("READ ONLY"),
         "{writes}"
     );
+    for _ in 0..2 {
+        let (_, slow) = screen.get("/api/panels/slow");
+        assert_eq!(slow["error"], "the query took longer than 1s", "{slow}");
+    }
+    let compared_after = assert_panels_match(&screen, |sql| mysql_json(&url, sql));
+    assert_eq!(compared_after, compared);
 }
 
 impl Screen {

@@ -191,6 +191,10 @@ function renderNumbers(panel, data) {
 function renderPipeline(panel, data) {
   const lanes = tableOf(data.columns, data.rows);
   lanes.querySelectorAll("tbody tr").forEach((tr) => {
+    // A file lane by its file name; the whole path on hover.
+    const lane = tr.firstElementChild;
+    lane.title = lane.textContent;
+    lane.textContent = lane.textContent.replace(/^.*\//, "");
     const cell = tr.lastElementChild;
     const state = cell.textContent.split(" ")[0];
     cell.classList.add("state-" + state);

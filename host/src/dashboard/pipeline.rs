@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::query::{Reader, Table};
 use crate::metrics::Metrics;
+use crate::plugin::Shared;
 
 /// How many one-second samples a rate spans.
 const RATE_SAMPLES: usize = 5;
@@ -73,6 +74,8 @@ pub struct PipelineView {
     utc_offset_secs: i32,
     samples: Mutex<BTreeMap<String, VecDeque<(Instant, u64)>>>,
     plugins: Mutex<Vec<PluginRow>>,
+    /// The plugins of the last sample, to tell what a reload changed.
+    known: Mutex<Option<Vec<Shared>>>,
     rejected: Mutex<u64>,
     reloads: Mutex<VecDeque<Reload>>,
 }
@@ -102,6 +105,7 @@ impl PipelineView {
             utc_offset_secs,
             samples: Mutex::default(),
             plugins: Mutex::default(),
+            known: Mutex::default(),
             rejected: Mutex::default(),
             reloads: Mutex::default(),
         }
@@ -162,37 +166,27 @@ impl PipelineView {
     /// sample.
     fn note_plugins(&self, live: &crate::plugin::LivePlugins) {
         let (_, set) = live.current();
-        let mut now: Vec<PluginRow> = set
-            .parsers
-            .iter()
-            .map(|p| PluginRow {
-                name: p.info.name.clone(),
-                kind: "parser",
-                version: p.info.version.clone(),
-            })
-            .chain(set.rules.iter().map(|r| PluginRow {
-                name: r.info.name.clone(),
-                kind: "rule",
-                version: r.info.version.clone(),
-            }))
-            .collect();
-        now.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        let mut known = lock(&self.plugins);
-        let first = known.is_empty();
+        let now: Vec<Shared> = set.all().collect();
         let mut changes = Vec::new();
-        for p in &now {
-            match known.iter().find(|k| k.name == p.name) {
-                None if !first => changes.push(format!("{} {} loaded", p.name, p.version)),
-                Some(old) if old.version != p.version => {
-                    changes.push(format!("{} {} → {}", p.name, old.version, p.version))
+        {
+            let mut known = lock(&self.known);
+            if let Some(old) = known.as_ref() {
+                for p in &now {
+                    match old.iter().find(|o| o.name() == p.name()) {
+                        None => changes.push(format!("{} {} loaded", p.name(), p.version())),
+                        Some(o) if !o.same(p) => {
+                            changes.push(format!("{} {} → {}", p.name(), o.version(), p.version()))
+                        }
+                        Some(_) => {}
+                    }
                 }
-                _ => {}
+                for o in old {
+                    if !now.iter().any(|p| p.name() == o.name()) {
+                        changes.push(format!("{} {} removed", o.name(), o.version()));
+                    }
+                }
             }
-        }
-        for old in known.iter() {
-            if !now.iter().any(|p| p.name == old.name) {
-                changes.push(format!("{} {} removed", old.name, old.version));
-            }
+            *known = Some(now.clone());
         }
         let rejected = live.counts().rejected;
         let mut seen = lock(&self.rejected);
@@ -200,7 +194,19 @@ impl PipelineView {
             changes.push(format!("{} plugin file(s) rejected", rejected - *seen));
             *seen = rejected;
         }
-        *known = now;
+        let mut rows: Vec<PluginRow> = now
+            .iter()
+            .map(|p| PluginRow {
+                name: p.name().to_owned(),
+                kind: match p {
+                    Shared::Parser(_) => "parser",
+                    Shared::Rule(_) => "rule",
+                },
+                version: p.version().to_owned(),
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        *lock(&self.plugins) = rows;
         let at = self.local_time();
         let mut reloads = lock(&self.reloads);
         for change in changes {
