@@ -58,14 +58,14 @@ function roles(spec, columns) {
   return { x, series, y, at: (c) => columns.indexOf(c) };
 }
 
-function tableOf(columns, rows, className, spec) {
+function tableOf(columns, rows, spec) {
   const numeric = columns.map((_, i) => rows.some((r) => typeof r[i] === "number"));
   const key = columns.map((c) => isKey(c, spec || {}));
   const head = el("tr", {}, ...columns.map((c, i) => el("th", numeric[i] ? { class: "num" } : {}, c)));
   const body = rows.map((r) =>
     el("tr", {}, ...r.map((v, i) => el("td", { class: numeric[i] ? "num" : "", "data-value": JSON.stringify(v) }, key[i] ? raw(v) : text(v)))),
   );
-  return el("table", className ? { class: className } : {}, el("thead", {}, head), el("tbody", {}, ...body));
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
 }
 
 const axisStyle = {
@@ -73,6 +73,12 @@ const axisStyle = {
   axisLabel: { color: "#9fb0d8", fontSize: 14 },
   splitLine: { lineStyle: { color: "rgba(42, 58, 96, 0.5)" } },
 };
+
+// Every category named; long names (room ids, times) slanted to fit.
+function categoryLabels(categories) {
+  const long = categories.length > 4 && categories.some((c) => c.length > 6);
+  return { ...axisStyle.axisLabel, interval: categories.length <= 24 ? 0 : "auto", rotate: long ? 30 : 0 };
+}
 
 function chartOption(spec, data) {
   const { x, series, y, at } = roles(spec, data.columns);
@@ -95,7 +101,7 @@ function chartOption(spec, data) {
       return {
         ...base,
         legend: y.length > 1 ? { top: 0, textStyle: { color: "#9fb0d8", fontSize: 14 } } : undefined,
-        xAxis: { type: "category", data: categories, ...axisStyle, splitLine: { show: false } },
+        xAxis: { type: "category", data: categories, ...axisStyle, axisLabel: categoryLabels(categories), splitLine: { show: false } },
         yAxis: { type: "value", ...axisStyle },
         series: y.map((c, i) => ({
           name: c,
@@ -134,7 +140,7 @@ function chartOption(spec, data) {
       return {
         ...base,
         legend: { top: 0, textStyle: { color: "#9fb0d8", fontSize: 14 } },
-        xAxis: { type: "category", data: xs, ...axisStyle, splitLine: { show: false } },
+        xAxis: { type: "category", data: xs, ...axisStyle, axisLabel: categoryLabels(xs), splitLine: { show: false } },
         yAxis: { type: "value", ...axisStyle },
         series: groups.map((g) => ({
           name: g,
@@ -234,7 +240,7 @@ function render(panel, data) {
   if (spec.chart === "number") return renderNumbers(panel, data);
   if (spec.chart === "table" || !charts) {
     if (panel.chart) { panel.chart.dispose(); panel.chart = null; }
-    panel.body.replaceChildren(el("div", { class: "scroll" }, tableOf(data.columns, data.rows, null, spec)));
+    panel.body.replaceChildren(el("div", { class: "scroll" }, tableOf(data.columns, data.rows, spec)));
     return;
   }
   // A chart, plus its figures for screen readers.
@@ -244,8 +250,9 @@ function render(panel, data) {
     panel.body.replaceChildren(holder);
     panel.chart = echarts.init(holder, "dark", { renderer: "canvas" });
   }
+  // A table grows with its rows whatever its height: clip it in a box.
   const readout = panel.body.querySelector(".sr-only");
-  const figures = tableOf(data.columns, data.rows, "sr-only", spec);
+  const figures = el("div", { class: "sr-only" }, tableOf(data.columns, data.rows, spec));
   if (readout) readout.replaceWith(figures); else panel.body.append(figures);
   panel.chart.setOption(chartOption(spec, data), { replaceMerge: ["series", "xAxis", "yAxis"] });
 }
