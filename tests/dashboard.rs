@@ -18,7 +18,8 @@ use support::process::{Running, log_tail, wait_until};
 use support::*;
 
 const TOKEN: &str = "s3cret-screen";
-const WAIT: Duration = Duration::from_secs(120);
+// Generous: a loaded machine compiles the plugins slowly on first use.
+const WAIT: Duration = Duration::from_secs(300);
 
 /// Panels that break on purpose, added to the example's.
 const BROKEN_PANELS: &str = r#"

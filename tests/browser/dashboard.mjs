@@ -24,7 +24,7 @@ for (const required of ["url", "screenshot"]) {
   }
 }
 const headers = args.token ? { Authorization: `Bearer ${args.token}` } : {};
-const WAIT = 60_000;
+const WAIT = 120_000;
 
 async function api(path) {
   const response = await fetch(args.url + path, { headers });

@@ -292,7 +292,13 @@ function setStatus(state, label) {
 function listen() {
   const url = "/api/events" + (token ? "?token=" + encodeURIComponent(token) : "");
   const events = new EventSource(url);
-  events.addEventListener("ready", () => setStatus("live", "live"));
+  let connected = false;
+  events.addEventListener("ready", () => {
+    setStatus("live", "live");
+    // Back after a lost connection: commits may have been missed.
+    if (connected) refreshAll();
+    connected = true;
+  });
   events.addEventListener("commit", () => {
     const time = new Date().toLocaleTimeString("zh-CN", { hour12: false });
     setStatus("live", "updated " + time);

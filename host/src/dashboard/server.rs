@@ -294,6 +294,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_a_column_the_options_do_not_find() {
+        let panel: Panel = toml::from_str(
+            "id = \"p\"\ntitle = \"P\"\nquery = \"SELECT 1\"\nchart = \"heatmap\"\n\
+             x = \"province\"\nseries = \"grade\"\ny = \"members\"\n",
+        )
+        .unwrap();
+        let columns = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            missing_column(&panel, &columns(&["province", "grade", "members"])),
+            None
+        );
+        let message = missing_column(&panel, &columns(&["province", "level", "members"])).unwrap();
+        assert!(
+            message.contains("series") && message.contains("`grade`"),
+            "{message}"
+        );
+        // No rows, no columns to check.
+        assert_eq!(missing_column(&panel, &[]), None);
+    }
+
+    #[test]
     fn compares_tokens_whole() {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));
