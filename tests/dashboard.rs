@@ -140,8 +140,15 @@ impl Screen {
             .sum()
     }
 
-    /// `apiary run` with the dashboard, until every line is committed.
-    fn run(mut self) -> Self {
+    /// `apiary run` with the dashboard, until every line is committed to
+    /// the SQLite sink.
+    fn run(self) -> Self {
+        self.run_until(|s| sqlite_committed(&s.db()))
+    }
+
+    /// `apiary run` with the dashboard, until `committed` says every line
+    /// is.
+    fn run_until(mut self, committed: impl Fn(&Self) -> i64) -> Self {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = apiary()
             .env("APIARY_LOG", "info")
@@ -153,7 +160,7 @@ impl Screen {
             .spawn()
             .unwrap();
         self.apiary = Some(Running(child));
-        self.wait_committed(|s| sqlite_committed(&s.db()));
+        self.wait_committed(committed);
         self
     }
 
@@ -207,7 +214,7 @@ fn panels(config: &Path) -> BTreeMap<String, String> {
 }
 
 /// The rows of `sql` in SQLite as JSON values, or the database's error.
-fn sqlite_json(db: &Path, sql: &str) -> Result<(Vec<String>, Vec<Vec<Value>>), String> {
+fn sqlite_json(db: &Path, sql: &str) -> Result<Table, String> {
     use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
     let url = format!("sqlite://{}?mode=ro", db.display());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -533,7 +540,10 @@ fn mariadb_panels_read_through_a_read_only_session() {
                  information_schema.collations d\"\n";
     let screen = Screen::new(Some(&url), extra)
         .edit_config("[dashboard]\n", "[dashboard]\nquery-timeout = \"1s\"\n")
-        .run_mysql(&url);
+        .run_until(|_| {
+            let sql = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
+            support::mysql::count(&url, sql)
+        });
     let compared = assert_panels_match(&screen, |sql| mysql_json(&url, sql));
     assert!(compared >= 4, "only {compared} panels had tables");
     let (_, writes) = screen.get("/api/panels/writes");
@@ -547,25 +557,6 @@ fn mariadb_panels_read_through_a_read_only_session() {
     }
     let compared_after = assert_panels_match(&screen, |sql| mysql_json(&url, sql));
     assert_eq!(compared_after, compared);
-}
-
-impl Screen {
-    fn run_mysql(mut self, url: &str) -> Self {
-        let log = std::fs::File::create(&self.log).unwrap();
-        let child = apiary()
-            .env("APIARY_LOG", "info")
-            .env("APIARY_DASHBOARD_TOKEN", TOKEN)
-            .arg("run")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.apiary = Some(Running(child));
-        let sql = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
-        self.wait_committed(|_| support::mysql::count(url, sql));
-        self
-    }
 }
 
 /// The rows of `sql` in MariaDB as JSON values (numbers for numeric
