@@ -673,3 +673,15 @@ fn browser_shows_every_panel_and_follows_a_commit() {
     screen.wait_committed(|s| sqlite_committed(&s.db()));
     assert_panels_match(&screen, |sql| sqlite_json(&screen.db(), sql));
 }
+
+#[test]
+fn the_kafka_example_has_the_same_dashboard() {
+    // The tests above run embedded.toml's panels on SQLite and MariaDB;
+    // kafka.toml (MySQL) must show the same ones.
+    let dashboard = |file: &str| {
+        let path = repo_root().join("examples/livestream").join(file);
+        let config: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        config["dashboard"].clone()
+    };
+    assert_eq!(dashboard("kafka.toml"), dashboard("embedded.toml"));
+}
