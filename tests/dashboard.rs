@@ -304,6 +304,7 @@ fn api_equals_the_database_for_every_example_panel_behind_the_token() {
 
     // The token: the API and the events need it; /metrics does not.
     assert_eq!(get(&screen.address, "/api/panels", None).0, 401);
+    assert_eq!(get(&screen.address, "/api/dashboard", None).0, 401);
     assert_eq!(get(&screen.address, "/api/panels", Some("wrong")).0, 401);
     assert_eq!(
         get(&screen.address, "/api/panels/gift-type-totals", None).0,
@@ -327,8 +328,11 @@ fn api_equals_the_database_for_every_example_panel_behind_the_token() {
         200
     );
 
+    let (_, about) = screen.get("/api/dashboard");
+    assert_eq!(about["charts"], true, "{about}");
+    assert!(about["title"].as_str().unwrap().contains("直播"), "{about}");
     let (_, list) = screen.get("/api/panels");
-    let ids: Vec<&str> = list["panels"]
+    let ids: Vec<&str> = list
         .as_array()
         .unwrap()
         .iter()

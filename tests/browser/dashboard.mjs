@@ -84,9 +84,10 @@ try {
   const query = args.token ? `?token=${encodeURIComponent(args.token)}` : "";
   await page.goto(`${args.url}/${query}`);
 
+  const about = await api("/api/dashboard");
   const list = await api("/api/panels");
-  const ids = list.panels.map((p) => p.id);
-  const charts = Object.fromEntries(list.panels.map((p) => [p.id, p.chart]));
+  const ids = list.map((p) => p.id);
+  const charts = Object.fromEntries(list.map((p) => [p.id, p.chart]));
   await page.waitForFunction(
     (n) => {
       const panels = [...document.querySelectorAll("section.panel")];
@@ -112,7 +113,7 @@ try {
     }
     if (dom.state !== (data.rows.length ? "ok" : "empty")) fail(`panel ${id}: state ${dom.state}`);
     if (!data.rows.length) continue;
-    const spec = list.panels.find((p) => p.id === id);
+    const spec = list.find((p) => p.id === id);
     if (charts[id] === "number") {
       const ys = spec.y.length ? spec.y : data.columns.filter((c) => c !== spec.x);
       const expected = ys.map((c) => data.rows[0][data.columns.indexOf(c)]);
@@ -121,7 +122,7 @@ try {
       if (!same(dom.rows, data.rows)) {
         fail(`panel ${id}: shows rows ${JSON.stringify(dom.rows)}, the API ${JSON.stringify(data.rows)}`);
       }
-      if (charts[id] !== "table" && list.charts && !dom.canvas) fail(`panel ${id}: no chart drawn`);
+      if (charts[id] !== "table" && about.charts && !dom.canvas) fail(`panel ${id}: no chart drawn`);
     }
     if (spec.total) {
       const column = spec.y.length ? spec.y[0] : data.columns.find((c) => c !== (spec.x || data.columns[0]));

@@ -314,8 +314,9 @@ function tick() {
 async function start() {
   tick();
   setInterval(tick, 1000);
-  let list;
+  let about, list;
   try {
+    about = await api("/api/dashboard");
     list = await api("/api/panels");
   } catch (e) {
     const banner = document.getElementById("banner");
@@ -325,15 +326,15 @@ async function start() {
     document.body.dataset.failed = "true";
     return;
   }
-  document.title = list.title;
-  document.getElementById("title").textContent = list.title;
+  document.title = about.title;
+  document.getElementById("title").textContent = about.title;
   if (!charts) {
     const banner = document.getElementById("banner");
     banner.textContent = "Charts are unavailable: this apiary was built without ECharts, so every panel is shown as a table.";
     banner.classList.add("shown");
   }
   const main = document.getElementById("panels");
-  for (const spec of list.panels) {
+  for (const spec of list) {
     const total = el("span", { class: "total" });
     const body = el("div", { class: "body" });
     const error = el("div", { class: "error" });

@@ -75,6 +75,7 @@ impl Dashboard {
             .route("/", get(page))
             .route("/assets/dashboard.js", get(script))
             .route("/assets/echarts.min.js", get(echarts))
+            .route("/api/dashboard", get(about))
             .route("/api/panels", get(list))
             .route("/api/panels/{id}", get(panel))
             .route("/api/events", get(events))
@@ -201,12 +202,20 @@ async fn list(
         total: false,
         span: 4,
     });
-    Json(json!({
-        "title": dash.title,
-        "charts": CHARTS_AVAILABLE,
-        "panels": panels,
-    }))
-    .into_response()
+    Json(panels).into_response()
+}
+
+/// `GET /api/dashboard`: the page's heading and whether charts can be
+/// drawn.
+async fn about(
+    State(dash): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Query(token): Query<TokenQuery>,
+) -> Response {
+    if let Some(denied) = dash.denied(&headers, &token) {
+        return denied;
+    }
+    Json(json!({"title": dash.title, "charts": CHARTS_AVAILABLE})).into_response()
 }
 
 async fn panel(
