@@ -76,8 +76,9 @@ const axisStyle = {
 
 // Every category named; long names (room ids, times) slanted to fit.
 function categoryLabels(categories) {
-  const long = categories.length > 4 && categories.some((c) => c.length > 6);
-  return { ...axisStyle.axisLabel, interval: categories.length <= 24 ? 0 : "auto", rotate: long ? 30 : 0 };
+  const longest = Math.max(0, ...categories.map((c) => c.length));
+  const long = categories.length > 4 && longest > 6;
+  return { ...axisStyle.axisLabel, interval: categories.length <= 24 ? 0 : "auto", rotate: long ? 30 : 0, longest };
 }
 
 function chartOption(spec, data) {
@@ -93,6 +94,8 @@ function chartOption(spec, data) {
     tooltip,
   };
   const categories = rows.map((r) => raw(r[at(x)]));
+  // Slanted labels reach left of the axis: leave them room.
+  const slantGrid = (labels) => ({ ...base.grid, left: labels.rotate ? Math.min(96, 6 * labels.longest) : base.grid.left });
   const labelFormat = rows.length > 6 ? (v) => compactFormat.format(v) : (v) => text(v);
   switch (spec.chart) {
     case "bar":
@@ -101,6 +104,7 @@ function chartOption(spec, data) {
       return {
         ...base,
         legend: y.length > 1 ? { top: 0, textStyle: { color: "#9fb0d8", fontSize: 14 } } : undefined,
+        grid: slantGrid(categoryLabels(categories)),
         xAxis: { type: "category", data: categories, ...axisStyle, axisLabel: categoryLabels(categories), splitLine: { show: false } },
         yAxis: { type: "value", ...axisStyle },
         series: y.map((c, i) => ({
@@ -140,6 +144,7 @@ function chartOption(spec, data) {
       return {
         ...base,
         legend: { top: 0, textStyle: { color: "#9fb0d8", fontSize: 14 } },
+        grid: slantGrid(categoryLabels(xs)),
         xAxis: { type: "category", data: xs, ...axisStyle, axisLabel: categoryLabels(xs), splitLine: { show: false } },
         yAxis: { type: "value", ...axisStyle },
         series: groups.map((g) => ({
