@@ -67,6 +67,15 @@ pub enum Command {
         /// The query, e.g. `SELECT * FROM gift_type_totals ORDER BY gift_type`.
         sql: String,
     },
+    /// Serve a pipeline's dashboard from its sink alone, read-only, until
+    /// Ctrl-C (one screen for many `apiary run` processes).
+    Dashboard {
+        /// The pipeline's TOML configuration, with a `[dashboard]` section.
+        config: PathBuf,
+        /// Listen here instead of `[dashboard] listen`.
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<String>,
+    },
     /// Create or build a plugin project.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -151,6 +160,10 @@ impl Cli {
                 let table = sink.query_text(&sql).await?;
                 print!("{table}");
                 Ok(())
+            }
+            Command::Dashboard { config, listen } => {
+                let config = PipelineConfig::load(&config)?;
+                crate::dashboard::serve_standalone(&config, listen.as_deref()).await
             }
             Command::Inspect { plugin, config } => inspect(&plugin, config.as_deref()),
             Command::Plugin(PluginCommand::New {

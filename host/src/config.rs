@@ -38,6 +38,8 @@ pub struct PipelineConfig {
     /// Event time: how watermarks follow the events.
     #[serde(default)]
     pub time: TimeSection,
+    /// The live dashboard, served when configured.
+    pub dashboard: Option<crate::dashboard::DashboardSection>,
     /// The file this configuration was read from.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -604,7 +606,7 @@ impl PipelineConfig {
 
     /// Replaces `${VAR}` with the environment variable's value in the
     /// values that carry secrets or addresses: the sink URL and the Kafka
-    /// brokers, group and properties.
+    /// brokers, group and properties, and the dashboard's token.
     fn expand_env(&mut self, path: &Path) -> Result<(), ConfigError> {
         let expand = |key: &str, value: &mut String| {
             *value = expand_env(value).map_err(|var| ConfigError::Invalid {
@@ -617,6 +619,9 @@ impl PipelineConfig {
         expand("sink.sql.url", &mut self.sink.sql.url)?;
         if let Some(hbase) = &mut self.hbase {
             expand("hbase.url", &mut hbase.url)?;
+        }
+        if let Some(token) = self.dashboard.as_mut().and_then(|d| d.token.as_mut()) {
+            expand("dashboard.token", token)?;
         }
         if let Some(kafka) = &mut self.source.kafka {
             expand("source.kafka.brokers", &mut kafka.brokers)?;
@@ -732,6 +737,9 @@ impl PipelineConfig {
         }
         if self.batch.max_records == 0 {
             return Err(invalid("batch.max-records", "must be at least 1".into()));
+        }
+        if let Some(dashboard) = &self.dashboard {
+            dashboard.validate(path)?;
         }
         Ok(())
     }

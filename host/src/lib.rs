@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod hbase;
 pub mod lookup;

@@ -30,11 +30,16 @@ pub struct LaneMetrics {
     source_end: Mutex<Option<i64>>,
     source_paused: AtomicBool,
     source_pauses: AtomicU64,
-    /// The lane's event-time watermark, ms since the epoch.
-    watermark: Mutex<Option<i64>>,
     /// Per plugin: state keys, state bytes and timers, as of the last
     /// checkpoint.
     plugin_state: Mutex<Vec<(String, usize, usize, usize)>>,
+    /// Event time up to which the lane has seen everything, in epoch ms.
+    watermark_ms: Mutex<Option<i64>>,
+    /// The plugin the lane waits for a new version of, while quarantined.
+    quarantined: Mutex<Option<String>>,
+    /// Bumped on every committed checkpoint of any lane (the dashboard
+    /// pushes updates on it); shared with the [`Metrics`] that made the lane.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl LaneMetrics {
@@ -81,16 +86,7 @@ impl LaneMetrics {
         self.checkpoint_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.committed(next_offset);
-    }
-
-    /// Records the lane's watermark.
-    pub fn set_watermark(&self, ms: i64) {
-        *self.watermark.lock().unwrap_or_else(|e| e.into_inner()) = Some(ms);
-    }
-
-    /// The lane's watermark, if it has one.
-    pub fn watermark(&self) -> Option<i64> {
-        *self.watermark.lock().unwrap_or_else(|e| e.into_inner())
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Records each plugin's state keys, bytes and timers in the lane.
@@ -103,6 +99,62 @@ impl LaneMetrics {
         self.committed_offset
             .store(next_offset.max(0) as u64, Ordering::Relaxed);
     }
+
+    /// Records the lane's watermark, in epoch milliseconds.
+    pub fn set_watermark(&self, ms: i64) {
+        *self.watermark_ms.lock().unwrap_or_else(|e| e.into_inner()) = Some(ms);
+    }
+
+    /// Records that the lane waits for a new version of `plugin`
+    /// (`None`: it runs again).
+    pub fn set_quarantined(&self, plugin: Option<&str>) {
+        *self.quarantined.lock().unwrap_or_else(|e| e.into_inner()) = plugin.map(str::to_owned);
+    }
+
+    /// What the lane's counters and gauges hold now.
+    pub fn snapshot(&self) -> LaneSnapshot {
+        let lock = |m: &Mutex<Option<i64>>| *m.lock().unwrap_or_else(|e| e.into_inner());
+        LaneSnapshot {
+            records: self.records.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            committed_offset: self.committed_offset.load(Ordering::Relaxed),
+            dead_letters: self
+                .dead_letters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .sum(),
+            lag: self.lag(),
+            watermark_ms: lock(&self.watermark_ms),
+            paused: self.source_paused.load(Ordering::Relaxed),
+            quarantined: self
+                .quarantined
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// One lane's figures at one moment, for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaneSnapshot {
+    /// Records processed.
+    pub records: u64,
+    /// Checkpoints committed.
+    pub checkpoints: u64,
+    /// Next offset of the last checkpoint.
+    pub committed_offset: u64,
+    /// Records refused, over every plugin.
+    pub dead_letters: u64,
+    /// Records after the last checkpoint (Kafka lanes this process reads).
+    pub lag: Option<i64>,
+    /// The lane's watermark in epoch ms, once it has one.
+    pub watermark_ms: Option<i64>,
+    /// Whether the source paused the lane's partition.
+    pub paused: bool,
+    /// The plugin the lane waits for a new version of, if quarantined.
+    pub quarantined: Option<String>,
 }
 
 /// Every lane's counters, and what else a scrape reports.
@@ -111,6 +163,7 @@ pub struct Metrics {
     lanes: Mutex<BTreeMap<String, Arc<LaneMetrics>>>,
     plugins: Mutex<Option<Arc<LivePlugins>>>,
     lookups: Mutex<Option<Arc<Lookups>>>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Metrics {
@@ -118,7 +171,37 @@ impl Metrics {
     /// a rebalance goes on counting).
     pub fn lane(&self, lane: &str) -> Arc<LaneMetrics> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        lanes.entry(lane.to_owned()).or_default().clone()
+        lanes
+            .entry(lane.to_owned())
+            .or_insert_with(|| {
+                Arc::new(LaneMetrics {
+                    commits: self.commits.clone(),
+                    ..LaneMetrics::default()
+                })
+            })
+            .clone()
+    }
+
+    /// Every lane's figures now, by lane.
+    pub fn lane_snapshots(&self) -> Vec<(String, LaneSnapshot)> {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        lanes
+            .iter()
+            .map(|(k, m)| (k.clone(), m.snapshot()))
+            .collect()
+    }
+
+    /// The live plugin set, once [`Metrics::watch`] was called.
+    pub fn plugins(&self) -> Option<Arc<LivePlugins>> {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A receiver that changes whenever any lane commits a checkpoint.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Reports reloads of `plugins` and the caches of `lookups` too.
@@ -229,8 +312,8 @@ impl Metrics {
         per_lane(
             &mut out,
             "apiary_watermark_ms",
-            "The lane's event-time watermark, ms since the Unix epoch.",
-            &|m| m.watermark().map(|w| w as f64),
+            "Event time up to which the lane has seen everything, in epoch milliseconds.",
+            &|m| m.snapshot().watermark_ms.map(|ms| ms as f64),
         );
         for (index, name, help) in [
             (
@@ -419,5 +502,28 @@ mod tests {
             "{text}"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn watermark_gauge_and_commit_signal() {
+        let metrics = Metrics::default();
+        let commits = metrics.commits();
+        let lane = metrics.lane("visits[0]");
+        assert!(!metrics.render().contains("apiary_watermark_ms{"));
+        lane.set_watermark(1_700_000_000_000);
+        assert!(
+            metrics
+                .render()
+                .contains("apiary_watermark_ms{lane=\"visits[0]\"} 1700000000000\n")
+        );
+        assert!(!commits.has_changed().unwrap());
+        lane.checkpoint(10, Duration::from_millis(1));
+        assert!(commits.has_changed().unwrap());
+        lane.set_quarantined(Some("top-gifters"));
+        let (name, snap) = &metrics.lane_snapshots()[0];
+        assert_eq!(name, "visits[0]");
+        assert_eq!(snap.quarantined.as_deref(), Some("top-gifters"));
+        assert_eq!(snap.committed_offset, 10);
+        assert_eq!(snap.watermark_ms, Some(1_700_000_000_000));
     }
 }

@@ -39,6 +39,17 @@ struct Args {
     /// File to write, or `-` for standard output.
     #[arg(long, default_value = "-")]
     output: PathBuf,
+
+    /// Event time of the first record, `YYYY-MM-DD HH:MM:SS` in
+    /// Asia/Shanghai (default: the seed's sample date); live traffic
+    /// passes the current time.
+    #[arg(long, value_parser = parse_start)]
+    start: Option<i64>,
+}
+
+fn parse_start(text: &str) -> Result<i64, String> {
+    livestream_format::parse_timestamp(text)
+        .map_err(|e| format!("expected YYYY-MM-DD HH:MM:SS, found `{text}`: {e}"))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -52,6 +63,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut generator =
         Generator::new(args.topic, args.seed).with_malformed_ratio(args.malformed_ratio);
+    if let Some(start) = args.start {
+        generator = generator.with_start_time(start);
+    }
     if args.output.as_os_str() == "-" {
         match generator.write_lines(args.count, io::stdout().lock()) {
             // A closed pipe (`| head`) is the reader's choice, not an error.

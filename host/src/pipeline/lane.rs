@@ -208,9 +208,11 @@ impl Lane {
                             self.next_offset,
                             quarantined.plugin
                         );
+                        self.metrics.set_quarantined(Some(&quarantined.plugin));
                         if !self.wait_for_plugins(&rx).await {
                             break 'lane;
                         }
+                        self.metrics.set_quarantined(None);
                     }
                     if self.buffer.len() >= self.max_rows || self.buffer.bytes() >= self.max_bytes {
                         self.checkpoint().await?;

@@ -234,6 +234,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
     if let Some(section) = &config.metrics {
         metrics.clone().serve(&section.listen).await?;
     }
+    crate::dashboard::serve_live(&config, metrics.clone()).await?;
     let reloader = config.plugins.watch.then(|| {
         let reloader = Reloader {
             dir: config.plugins.dir.clone(),

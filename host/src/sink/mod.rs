@@ -13,7 +13,7 @@ pub use buffer::RowBuffer;
 pub use hbase::HBaseSink;
 pub use kafka::KafkaDeadLetters;
 pub use schema::TableSchema;
-pub use sql::{SqlSink, check_index};
+pub use sql::{SqlSink, check_index, redact as redact_url};
 
 use crate::plugin::bindings::types::Value;
 use crate::plugin::{StateChange, TimerChange};
