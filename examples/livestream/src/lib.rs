@@ -195,6 +195,9 @@ pub struct Generator {
     rng: SplitMix64,
     malformed_ratio: f64,
     clock_ms: i64,
+    /// A fixed step between records' times, in ms; `None`: 0 to 2 s at
+    /// random, as the seed's generator does.
+    step_ms: Option<i64>,
 }
 
 impl Generator {
@@ -205,6 +208,7 @@ impl Generator {
             malformed_ratio: 0.0,
             clock_ms: livestream_format::parse_timestamp(DEFAULT_START)
                 .expect("DEFAULT_START is a valid timestamp"),
+            step_ms: None,
         }
     }
 
@@ -225,6 +229,13 @@ impl Generator {
         self
     }
 
+    /// Spaces records `step_ms` apart in time instead of 0 to 2 s at random
+    /// (live traffic stamped as it happens).
+    pub fn with_step_ms(mut self, step_ms: i64) -> Self {
+        self.step_ms = Some(step_ms.max(0));
+        self
+    }
+
     pub fn topic(&self) -> Topic {
         self.topic
     }
@@ -232,7 +243,10 @@ impl Generator {
     /// Appends one record (without a line break) to `out`, and tells how it
     /// was broken, if it was.
     pub fn write_record(&mut self, out: &mut String) -> Option<Malformation> {
-        self.clock_ms += self.rng.between(0, 2) * 1000;
+        self.clock_ms += match self.step_ms {
+            Some(step) => step,
+            None => self.rng.between(0, 2) * 1000,
+        };
         let malformed = self.rng.next_f64() < self.malformed_ratio;
         let malformation = malformed.then(|| Malformation::ALL[self.rng.below(4) as usize]);
         let start = out.len();

@@ -45,6 +45,11 @@ struct Args {
     /// passes the current time.
     #[arg(long, value_parser = parse_start)]
     start: Option<i64>,
+
+    /// Event time of the last record, same format: the records are spread
+    /// evenly from `--start` to it.
+    #[arg(long, value_parser = parse_start, requires = "start")]
+    end: Option<i64>,
 }
 
 fn parse_start(text: &str) -> Result<i64, String> {
@@ -65,6 +70,10 @@ fn main() -> Result<()> {
         Generator::new(args.topic, args.seed).with_malformed_ratio(args.malformed_ratio);
     if let Some(start) = args.start {
         generator = generator.with_start_time(start);
+        if let Some(end) = args.end {
+            let count = i64::try_from(args.count.max(1)).unwrap_or(i64::MAX);
+            generator = generator.with_step_ms((end - start) / count);
+        }
     }
     if args.output.as_os_str() == "-" {
         match generator.write_lines(args.count, io::stdout().lock()) {
