@@ -16,9 +16,12 @@ use std::process::{Command, Output};
 
 use livestream_example::{Generator, Topic};
 
-/// A command running the `apiary` binary under test.
+/// A command running the `apiary` binary under test: the one cargo built,
+/// or `APIARY_BIN` (to run the suite against another build).
 pub fn apiary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_apiary"));
+    let binary =
+        std::env::var_os("APIARY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_apiary").into());
+    let mut command = Command::new(binary);
     command.env("APIARY_LOG", "warn");
     command
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::bail;
 use wasmtime::Store;
 
-use super::bindings::types::{Event, EventBatch, FiredTimer, OutputRows, RawBatch, Value};
+use super::bindings::types::{
+    Event, EventBatch, FiredTimer, Header, OutputRows, RawBatch, RawRecord, Span, Value,
+};
 use super::bindings::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
 use super::compat;
 use super::ctx::{PluginCtx, PluginState, StateChange, TimerChange};
@@ -344,7 +346,18 @@ impl LanePlugins {
     /// the plugins' state as it was; call [`LanePlugins::restart`] before
     /// the next batch if a plugin trapped.
     pub fn process(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
-        let result = self.try_batch(batch);
+        let result = match self.try_batch(batch, None) {
+            Ok(result) => Ok(result),
+            Err(Stop::Failed(failure)) => Err(failure),
+            Err(Stop::Quarantined(q)) => Err(BatchFailure {
+                plugin: q.plugin.clone(),
+                reason: q.to_string(),
+            }),
+            Err(Stop::Host(e)) => Err(BatchFailure {
+                plugin: "host".into(),
+                reason: format!("{e:#}"),
+            }),
+        };
         if result.is_ok() {
             self.states().for_each(PluginState::commit_batch);
             self.batch_watermark = self.watermark;
@@ -382,14 +395,17 @@ impl LanePlugins {
         engine: &Engine,
         batch: &RawBatch,
     ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
-        let failure = match self.try_batch(batch) {
+        let failure = match self.try_batch(batch, Some(engine)) {
             Ok(result) => {
                 if !batch.records.is_empty() {
-                    self.strikes.clear();
+                    // Rules keep their own count (see `isolate_rule`).
+                    self.strikes.remove(&self.parser.loaded.info.name);
                 }
                 return Ok(Ok(result));
             }
-            Err(failure) => failure,
+            Err(Stop::Failed(failure)) => failure,
+            Err(Stop::Quarantined(quarantined)) => return Ok(Err(quarantined)),
+            Err(Stop::Host(e)) => return Err(e),
         };
         // A trapped instance cannot be entered again.
         self.restart(engine)?;
@@ -409,11 +425,7 @@ impl LanePlugins {
             }));
         }
         let half = batch.records.len() / 2;
-        let part = |records: &[super::bindings::types::RawRecord]| RawBatch {
-            topic: batch.topic.clone(),
-            data: batch.data.clone(),
-            records: records.to_vec(),
-        };
+        let part = |records: &[RawRecord]| sub_batch(batch, records);
         let mut first = match self.isolate(engine, &part(&batch.records[..half]))? {
             Ok(result) => result,
             quarantined => return Ok(quarantined),
@@ -441,10 +453,14 @@ impl LanePlugins {
     }
 
     /// One attempt at a batch; on failure its state changes are undone.
-    fn try_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
+    fn try_batch(
+        &mut self,
+        batch: &RawBatch,
+        isolate: Option<&Engine>,
+    ) -> Result<BatchResult, Stop> {
         let marks: Vec<usize> = self.states().map(|s| s.savepoint()).collect();
         let watermark = self.watermark;
-        let result = self.run_batch(batch);
+        let result = self.run_batch(batch, isolate);
         if result.is_err() {
             for (state, mark) in self.states().zip(marks) {
                 state.roll_back_to(mark);
@@ -503,14 +519,25 @@ impl LanePlugins {
         Ok(())
     }
 
-    fn run_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
+    /// One batch: the parser over the records, then each rule over the
+    /// events it consumes. With `isolate`, a rule that fails is retried on
+    /// halves of its events (by record) until each record it fails on is
+    /// alone, and that record is refused for that rule only: the other
+    /// rules still get its events. Without, any failure fails the batch.
+    fn run_batch(
+        &mut self,
+        batch: &RawBatch,
+        isolate: Option<&Engine>,
+    ) -> Result<BatchResult, Stop> {
         let mut result = BatchResult::default();
         let parser = &mut self.parser;
         let loaded = parser.loaded.clone();
         let name = &loaded.info.name;
-        let fail = |reason: String| BatchFailure {
-            plugin: name.clone(),
-            reason,
+        let fail = |reason: String| {
+            Stop::Failed(BatchFailure {
+                plugin: name.clone(),
+                reason,
+            })
         };
         let ticks = parser.store.data().deadline_ticks;
         parser.store.set_epoch_deadline(ticks);
@@ -547,7 +574,8 @@ impl LanePlugins {
             events: parsed.events,
             watermark: self.watermark,
         };
-        for rule in &mut self.rules {
+        for index in 0..self.rules.len() {
+            let rule = &self.rules[index];
             let consumed = |e: &&Event| rule.loaded.consumes(kind_of(&e.body));
             let wanted = events.events.iter().filter(consumed).count();
             if wanted == 0 {
@@ -566,48 +594,82 @@ impl LanePlugins {
                 };
                 &filtered
             };
-            let loaded = rule.loaded.clone();
-            let name = &loaded.info.name;
-            let fail = |reason: String| BatchFailure {
-                plugin: name.clone(),
-                reason,
-            };
-            let ticks = rule.store.data().deadline_ticks;
-            rule.store.set_epoch_deadline(ticks);
-            let output = rule
-                .process(input)
-                .map_err(|e| fail(format!("rule `{name}` trapped: {e:#}")))?;
-            for rows in output.rows {
-                let table = rule.loaded.table(&rows.output).ok_or_else(|| {
-                    fail(format!(
-                        "rule `{name}` wrote to undeclared output `{}`",
-                        rows.output
-                    ))
-                })?;
-                check_cells(table, &rows.cells).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
-                result.rows.push((table.clone(), rows.cells));
-            }
-            for rejection in output.rejected {
-                let event = input.events.get(rejection.index as usize).ok_or_else(|| {
-                    fail(format!(
-                        "rule `{name}` rejected event {} of {}",
-                        rejection.index,
-                        input.events.len()
-                    ))
-                })?;
-                result
-                    .rejected
-                    .push((event.record_index as usize, name.clone(), rejection.reason));
+            match isolate {
+                None => {
+                    call_rule(&mut self.rules[index], input, &mut result).map_err(Stop::Failed)?
+                }
+                Some(engine) => self.isolate_rule(engine, index, input, &mut result)?,
             }
         }
         if let Some(latest) = latest {
             let candidate = latest.saturating_sub(self.lateness).saturating_sub(1);
             if self.watermark.is_none_or(|w| candidate > w) {
                 self.watermark = Some(candidate);
-                self.fire(candidate, &mut result)?;
+                self.fire(candidate, &mut result).map_err(Stop::Failed)?;
             }
         }
         Ok(result)
+    }
+
+    /// Runs rule `index` over `input`; if it fails, undoes what it wrote,
+    /// restarts it, and tries halves of the input's records, down to one
+    /// record, which is then refused for this rule alone.
+    fn isolate_rule(
+        &mut self,
+        engine: &Engine,
+        index: usize,
+        input: &EventBatch,
+        result: &mut BatchResult,
+    ) -> Result<(), Stop> {
+        let rule = &mut self.rules[index];
+        let name = rule.loaded.info.name.clone();
+        let mark = rule.store.data().state.savepoint();
+        let mut attempt = BatchResult::default();
+        let failure = match call_rule(rule, input, &mut attempt) {
+            Ok(()) => {
+                self.strikes.remove(&name);
+                result.rows.extend(attempt.rows);
+                result.rejected.extend(attempt.rejected);
+                return Ok(());
+            }
+            Err(failure) => failure,
+        };
+        rule.store.data_mut().state.roll_back_to(mark);
+        // A trapped instance cannot be entered again.
+        let ctx = rule.store.data_mut().renew();
+        *rule = RuleInstance::with_ctx(engine, rule.loaded.clone(), ctx).map_err(Stop::Host)?;
+        let mut records: Vec<u32> = input.events.iter().map(|e| e.record_index).collect();
+        records.sort_unstable();
+        records.dedup();
+        if let [record] = records[..] {
+            let strikes = self.strikes.entry(name).or_default();
+            *strikes += 1;
+            if *strikes >= engine.quarantine_after() {
+                return Err(Stop::Quarantined(Quarantined {
+                    plugin: failure.plugin,
+                    failures: *strikes,
+                    last: failure.reason,
+                }));
+            }
+            result
+                .rejected
+                .push((record as usize, failure.plugin, failure.reason));
+            return Ok(());
+        }
+        let split = records[records.len() / 2];
+        let half = |first: bool| EventBatch {
+            topic: input.topic.clone(),
+            platform: input.platform.clone(),
+            events: input
+                .events
+                .iter()
+                .filter(|e| (e.record_index < split) == first)
+                .cloned()
+                .collect(),
+            watermark: input.watermark,
+        };
+        self.isolate_rule(engine, index, &half(true), result)?;
+        self.isolate_rule(engine, index, &half(false), result)
     }
 
     /// Names of the plugins running in this lane.
@@ -706,6 +768,97 @@ impl LanePlugins {
             })
             .filter(|(_, state, timers)| !state.is_empty() || !timers.is_empty())
             .collect()
+    }
+}
+
+/// Why a batch attempt stopped.
+enum Stop {
+    /// A plugin failed on the batch as a whole (the parser, or timers).
+    Failed(BatchFailure),
+    /// A plugin failed on too many records in a row.
+    Quarantined(Quarantined),
+    /// The host could not go on (a plugin could not be instantiated again).
+    Host(anyhow::Error),
+}
+
+/// Calls `rule` on `input` and adds its validated rows and refusals to
+/// `result`; a trap or a broken contract is the rule's failure.
+fn call_rule(
+    rule: &mut RuleInstance,
+    input: &EventBatch,
+    result: &mut BatchResult,
+) -> Result<(), BatchFailure> {
+    let loaded = rule.loaded.clone();
+    let name = &loaded.info.name;
+    let fail = |reason: String| BatchFailure {
+        plugin: name.clone(),
+        reason,
+    };
+    let ticks = rule.store.data().deadline_ticks;
+    rule.store.set_epoch_deadline(ticks);
+    let output = rule
+        .process(input)
+        .map_err(|e| fail(format!("rule `{name}` trapped: {e:#}")))?;
+    let mut rows = Vec::with_capacity(output.rows.len());
+    for out in output.rows {
+        let table = loaded.table(&out.output).ok_or_else(|| {
+            fail(format!(
+                "rule `{name}` wrote to undeclared output `{}`",
+                out.output
+            ))
+        })?;
+        check_cells(table, &out.cells).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
+        rows.push((table.clone(), out.cells));
+    }
+    let mut rejected = Vec::with_capacity(output.rejected.len());
+    for rejection in output.rejected {
+        let event = input.events.get(rejection.index as usize).ok_or_else(|| {
+            fail(format!(
+                "rule `{name}` rejected event {} of {}",
+                rejection.index,
+                input.events.len()
+            ))
+        })?;
+        rejected.push((event.record_index as usize, name.clone(), rejection.reason));
+    }
+    result.rows.extend(rows);
+    result.rejected.extend(rejected);
+    Ok(())
+}
+
+/// A batch of `records` of `batch` that carries only their own bytes: a
+/// retry of a few records does not copy the whole batch's data.
+fn sub_batch(batch: &RawBatch, records: &[RawRecord]) -> RawBatch {
+    let mut data = Vec::new();
+    let mut copy = |span: Span| {
+        let start = data.len() as u32;
+        let from = span.start as usize;
+        data.extend_from_slice(&batch.data[from..from + span.len as usize]);
+        Span {
+            start,
+            len: span.len,
+        }
+    };
+    let records = records
+        .iter()
+        .map(|r| RawRecord {
+            key: r.key.map(&mut copy),
+            value: copy(r.value),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| Header {
+                    name: copy(h.name),
+                    value: copy(h.value),
+                })
+                .collect(),
+            ..r.clone()
+        })
+        .collect();
+    RawBatch {
+        topic: batch.topic.clone(),
+        data,
+        records,
     }
 }
 

@@ -326,10 +326,14 @@ impl PluginSet {
             }
             Shared::Rule(rule) => {
                 for table in &rule.tables {
-                    if let Some(other) = self.tables().find(|t| t.table == table.table) {
+                    let taken = self
+                        .tables()
+                        .find(|t| crate::sink::schema::same_table(&t.table, &table.table));
+                    if let Some(other) = taken {
                         return Err(reject(format!(
-                            "table `{}` is already written by `{}`",
-                            table.table, other.plugin
+                            "table `{}` is already written by `{}` (as `{}`; table names \
+                             are compared without letter case)",
+                            table.table, other.plugin, other.table
                         )));
                     }
                 }
@@ -497,10 +501,10 @@ pub fn load_file(
             for output in &info.outputs {
                 let table = TableSchema::from_output(&info.name, output)
                     .map_err(|e| reject(format!("rule `{}`: {e}", info.name)))?;
-                if tables
-                    .iter()
-                    .any(|t| t.table == table.table || t.output == table.output)
-                {
+                if tables.iter().any(|t| {
+                    crate::sink::schema::same_table(&t.table, &table.table)
+                        || t.output == table.output
+                }) {
                     return Err(reject(format!(
                         "rule `{}` declares output `{}` twice",
                         info.name, table.output

@@ -1,0 +1,230 @@
+//! The host as a trust boundary: a hostile rule (`tests/plugins/hostile-rule`,
+//! steered by its parameters) cannot take the host's tables or another
+//! plugin's, nor exhaust the host's memory, nor wedge the pipeline; and the
+//! shipped plugins' totals stay exact beside it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use livestream_example::Topic;
+use support::*;
+
+const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+const COMMITTED: &str = "SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets";
+
+/// A pipeline in `root`: the gift parser, gift-type-totals and the hostile
+/// rule (copied as each of `hostile`), over `lines` in a file, into SQLite.
+/// `extra` is added to the `[plugins]` section, `params` are the hostile
+/// rule's, `tail` goes at the end of the file.
+struct Pipeline {
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl Pipeline {
+    fn new(root: &Path, lines: &[String], hostile: &[&str], plugins: &str, params: &str) -> Self {
+        Self::with_tail(root, lines, hostile, plugins, params, "")
+    }
+
+    fn with_tail(
+        root: &Path,
+        lines: &[String],
+        hostile: &[&str],
+        plugins: &str,
+        params: &str,
+        tail: &str,
+    ) -> Self {
+        let dir = root.join("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["seed-json-parser", "gift-type-totals"] {
+            let file = format!("{name}.wasm");
+            std::fs::copy(plugins_dir().join(&file), dir.join(&file)).unwrap();
+        }
+        for file in hostile {
+            std::fs::copy(test_plugin("hostile-rule"), dir.join(file)).unwrap();
+        }
+        let input = root.join("gifts.jsonl");
+        std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+        let config = root.join("pipeline.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[plugins]\ndir = {dir:?}\n{plugins}\n\
+                 [plugins.params.hostile-rule]\n{params}\n\
+                 [source.file]\npath = {input:?}\ntopic = \"live_gift_total\"\n\
+                 [sink.sql]\nurl = \"sqlite://out.db\"\n[batch]\nmax-records = 64\n{tail}"
+            ),
+        )
+        .unwrap();
+        Self {
+            root: root.to_owned(),
+            config,
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.root.join("out.db")
+    }
+
+    /// `apiary check`: whether it passed, and its output.
+    fn check(&self) -> (bool, String) {
+        let (out, stdout, stderr) = output(apiary().arg("check").arg(&self.config));
+        (out.status.success(), stdout + &stderr)
+    }
+
+    /// `apiary run … --stop-when-idle`: whether it succeeded, its stderr,
+    /// and the process's peak resident memory (VmHWM) in bytes.
+    fn run(&self) -> (bool, String, u64) {
+        self.run_with(&["--stop-when-idle", "500ms"])
+    }
+
+    fn run_with(&self, args: &[&str]) -> (bool, String, u64) {
+        let log = self.root.join("run.log");
+        let mut child = apiary()
+            .env("APIARY_LOG", "warn")
+            .arg("run")
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let peak = watch_peak(&mut child, std::time::Duration::from_secs(180));
+        let status = child.wait().unwrap();
+        (
+            status.success(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            peak,
+        )
+    }
+}
+
+/// Polls `/proc/<pid>/status` until the child exits (killing it after
+/// `limit`), returning the last peak resident set size seen (VmHWM, which
+/// only grows).
+fn watch_peak(child: &mut std::process::Child, limit: std::time::Duration) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let started = std::time::Instant::now();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kb * 1024);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("apiary did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    peak
+}
+
+/// `line` with its `user_id` replaced.
+fn as_user(line: &str, user: i64) -> String {
+    let mut gift: serde_json::Value = serde_json::from_str(line).unwrap();
+    gift["user_id"] = user.into();
+    gift.to_string()
+}
+
+fn totals<'a>(lines: impl Iterator<Item = &'a String>) -> BTreeMap<i64, i64> {
+    let mut totals = BTreeMap::new();
+    for line in lines {
+        let gift: serde_json::Value = serde_json::from_str(line).unwrap();
+        *totals
+            .entry(gift["gift_type"].as_i64().unwrap())
+            .or_default() += gift["gift_total_amount"].as_i64().unwrap();
+    }
+    totals
+}
+
+fn gifts(count: usize, seed: u64) -> Vec<String> {
+    generate(Topic::LiveGiftTotal, count, seed, 0.0).lines
+}
+
+/// Runs the pipeline and asserts the shipped rule's totals and the
+/// committed offsets are exact over all of `lines`.
+fn assert_others_exact(pipeline: &Pipeline, lines: &[String]) -> String {
+    let (ok, log, _) = pipeline.run();
+    assert!(ok, "apiary run failed: {log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    assert_eq!(sqlite_count(&pipeline.db(), COMMITTED), lines.len() as i64);
+    log
+}
+
+#[test]
+fn host_tables_are_reserved_in_any_letter_case() {
+    for table in [
+        "apiary_offsets",
+        "APIARY_State",
+        "apiary_dead_letter_{yyyy}",
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let lines = gifts(300, 3);
+        let pipeline = Pipeline::new(
+            root.path(),
+            &lines,
+            &["hostile-rule.wasm"],
+            "",
+            &format!("table = {table:?}"),
+        );
+        let (ok, out) = pipeline.check();
+        assert!(!ok, "check must refuse table {table}: {out}");
+        assert!(out.contains("reserved"), "{out}");
+        assert!(out.contains(table), "{out}");
+        let log = assert_others_exact(&pipeline, &lines);
+        assert!(log.contains("reserved"), "{log}");
+        let lanes = sqlite_count(&pipeline.db(), "SELECT COUNT(*) FROM apiary_offsets");
+        assert_eq!(lanes, 1, "only the lane's own offset row");
+    }
+}
+
+#[test]
+fn a_table_differing_only_in_letter_case_is_already_taken() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = gifts(300, 5);
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        "table = \"Gift_Type_Totals\"",
+    );
+    let (ok, out) = pipeline.check();
+    assert!(!ok, "check must refuse: {out}");
+    assert!(
+        out.contains("table `Gift_Type_Totals` is already written by `gift-type-totals`"),
+        "{out}"
+    );
+    let log = assert_others_exact(&pipeline, &lines);
+    assert!(log.contains("already written"), "{log}");
+}
+
+#[test]
+fn a_second_plugin_of_the_same_name_is_refused_naming_both_files() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = gifts(300, 7);
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["a-hostile.wasm", "b-hostile.wasm"],
+        "",
+        "",
+    );
+    let (ok, out) = pipeline.check();
+    assert!(!ok, "check must refuse: {out}");
+    assert!(
+        out.contains("b-hostile.wasm") && out.contains("a-hostile.wasm"),
+        "{out}"
+    );
+    assert!(out.contains("`hostile-rule`"), "{out}");
+    let log = assert_others_exact(&pipeline, &lines);
+    assert!(log.contains("b-hostile.wasm"), "{log}");
+}
