@@ -124,6 +124,7 @@ fn watch_peak(child: &mut std::process::Child, limit: std::time::Duration) -> u6
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    eprintln!("peak RSS {} MiB", peak >> 20);
     peak
 }
 
@@ -227,4 +228,229 @@ fn a_second_plugin_of_the_same_name_is_refused_naming_both_files() {
     assert!(out.contains("`hostile-rule`"), "{out}");
     let log = assert_others_exact(&pipeline, &lines);
     assert!(log.contains("b-hostile.wasm"), "{log}");
+}
+
+/// Peak resident memory a run may reach in these tests: the host with its
+/// compiled plugins stays well under it unless a plugin or a record makes
+/// it hold what it should not.
+const RSS_BOUND: u64 = 400 << 20;
+
+#[test]
+fn large_state_values_trap_and_the_host_stays_small() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lines = gifts(400, 11);
+    // Every other gift stores 4 MiB, over the default 1 MiB value limit.
+    for line in lines.iter_mut().step_by(2) {
+        *line = as_user(line, 88);
+    }
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        "state-bytes = \"4194304\"",
+    );
+    let (ok, log, peak) = pipeline.run();
+    assert!(ok, "{log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    let reasons = sqlite_text(
+        &pipeline.db(),
+        "SELECT reason FROM apiary_dead_letter WHERE plugin = 'hostile-rule'",
+    );
+    assert_eq!(reasons.len(), 200, "each big write refused");
+    assert!(reasons[0].contains("state-value-limit"), "{}", reasons[0]);
+    assert!(peak < RSS_BOUND, "peak RSS {} MiB", peak >> 20);
+}
+
+#[test]
+fn state_written_between_checkpoints_is_bounded() {
+    // 100 KiB per gift: a batch of 64 writes 6.4 MB, under the 8 MiB
+    // limit, and the lane checkpoints once half of it is written.
+    let limits = "quarantine-after = 1000\n[plugins.limits.hostile-rule]\n\
+                  state-write-limit = 8388608";
+    let mut lines = gifts(300, 13);
+    for line in lines.iter_mut() {
+        *line = as_user(line, 88);
+    }
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        limits,
+        "state-bytes = \"102400\"",
+    );
+    let log = assert_others_exact(&pipeline, &lines);
+    let dead = sqlite_count(&pipeline.db(), "SELECT COUNT(*) FROM apiary_dead_letter");
+    assert_eq!(dead, 0, "no plugin was over its limit: {log}");
+    let stored = sqlite_count(
+        &pipeline.db(),
+        "SELECT COUNT(*) FROM apiary_state WHERE skey LIKE 'big:%'",
+    );
+    assert_eq!(stored, 300);
+
+    // 900 KiB per gift: a batch writes over the limit, and what is over
+    // it is refused until the lane's next checkpoint.
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        limits,
+        "state-bytes = \"921600\"",
+    );
+    let (ok, log, peak) = pipeline.run();
+    assert!(ok, "{log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    let reasons = sqlite_text(&pipeline.db(), "SELECT reason FROM apiary_dead_letter");
+    assert!(!reasons.is_empty());
+    assert!(
+        reasons.iter().all(|r| r.contains("state-write-limit")),
+        "{reasons:?}"
+    );
+    // After each checkpoint the plugin may write again.
+    assert!(reasons.len() < 300, "{} refused", reasons.len());
+    assert!(peak < RSS_BOUND, "peak RSS {} MiB", peak >> 20);
+}
+
+#[test]
+fn long_reasons_are_cut_and_refused_records_do_not_pile_up() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lines = gifts(3_000, 17);
+    for line in lines.iter_mut() {
+        *line = as_user(line, 44);
+    }
+    // 3,000 reasons of 100 KiB: 300 MB if they were kept whole.
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        "reason-bytes = \"102400\"",
+    );
+    let (ok, log, peak) = pipeline.run();
+    assert!(ok, "{log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    let lengths = sqlite_pairs(
+        &pipeline.db(),
+        "SELECT record_offset, LENGTH(reason) FROM apiary_dead_letter",
+    );
+    assert_eq!(lengths.len(), 3_000);
+    let longest = lengths.values().max().copied().unwrap_or(0);
+    assert!(longest <= 4096 + 32, "a reason of {longest} bytes kept");
+    let reason = &sqlite_text(
+        &pipeline.db(),
+        "SELECT reason FROM apiary_dead_letter LIMIT 1",
+    )[0];
+    assert!(reason.ends_with("… (98304 bytes cut)"), "{reason}");
+    assert!(peak < RSS_BOUND, "peak RSS {} MiB", peak >> 20);
+}
+
+/// `count` gifts of about 1 MB each (a padding field the parser ignores).
+fn big_gifts(count: usize, seed: u64) -> Vec<String> {
+    let pad = "x".repeat(1 << 20);
+    gifts(count, seed)
+        .into_iter()
+        .map(|line| {
+            let mut gift: serde_json::Value = serde_json::from_str(&line).unwrap();
+            gift["pad"] = pad.clone().into();
+            gift.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_retry_carries_only_its_own_records() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = big_gifts(60, 19);
+    // A 60 MB batch does not fit the parser's 48 MiB; its halves do.
+    let pipeline = Pipeline::with_tail(
+        root.path(),
+        &lines,
+        &[],
+        "[plugins.limits.seed-json-parser]\nmemory-limit = 50331648",
+        "",
+        "max-bytes = 268435456\n",
+    );
+    let log = assert_others_exact(&pipeline, &lines);
+    let dead = sqlite_count(&pipeline.db(), "SELECT COUNT(*) FROM apiary_dead_letter");
+    assert_eq!(dead, 0, "{log}");
+}
+
+#[test]
+fn batch_max_bytes_bounds_a_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = big_gifts(200, 23);
+    let pipeline = Pipeline::with_tail(root.path(), &lines, &[], "", "", "max-bytes = 4194304\n");
+    let (ok, log, peak) = pipeline.run();
+    assert!(ok, "{log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    // 200 MB of records; at most a few 4 MiB batches are held at once.
+    assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
+}
+
+#[test]
+fn plugin_logs_are_rate_limited_and_drops_counted() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = gifts(2_000, 29);
+    // 1,000 lines per gift: two million lines if nothing held them back.
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "log-rate = 50",
+        "log-lines = \"1000\"",
+    );
+    let started = std::time::Instant::now();
+    let log = assert_others_exact(&pipeline, &lines);
+    let seconds = started.elapsed().as_secs() + 1;
+    let printed = log.lines().filter(|l| l.contains("of a flood")).count() as u64;
+    // A second's worth at start, then 50 a second at most.
+    assert!(
+        printed <= 50 + 50 * seconds,
+        "{printed} lines in {seconds} s"
+    );
+    assert!(
+        log.contains("lines dropped"),
+        "{}",
+        &log[..log.len().min(2000)]
+    );
+}
+
+#[test]
+fn replay_isolates_a_failing_record_like_run() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lines = gifts(200, 31);
+    lines[50] = as_user(&lines[50], 13);
+    let input = root.path().join("gifts.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let dir = root.path().join("plugins");
+    let (stdout, stderr) = replay_plugins(
+        &dir,
+        &[
+            &plugins_dir().join("seed-json-parser.wasm"),
+            &plugins_dir().join("gift-type-totals.wasm"),
+            &test_plugin("hostile-rule"),
+        ],
+        "live_gift_total",
+        &input,
+    );
+    let refused: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line")).collect();
+    assert_eq!(refused.len(), 1, "{stderr}");
+    assert!(
+        refused[0].starts_with("line 51: hostile-rule: "),
+        "{stderr}"
+    );
+    // gift-type-totals still counted every gift, the 51st too.
+    let mut replayed = BTreeMap::new();
+    for line in stdout.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        if row["output"] == "gift_type_totals" {
+            let row = &row["row"];
+            *replayed
+                .entry(row["gift_type"].as_i64().unwrap())
+                .or_default() += row["gift_total_amount"].as_i64().unwrap();
+        }
+    }
+    assert_eq!(replayed, totals(lines.iter()));
 }

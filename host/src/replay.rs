@@ -55,7 +55,9 @@ pub fn replay(
                      out: &mut dyn Write|
      -> anyhow::Result<()> {
         let raw = batch.take();
-        match lane.process(&raw) {
+        // Records are isolated as `apiary run` isolates them: a record a
+        // plugin fails on is refused for that plugin alone.
+        match lane.process_isolating(&engine, &raw)? {
             Ok(result) => {
                 print_rows(out, &result.rows, summary)?;
                 for (index, plugin, reason) in result.rejected {
@@ -63,13 +65,13 @@ pub fn replay(
                     summary.rejected += 1;
                 }
             }
-            Err(failure) => {
+            Err(quarantined) => {
                 let first = raw.records.first().map_or(0, |r| r.offset + 1);
                 let last = raw.records.last().map_or(0, |r| r.offset + 1);
                 writeln!(
                     err,
-                    "lines {first}-{last}: {}: {}",
-                    failure.plugin, failure.reason
+                    "lines {first}-{last}: {}: {quarantined}",
+                    quarantined.plugin
                 )?;
                 summary.rejected += raw.records.len() as u64;
                 lane.restart(&engine)?;

@@ -54,6 +54,8 @@ pub struct Lane {
     sink: SqlSink,
     buffer: RowBuffer,
     dead_letters: Vec<DeadLetter>,
+    /// Bytes of record data and reasons in `dead_letters`.
+    dead_letter_bytes: usize,
     next_offset: i64,
     committed_offset: i64,
     committed_watermark: Option<i64>,
@@ -104,6 +106,7 @@ impl Lane {
             sink,
 
             dead_letters: Vec::new(),
+            dead_letter_bytes: 0,
             next_offset: start,
             committed_offset: start,
             committed_watermark: None,
@@ -214,7 +217,12 @@ impl Lane {
                         }
                         self.metrics.set_quarantined(None);
                     }
-                    if self.buffer.len() >= self.max_rows || self.buffer.bytes() >= self.max_bytes {
+                    // Refused records are held until the checkpoint too.
+                    let held = self.buffer.bytes() + self.dead_letter_bytes;
+                    if self.buffer.len() >= self.max_rows
+                        || held >= self.max_bytes
+                        || self.plugins.state_write_due()
+                    {
                         self.checkpoint().await?;
                         last_checkpoint = Instant::now();
                     }
@@ -402,7 +410,7 @@ impl Lane {
         tracing::debug!(lane = %self.key, offset = record.offset, %plugin, "record refused: {reason}");
         self.stats.dead_letters += 1;
         self.metrics.dead_letter(&plugin);
-        self.dead_letters.push(DeadLetter {
+        let letter = DeadLetter {
             stream: self.key.stream.clone(),
             partition: record.partition,
             offset: record.offset,
@@ -410,7 +418,10 @@ impl Lane {
             value: span_bytes(batch, record.value).to_vec(),
             plugin,
             reason,
-        });
+        };
+        self.dead_letter_bytes +=
+            letter.value.len() + letter.key.as_ref().map_or(0, Vec::len) + letter.reason.len();
+        self.dead_letters.push(letter);
     }
 
     /// Commits rows, state, dead letters and the next offset at once.
@@ -451,6 +462,16 @@ impl Lane {
             watermark: self.plugins.watermark(),
             dead_letters: std::mem::take(&mut self.dead_letters),
         };
+        self.dead_letter_bytes = 0;
+        for (plugin, dropped) in self.plugins.take_log_dropped() {
+            tracing::warn!(
+                lane = %self.key,
+                plugin = %plugin,
+                dropped,
+                "plugin `{plugin}` logged over its log-rate; {dropped} lines dropped"
+            );
+            self.metrics.log_dropped(&plugin, dropped);
+        }
         self.sink.commit(&checkpoint).await?;
         self.committed_offset = self.next_offset;
         self.committed_watermark = checkpoint.watermark;

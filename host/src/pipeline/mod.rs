@@ -286,6 +286,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             topic: file.topic.clone(),
             lane: key,
             max_records: config.batch.max_records,
+            max_bytes: config.batch.max_bytes,
             max_wait: config.batch.max_wait,
         };
         let (activity, stop) = (activity.clone(), stop.clone());

@@ -14,6 +14,11 @@ pub mod parser_world {
         path: "../wit",
         anyhow: true,
         additional_derives: [PartialEq],
+        // Over a state limit, the plugin traps like over any other limit.
+        imports: {
+            "apiary:plugin/state.set": trappable,
+            "apiary:plugin/state.set-expiring": trappable,
+        },
     });
 }
 
@@ -41,6 +46,7 @@ pub mod v1 {
             world: "parser-plugin",
             path: "../wit/v0.1.0",
             anyhow: true,
+            imports: { "apiary:plugin/state.set": trappable },
         });
     }
 

@@ -15,6 +15,7 @@ use super::ctx::{PluginCtx, PluginState, StateChange, TimerChange};
 use super::engine::Engine;
 use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
 use crate::lookup::Lookups;
+use crate::text::{MAX_REASON_BYTES, bounded};
 use crate::sink::schema::TableSchema;
 
 /// Timers handed to one `on-timers` call at most.
@@ -302,6 +303,29 @@ impl LanePlugins {
         self.watermark
     }
 
+    /// Whether a plugin has written half its state-write-limit since the
+    /// last checkpoint.
+    pub fn state_write_due(&self) -> bool {
+        std::iter::once(&self.parser.store)
+            .chain(self.rules.iter().map(|r| &r.store))
+            .any(|store| store.data().state_write_due())
+    }
+
+    /// Per plugin that dropped log lines over its rate since the last
+    /// call: its name and how many.
+    pub fn take_log_dropped(&mut self) -> Vec<(String, u64)> {
+        let parser = &mut self.parser;
+        std::iter::once((&parser.loaded.info.name, &mut parser.store))
+            .chain(
+                self.rules
+                    .iter_mut()
+                    .map(|r| (&r.loaded.info.name, &mut r.store)),
+            )
+            .map(|(name, store)| (name.clone(), store.data_mut().take_log_dropped()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Per plugin: its name, state keys, state bytes and timers.
     pub fn state_sizes(&self) -> Vec<(String, usize, usize, usize)> {
         std::iter::once((&self.parser.loaded.info.name, &self.parser.store))
@@ -347,7 +371,10 @@ impl LanePlugins {
     /// the next batch if a plugin trapped.
     pub fn process(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
         let result = match self.try_batch(batch, None) {
-            Ok(result) => Ok(result),
+            Ok(mut result) => {
+                bound_reasons(&mut result);
+                Ok(result)
+            }
             Err(Stop::Failed(failure)) => Err(failure),
             Err(Stop::Quarantined(q)) => Err(BatchFailure {
                 plugin: q.plugin.clone(),
@@ -377,12 +404,14 @@ impl LanePlugins {
         batch: &RawBatch,
     ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
         match self.isolate(engine, batch)? {
-            Ok(result) => {
+            Ok(mut result) => {
+                bound_reasons(&mut result);
                 self.states().for_each(PluginState::commit_batch);
                 self.batch_watermark = self.watermark;
                 Ok(Ok(result))
             }
-            Err(quarantined) => {
+            Err(mut quarantined) => {
+                quarantined.last = bounded(quarantined.last, MAX_REASON_BYTES);
                 self.states().for_each(PluginState::roll_back_batch);
                 self.watermark = self.batch_watermark;
                 Ok(Err(quarantined))
@@ -768,6 +797,16 @@ impl LanePlugins {
             })
             .filter(|(_, state, timers)| !state.is_empty() || !timers.is_empty())
             .collect()
+    }
+}
+
+/// Cuts each refusal's reason to [`MAX_REASON_BYTES`]: reasons are held
+/// until the checkpoint, so their size is the host's to bound.
+fn bound_reasons(result: &mut BatchResult) {
+    for (_, _, reason) in &mut result.rejected {
+        if reason.len() > MAX_REASON_BYTES {
+            *reason = bounded(std::mem::take(reason), MAX_REASON_BYTES);
+        }
     }
 }
 

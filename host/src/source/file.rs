@@ -29,6 +29,8 @@ pub struct FileReader {
     pub lane: LaneKey,
     /// Records per batch at most.
     pub max_records: usize,
+    /// Bytes of record data per batch at most (a larger record goes alone).
+    pub max_bytes: usize,
     /// A partial batch is sent after waiting this long for more lines.
     pub max_wait: Duration,
 }
@@ -84,7 +86,7 @@ impl FileReader {
                 line.clear();
                 partial_since = None;
                 activity.touch();
-                if batch.len() >= self.max_records {
+                if batch.len() >= self.max_records || batch.bytes() >= self.max_bytes {
                     self.send(&mut batch, offset, &tx)?;
                 }
                 continue;

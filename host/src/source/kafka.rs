@@ -544,7 +544,9 @@ impl Lanes {
             &headers,
         );
         lane.next_offset = message.offset() + 1;
-        if lane.builder.len() >= self.batch.max_records
+        let full = lane.builder.len() >= self.batch.max_records
+            || lane.builder.bytes() >= self.batch.max_bytes;
+        if full
             && lane.held.is_none()
             && !Self::send(&self.runtime, self.source.pause_after, lane, consumer)
         {
