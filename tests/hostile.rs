@@ -13,7 +13,6 @@ use livestream_example::Topic;
 use support::*;
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
-const COMMITTED: &str = "SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offsets";
 
 /// A pipeline in `root`: the gift parser, gift-type-totals and the hostile
 /// rule (copied as each of `hostile`), over `lines` in a file, into SQLite.
@@ -22,6 +21,8 @@ const COMMITTED: &str = "SELECT COALESCE(SUM(next_offset), 0) FROM apiary_offset
 struct Pipeline {
     root: PathBuf,
     config: PathBuf,
+    /// The MariaDB database it writes into, if not SQLite.
+    mysql: Option<String>,
 }
 
 impl Pipeline {
@@ -62,11 +63,41 @@ impl Pipeline {
         Self {
             root: root.to_owned(),
             config,
+            mysql: None,
         }
     }
 
     fn db(&self) -> PathBuf {
         self.root.join("out.db")
+    }
+
+    /// The same pipeline writing into `url` instead of SQLite.
+    fn into_sink(mut self, url: &str) -> Self {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replace("url = \"sqlite://out.db\"", &format!("url = {url:?}"));
+        std::fs::write(&self.config, text).unwrap();
+        self.mysql = Some(url.to_owned());
+        self
+    }
+
+    /// A two-integer query against the pipeline's sink.
+    fn pairs(&self, sql: &str) -> BTreeMap<i64, i64> {
+        match self.mysql_url() {
+            Some(url) => support::mysql::pairs(&url, sql),
+            None => sqlite_pairs(&self.db(), sql),
+        }
+    }
+
+    /// A one-number query against the pipeline's sink.
+    fn count(&self, sql: &str) -> i64 {
+        match self.mysql_url() {
+            Some(url) => support::mysql::count(&url, sql),
+            None => sqlite_count(&self.db(), sql),
+        }
+    }
+
+    fn mysql_url(&self) -> Option<String> {
+        self.mysql.clone()
     }
 
     /// `apiary check`: whether it passed, and its output.
@@ -155,10 +186,17 @@ fn gifts(count: usize, seed: u64) -> Vec<String> {
 fn assert_others_exact(pipeline: &Pipeline, lines: &[String]) -> String {
     let (ok, log, _) = pipeline.run();
     assert!(ok, "apiary run failed: {log}");
-    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
-    assert_eq!(sqlite_count(&pipeline.db(), COMMITTED), lines.len() as i64);
+    assert_eq!(pipeline.pairs(TOTALS_SIGNED), totals(lines.iter()));
+    assert_eq!(pipeline.count(COMMITTED_SIGNED), lines.len() as i64);
     log
 }
+
+/// [`TOTALS`] and [`COMMITTED`] as both dialects read them (MySQL sums are
+/// DECIMAL).
+const TOTALS_SIGNED: &str =
+    "SELECT gift_type, CAST(gift_total_amount AS SIGNED) FROM gift_type_totals";
+const COMMITTED_SIGNED: &str =
+    "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
 
 #[test]
 fn host_tables_are_reserved_in_any_letter_case() {
@@ -453,4 +491,111 @@ fn replay_isolates_a_failing_record_like_run() {
         }
     }
     assert_eq!(replayed, totals(lines.iter()));
+}
+
+/// The SQL sinks every dialect test runs on: SQLite, and a fresh MariaDB
+/// database.
+fn sinks(test: &str) -> Vec<Option<String>> {
+    vec![None, Some(support::mysql::fresh_database(test))]
+}
+
+#[test]
+fn an_add_that_would_overflow_saturates_at_every_boundary_on_every_dialect() {
+    let mut lines = gifts(400, 37);
+    // Three gifts of i64::MAX by user 99: two in one batch, one later.
+    for at in [10, 20, 300] {
+        lines[at] = as_user(&lines[at], 99);
+    }
+    // Rows merged in the lane's buffer (one checkpoint), then in the
+    // database (a checkpoint per row).
+    for (sink, tail) in [("", ""), ("max-rows = 1\n", "")] {
+        for url in sinks("overflow") {
+            let root = tempfile::tempdir().unwrap();
+            let mut pipeline =
+                Pipeline::with_tail(root.path(), &lines, &["hostile-rule.wasm"], "", "", tail);
+            if !sink.is_empty() {
+                let text = std::fs::read_to_string(&pipeline.config).unwrap();
+                let text = text.replace("[sink.sql]\n", &format!("[sink.sql]\n{sink}"));
+                std::fs::write(&pipeline.config, text).unwrap();
+            }
+            if let Some(url) = &url {
+                pipeline = pipeline.into_sink(url);
+            }
+            assert_others_exact(&pipeline, &lines);
+            let gifts =
+                pipeline.pairs("SELECT user_id, gifts FROM hostile_gifts WHERE user_id = 99");
+            assert_eq!(gifts[&99], i64::MAX, "{url:?} {sink}");
+            if url.is_none() {
+                let kind = sqlite_text(
+                    &pipeline.db(),
+                    "SELECT typeof(gifts) FROM hostile_gifts WHERE user_id = 99",
+                );
+                assert_eq!(kind, ["integer"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn values_past_the_host_tables_columns_never_wedge_a_lane() {
+    for url in sinks("columns") {
+        let mut lines = gifts(300, 41);
+        for line in lines.iter_mut().step_by(3) {
+            *line = as_user(line, 88);
+        }
+        for line in lines.iter_mut().skip(1).step_by(3) {
+            *line = as_user(line, 44);
+        }
+        // State keys of 300 bytes, reasons of 100 KiB (over MySQL's TEXT).
+        let root = tempfile::tempdir().unwrap();
+        let mut pipeline = Pipeline::new(
+            root.path(),
+            &lines,
+            &["hostile-rule.wasm"],
+            "",
+            "state-bytes = \"8\"\nkey-bytes = \"300\"\nreason-bytes = \"102400\"",
+        );
+        if let Some(url) = &url {
+            pipeline = pipeline.into_sink(url);
+        }
+        let log = assert_others_exact(&pipeline, &lines);
+        let refused = pipeline.pairs(
+            "SELECT record_offset, LENGTH(reason) FROM apiary_dead_letter \
+             WHERE reason LIKE '%state key of 30% bytes%'",
+        );
+        assert_eq!(refused.len(), 100, "{url:?}: {log}");
+        let cut = pipeline
+            .count("SELECT COUNT(*) FROM apiary_dead_letter WHERE reason LIKE '%bytes cut)'");
+        assert_eq!(cut, 100, "{url:?}");
+    }
+}
+
+#[test]
+fn names_past_the_host_tables_columns_are_refused_by_check() {
+    let lines = gifts(100, 43);
+    let root = tempfile::tempdir().unwrap();
+    let long = "p".repeat(65);
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        &format!("name = {long:?}"),
+    );
+    let (ok, out) = pipeline.check();
+    assert!(!ok, "{out}");
+    assert!(out.contains("1 to 64"), "{out}");
+    assert_others_exact(&pipeline, &lines);
+
+    // A source path longer than the 191 bytes stored per lane.
+    let root = tempfile::tempdir().unwrap();
+    let deep = root.path().join("d".repeat(100)).join("e".repeat(100));
+    std::fs::create_dir_all(&deep).unwrap();
+    let pipeline = Pipeline::new(&deep, &lines, &[], "", "");
+    let (ok, out) = pipeline.check();
+    assert!(!ok, "{out}");
+    assert!(out.contains("`source.file.path`"), "{out}");
+    let (ok, log, _) = pipeline.run();
+    assert!(!ok && log.contains("`source.file.path`"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }

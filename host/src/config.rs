@@ -267,6 +267,10 @@ pub fn params_of(params: &PluginParams, plugin: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Longest pipeline name, source file path (as resolved) or Kafka topic,
+/// in bytes.
+pub const MAX_STREAM_BYTES: usize = 191;
+
 fn default_memory_limit() -> u64 {
     256 << 20
 }
@@ -721,6 +725,35 @@ impl PipelineConfig {
         for file in &self.source.file {
             if file.topic.is_empty() {
                 return Err(invalid("source.file.topic", "must not be empty".into()));
+            }
+        }
+        // Lanes are keyed by pipeline name and stream (a file's path or a
+        // topic) in `VARCHAR(191)` columns of the host's tables (MySQL's
+        // longest indexable utf8mb4 text): longer names are refused here
+        // rather than failing the first checkpoint.
+        let streams = std::iter::once(("pipeline.name", self.name().to_owned()))
+            .chain(
+                self.source
+                    .file
+                    .iter()
+                    .map(|f| ("source.file.path", f.path.display().to_string())),
+            )
+            .chain(self.source.kafka.iter().flat_map(|k| {
+                k.topics
+                    .physical()
+                    .into_iter()
+                    .map(|t| ("source.kafka.topics", t.to_owned()))
+                    .collect::<Vec<_>>()
+            }));
+        for (key, name) in streams {
+            if name.len() > MAX_STREAM_BYTES {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{name}` is {} bytes long; at most {MAX_STREAM_BYTES} are stored",
+                        name.len()
+                    ),
+                ));
             }
         }
         let url = &self.sink.sql.url;

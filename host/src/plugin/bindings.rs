@@ -34,6 +34,8 @@ pub mod rule_world {
             "apiary:plugin/state": super::parser_world::apiary::plugin::state,
             "apiary:plugin/lookup": super::parser_world::apiary::plugin::lookup,
         },
+        // A timer key longer than the host stores traps.
+        imports: { "apiary:plugin/timers.set": trappable },
     });
 }
 

@@ -33,6 +33,23 @@ pub struct PluginCtx {
     log_dropped: u64,
 }
 
+/// Longest state or timer key, in bytes: the host's tables store keys in
+/// `VARCHAR(255)` columns (MySQL), so a longer key traps at once instead
+/// of failing the lane's checkpoint.
+pub const MAX_KEY_BYTES: usize = 255;
+
+/// Refuses a key longer than [`MAX_KEY_BYTES`].
+fn check_key(what: &str, key: &str) -> anyhow::Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        anyhow::bail!(
+            "{what} key of {} bytes (`{}…`) is over the limit of {MAX_KEY_BYTES} bytes",
+            key.len(),
+            crate::text::printable(&key[..key.floor_char_boundary(32)])
+        );
+    }
+    Ok(())
+}
+
 /// Bytes the host holds for a plugin's state, at most.
 #[derive(Debug, Clone, Copy)]
 pub struct StateLimits {
@@ -118,6 +135,7 @@ impl PluginCtx {
     /// Checks a state write against the plugin's limits: over them the
     /// plugin traps.
     fn check_state_write(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        check_key("state", key)?;
         let limits = self.state_limits;
         if value.len() > limits.value {
             anyhow::bail!(
@@ -455,8 +473,10 @@ impl state::Host for PluginCtx {
 }
 
 impl timers::Host for PluginCtx {
-    fn set(&mut self, key: String, time: i64) {
+    fn set(&mut self, key: String, time: i64) -> anyhow::Result<()> {
+        check_key("timer", &key)?;
         self.state.set_timer(key, time);
+        Ok(())
     }
 
     fn delete(&mut self, key: String, time: i64) {

@@ -525,13 +525,15 @@ pub fn load_file(
 }
 
 fn check_name(name: &str, version: &str) -> Result<(), String> {
+    // 64: the host's tables store plugin names in `VARCHAR(64)` columns.
     let ok = !name.is_empty()
+        && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !ok {
         return Err(format!(
-            "plugin name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"
+            "plugin name `{name}` must be 1 to 64 letters, digits, `-`, `_` or `.`"
         ));
     }
     if version.is_empty() {

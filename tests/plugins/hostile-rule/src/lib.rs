@@ -5,7 +5,7 @@
 //! - user [`PANIC_USER`], and every user from [`ALWAYS_PANIC_FROM`] up:
 //!   panics (a trap).
 //! - user [`STATE_USER`]: stores `state-bytes` bytes under a new key
-//!   (parameter, default 0: nothing);
+//!   (parameter, default 0: nothing) padded to `key-bytes`;
 //! - user [`REFUSE_USER`]: refused with a reason of `reason-bytes` bytes;
 //! - user [`OVERFLOW_USER`]: adds `i64::MAX` to its `gifts`.
 //!
@@ -131,7 +131,7 @@ impl Guest for HostileRule {
                 }
                 STATE_USER => {
                     let n = STORED.with(|c| c.replace(c.get() + 1));
-                    let key = format!("big:{n}");
+                    let key = format!("big:{n:0>width$}", width = number("key-bytes"));
                     state::set(&key, &vec![7; number("state-bytes")]);
                 }
                 REFUSE_USER => {
