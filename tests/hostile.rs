@@ -599,3 +599,70 @@ fn names_past_the_host_tables_columns_are_refused_by_check() {
     assert!(!ok && log.contains("`source.file.path`"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn until_end_reads_every_file_to_its_end_at_start_and_stops() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = gifts(2_000, 47);
+    let pipeline = Pipeline::new(root.path(), &lines, &[], "", "");
+    let (ok, log, _) = pipeline.run_with(&["--until-end"]);
+    assert!(ok, "{log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    assert_eq!(pipeline.count(COMMITTED_SIGNED), 2_000);
+    // A last line without its newline is part of the file's end too.
+    let input = root.path().join("gifts.jsonl");
+    let more = gifts(10, 53);
+    let mut text = more.join("\n");
+    text.insert(0, '\n');
+    std::fs::write(&input, lines.join("\n") + &text).unwrap();
+    let (ok, log, _) = pipeline.run_with(&["--until-end"]);
+    assert!(ok, "{log}");
+    assert_eq!(pipeline.count(COMMITTED_SIGNED), 2_010);
+}
+
+#[test]
+fn sigterm_commits_the_batch_in_flight_and_leaves_the_rest_unread() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lines = gifts(3_000, 59);
+    // From the 1,000th gift on every gift loops until the 1 s time limit:
+    // isolating a batch of them takes minutes.
+    for line in lines.iter_mut().skip(1_000) {
+        *line = as_user(line, 66);
+    }
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "batch-timeout = \"1s\"\nquarantine-after = 100000",
+        "",
+    );
+    let log = root.path().join("run.log");
+    let mut child = support::process::spawn_run(&pipeline.config, &[], &log);
+    support::process::wait_until(
+        std::time::Duration::from_secs(120),
+        "the first 960 records",
+        &log,
+        || sqlite_committed(&pipeline.db()) >= 960,
+    );
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    // The batch in flight ends within its time limit; nothing else runs.
+    let peak = watch_peak(&mut child, std::time::Duration::from_secs(30));
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("SIGTERM"), "{text}");
+    assert!(peak < RSS_BOUND);
+    let committed = sqlite_committed(&pipeline.db()) as usize;
+    assert!(
+        (960..3_000).contains(&committed),
+        "stopped early: {committed}"
+    );
+    assert_eq!(
+        sqlite_pairs(&pipeline.db(), TOTALS),
+        totals(lines[..committed].iter())
+    );
+}

@@ -11,7 +11,7 @@ use crate::config;
 use crate::metrics::LaneMetrics;
 use anyhow::Context as _;
 
-use crate::plugin::{BatchResult, Engine, LanePlugins, LivePlugins, Quarantined};
+use crate::plugin::{BatchResult, Engine, Held, LanePlugins, LivePlugins};
 use crate::sink::{
     Checkpoint, DeadLetter, HBaseSink, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink,
 };
@@ -44,6 +44,9 @@ pub struct LaneStats {
     pub last_commit_at: Option<Instant>,
     /// How long each take-over of new plugins held the lane up.
     pub swap_pauses: Vec<Duration>,
+    /// Why the lane stopped before its source's end, if it did (a
+    /// quarantined plugin, no parser for its topic).
+    pub held: Option<String>,
 }
 
 /// One partition's processing state.
@@ -71,6 +74,9 @@ pub struct Lane {
     hbase: Option<Arc<HBaseSink>>,
     on_commit: Option<CommitHook>,
     stop: Arc<AtomicBool>,
+    /// Set by SIGINT or SIGTERM: finish the batch in flight, checkpoint,
+    /// and leave the queued batches to the next run.
+    interrupt: Arc<AtomicBool>,
     live: Option<LiveLink>,
     metrics: Arc<LaneMetrics>,
 }
@@ -119,6 +125,7 @@ impl Lane {
             dead_letter_topic: None,
             hbase: None,
             stop: Arc::new(AtomicBool::new(false)),
+            interrupt: Arc::new(AtomicBool::new(false)),
             on_commit: None,
             live: None,
             metrics: Arc::default(),
@@ -173,6 +180,13 @@ impl Lane {
         self
     }
 
+    /// Sets the flag of a stop request (SIGINT, SIGTERM): the lane then
+    /// commits what it processed and leaves its queue unread.
+    pub fn with_interrupt(mut self, interrupt: Arc<AtomicBool>) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
     /// Calls `hook` after each committed checkpoint (to mirror the offset
     /// to Kafka for lag monitoring).
     pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
@@ -192,14 +206,19 @@ impl Lane {
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
+                    if self.interrupt.load(Ordering::Relaxed) {
+                        break;
+                    }
                     loop {
                         // New plugins take over between two batches.
                         if self.plugins_changed() && !self.upgrade(&rx).await? {
                             break 'lane;
                         }
                         // Plugin calls are CPU work: keep them off the async workers.
-                        let Some(quarantined) = tokio::task::block_in_place(|| self.process(&batch))? else {
-                            break;
+                        let quarantined = match tokio::task::block_in_place(|| self.process(&batch))? {
+                            None => break,
+                            Some(Held::Interrupted) => break 'lane,
+                            Some(Held::Quarantined(quarantined)) => quarantined,
                         };
                         // Commit what came before the held batch, then wait.
                         self.checkpoint().await?;
@@ -213,6 +232,7 @@ impl Lane {
                         );
                         self.metrics.set_quarantined(Some(&quarantined.plugin));
                         if !self.wait_for_plugins(&rx).await {
+                            self.stats.held = Some(quarantined.to_string());
                             break 'lane;
                         }
                         self.metrics.set_quarantined(None);
@@ -322,6 +342,7 @@ impl Lane {
                  loaded (no record is skipped)"
             );
             if !self.wait_for_plugins(rx).await {
+                self.stats.held = Some(format!("no plugin parses topic `{topic}`"));
                 return Ok(false);
             }
         }
@@ -360,7 +381,7 @@ impl Lane {
     /// Processes one batch; returns the quarantine that stopped it, if a
     /// plugin failed on too many records in a row (the batch then left no
     /// trace and must be processed again).
-    fn process(&mut self, batch: &SourceBatch) -> anyhow::Result<Option<Quarantined>> {
+    fn process(&mut self, batch: &SourceBatch) -> anyhow::Result<Option<Held>> {
         let SourceBatch {
             batch, next_offset, ..
         } = batch;
@@ -373,7 +394,7 @@ impl Lane {
             timers,
         } = match self.plugins.process_isolating(&self.engine, batch)? {
             Ok(result) => result,
-            Err(quarantined) => return Ok(Some(quarantined)),
+            Err(held) => return Ok(Some(held)),
         };
         let mut row_count = 0;
         for (table, cells) in rows {

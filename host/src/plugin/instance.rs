@@ -15,8 +15,8 @@ use super::ctx::{PluginCtx, PluginState, StateChange, TimerChange};
 use super::engine::Engine;
 use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
 use crate::lookup::Lookups;
-use crate::text::{MAX_REASON_BYTES, bounded};
 use crate::sink::schema::TableSchema;
+use crate::text::{MAX_REASON_BYTES, bounded};
 
 /// Timers handed to one `on-timers` call at most.
 const TIMERS_PER_CALL: usize = 4096;
@@ -221,6 +221,17 @@ pub struct Quarantined {
     pub last: String,
 }
 
+/// Why a batch was held back, leaving no trace: the lane processes it
+/// again later, or a later run does.
+#[derive(Debug, Clone)]
+pub enum Held {
+    /// A plugin failed on too many records in a row.
+    Quarantined(Quarantined),
+    /// The process was asked to stop while the batch's records were being
+    /// isolated: its offsets are not committed.
+    Interrupted,
+}
+
 /// The parser of a lane's topic and every rule, instantiated for the lane.
 pub struct LanePlugins {
     /// The lane's parser.
@@ -238,6 +249,8 @@ pub struct LanePlugins {
     batch_watermark: Option<i64>,
     /// Allowed lateness, ms.
     lateness: i64,
+    /// Set when the process is asked to stop: isolation gives up.
+    interrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LanePlugins {
@@ -283,6 +296,7 @@ impl LanePlugins {
             watermark: None,
             batch_watermark: None,
             lateness: 0,
+            interrupt: Arc::default(),
         })
     }
 
@@ -295,6 +309,13 @@ impl LanePlugins {
         self.lateness = i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX);
         self.watermark = watermark;
         self.batch_watermark = watermark;
+        self
+    }
+
+    /// Gives up isolating a failing batch once `interrupt` is set (the
+    /// batch is then held, see [`Held::Interrupted`]).
+    pub fn with_interrupt(mut self, interrupt: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.interrupt = interrupt;
         self
     }
 
@@ -384,6 +405,10 @@ impl LanePlugins {
                 plugin: "host".into(),
                 reason: format!("{e:#}"),
             }),
+            Err(Stop::Interrupted) => Err(BatchFailure {
+                plugin: "host".into(),
+                reason: "interrupted".into(),
+            }),
         };
         if result.is_ok() {
             self.states().for_each(PluginState::commit_batch);
@@ -402,7 +427,7 @@ impl LanePlugins {
         &mut self,
         engine: &Engine,
         batch: &RawBatch,
-    ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
+    ) -> anyhow::Result<Result<BatchResult, Held>> {
         match self.isolate(engine, batch)? {
             Ok(mut result) => {
                 bound_reasons(&mut result);
@@ -410,11 +435,13 @@ impl LanePlugins {
                 self.batch_watermark = self.watermark;
                 Ok(Ok(result))
             }
-            Err(mut quarantined) => {
-                quarantined.last = bounded(quarantined.last, MAX_REASON_BYTES);
+            Err(mut held) => {
+                if let Held::Quarantined(q) = &mut held {
+                    q.last = bounded(std::mem::take(&mut q.last), MAX_REASON_BYTES);
+                }
                 self.states().for_each(PluginState::roll_back_batch);
                 self.watermark = self.batch_watermark;
-                Ok(Err(quarantined))
+                Ok(Err(held))
             }
         }
     }
@@ -423,7 +450,7 @@ impl LanePlugins {
         &mut self,
         engine: &Engine,
         batch: &RawBatch,
-    ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
+    ) -> anyhow::Result<Result<BatchResult, Held>> {
         let failure = match self.try_batch(batch, Some(engine)) {
             Ok(result) => {
                 if !batch.records.is_empty() {
@@ -433,20 +460,24 @@ impl LanePlugins {
                 return Ok(Ok(result));
             }
             Err(Stop::Failed(failure)) => failure,
-            Err(Stop::Quarantined(quarantined)) => return Ok(Err(quarantined)),
+            Err(Stop::Quarantined(quarantined)) => return Ok(Err(Held::Quarantined(quarantined))),
+            Err(Stop::Interrupted) => return Ok(Err(Held::Interrupted)),
             Err(Stop::Host(e)) => return Err(e),
         };
+        if self.interrupted() {
+            return Ok(Err(Held::Interrupted));
+        }
         // A trapped instance cannot be entered again.
         self.restart(engine)?;
         if batch.records.len() == 1 {
             let strikes = self.strikes.entry(failure.plugin.clone()).or_default();
             *strikes += 1;
             if *strikes >= engine.quarantine_after() {
-                return Ok(Err(Quarantined {
+                return Ok(Err(Held::Quarantined(Quarantined {
                     plugin: failure.plugin,
                     failures: *strikes,
                     last: failure.reason,
-                }));
+                })));
             }
             return Ok(Ok(BatchResult {
                 rejected: vec![(0, failure.plugin, failure.reason)],
@@ -473,6 +504,10 @@ impl LanePlugins {
                 .map(|(index, plugin, reason)| (index + half, plugin, reason)),
         );
         Ok(Ok(first))
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every plugin's state in this lane.
@@ -664,6 +699,10 @@ impl LanePlugins {
             Err(failure) => failure,
         };
         rule.store.data_mut().state.roll_back_to(mark);
+        if self.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Stop::Interrupted);
+        }
+        let rule = &mut self.rules[index];
         // A trapped instance cannot be entered again.
         let ctx = rule.store.data_mut().renew();
         *rule = RuleInstance::with_ctx(engine, rule.loaded.clone(), ctx).map_err(Stop::Host)?;
@@ -818,6 +857,8 @@ enum Stop {
     Quarantined(Quarantined),
     /// The host could not go on (a plugin could not be instantiated again).
     Host(anyhow::Error),
+    /// The process is stopping: isolation gave up.
+    Interrupted,
 }
 
 /// Calls `rule` on `input` and adds its validated rows and refusals to
