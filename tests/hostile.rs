@@ -49,12 +49,16 @@ impl Pipeline {
         }
         let input = root.join("gifts.jsonl");
         std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+        let params = if hostile.is_empty() {
+            String::new()
+        } else {
+            format!("[plugins.params.hostile-rule]\n{params}")
+        };
         let config = root.join("pipeline.toml");
         std::fs::write(
             &config,
             format!(
-                "[plugins]\ndir = {dir:?}\n{plugins}\n\
-                 [plugins.params.hostile-rule]\n{params}\n\
+                "[plugins]\ndir = {dir:?}\n{plugins}\n{params}\n\
                  [source.file]\npath = {input:?}\ntopic = \"live_gift_total\"\n\
                  [sink.sql]\nurl = \"sqlite://out.db\"\n[batch]\nmax-records = 64\n{tail}"
             ),
@@ -665,4 +669,85 @@ fn sigterm_commits_the_batch_in_flight_and_leaves_the_rest_unread() {
         sqlite_pairs(&pipeline.db(), TOTALS),
         totals(lines[..committed].iter())
     );
+}
+
+#[test]
+fn plugin_names_and_versions_cannot_forge_log_lines() {
+    let lines = gifts(100, 61);
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        // TOML escapes: a newline and ESC.
+        r#"version = "1.0\nERROR apiary: forged\u001b[31m""#,
+    );
+    let (out, stdout, _) = output(
+        apiary()
+            .arg("inspect")
+            .arg(root.path().join("plugins/hostile-rule.wasm"))
+            .arg("--config")
+            .arg(&pipeline.config),
+    );
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("hostile-rule 1.0\\nERROR apiary: forged\\u{1b}[31m"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    let log = assert_others_exact(&pipeline, &lines);
+    assert!(
+        !log.lines().any(|l| l.starts_with("ERROR apiary: forged")),
+        "{log}"
+    );
+
+    // A name with a newline is refused, and the refusal is one line too.
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        "name = \"x\\nERROR apiary: forged\"",
+    );
+    let (ok, out) = pipeline.check();
+    assert!(!ok, "{out}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("ERROR apiary: forged")),
+        "{out}"
+    );
+}
+
+#[test]
+fn odd_plugin_dir_entries_are_skipped_with_one_warning_each() {
+    let lines = gifts(200, 67);
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::new(root.path(), &lines, &[], "", "");
+    let dir = root.path().join("plugins");
+    std::fs::create_dir(dir.join("a-directory.wasm")).unwrap();
+    let fifo = dir.join("a-fifo.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling.wasm")).unwrap();
+    std::os::unix::fs::symlink(dir.join("loop.wasm"), dir.join("loop.wasm")).unwrap();
+    let (ok, out) = pipeline.check();
+    assert!(ok, "{out}");
+    let (ok, log, _) = pipeline.run_with(&["--until-end"]);
+    assert!(ok, "{log}");
+    assert_eq!(sqlite_pairs(&pipeline.db(), TOTALS), totals(lines.iter()));
+    for name in [
+        "a-directory.wasm",
+        "a-fifo.wasm",
+        "dangling.wasm",
+        "loop.wasm",
+    ] {
+        let warnings = log.lines().filter(|l| l.contains(name)).count();
+        assert_eq!(warnings, 1, "{name}: {log}");
+    }
 }
