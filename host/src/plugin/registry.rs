@@ -186,7 +186,7 @@ fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .map_err(|e| anyhow::anyhow!("cannot read plugin dir {}: {e}", dir.display()))?;
     let mut paths: Vec<PathBuf> = Vec::new();
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if !path.extension().is_some_and(|x| x == "wasm") {
+        if path.extension().is_none_or(|x| x != "wasm") {
             continue;
         }
         // `metadata` follows symlinks without opening the file.
