@@ -141,6 +141,13 @@ fn a_loop_a_memory_bomb_and_a_panic_are_isolated_to_their_records() {
         reasons[1]
     );
     assert!(reasons[2].contains("unreachable"), "panic: {}", reasons[2]);
+    // The panic's own message comes first, before the Wasm backtrace.
+    assert!(
+        reasons[2].starts_with("rule `hostile-rule` trapped: panicked at ")
+            && reasons[2].contains(": user 13 is poison; "),
+        "panic message first: {}",
+        reasons[2]
+    );
     // The state the poison records wrote before failing was undone.
     for (_, user) in poison {
         let kept = sqlite_count(

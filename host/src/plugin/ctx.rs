@@ -31,6 +31,8 @@ pub struct PluginCtx {
     log_rate: u32,
     /// Log lines dropped since the last report.
     log_dropped: u64,
+    /// The end of what the plugin wrote to stderr.
+    stderr: super::stderr::StderrTail,
 }
 
 /// Longest state or timer key, in bytes: the host's tables store keys in
@@ -78,6 +80,7 @@ impl PluginCtx {
         lookups: Arc<Lookups>,
         state: PluginState,
     ) -> Self {
+        let stderr = super::stderr::StderrTail::default();
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -87,6 +90,7 @@ impl PluginCtx {
             .secure_random(Seeded(0x5eed))
             .insecure_random(Seeded(0x1e57))
             .insecure_random_seed(0)
+            .stderr(stderr.clone())
             .build();
         Self {
             wasi,
@@ -101,6 +105,17 @@ impl PluginCtx {
             log_budget: (f64::from(u32::MAX), std::time::Instant::now()),
             log_rate: u32::MAX,
             log_dropped: 0,
+            stderr,
+        }
+    }
+
+    /// A trap's message, with the plugin's panic message first when its
+    /// stderr holds one.
+    pub fn trap_message(&self, trap: &wasmtime::Error) -> String {
+        let stderr = self.stderr.take();
+        match super::stderr::StderrTail::panic_message(&stderr) {
+            Some(panic) => format!("{panic}; {trap:#}"),
+            None => format!("{trap:#}"),
         }
     }
 

@@ -563,9 +563,10 @@ impl LanePlugins {
                 result.timers += due.len();
                 let ticks = rule.store.data().deadline_ticks;
                 rule.store.set_epoch_deadline(ticks);
-                let outputs = rule
-                    .on_timers(&due, watermark)
-                    .map_err(|e| fail(format!("rule `{name}` trapped in on-timers: {e:#}")))?;
+                let outputs = rule.on_timers(&due, watermark).map_err(|e| {
+                    let message = rule.store.data().trap_message(&e);
+                    fail(format!("rule `{name}` trapped in on-timers: {message}"))
+                })?;
                 for rows in outputs {
                     let table = rule.loaded.table(&rows.output).ok_or_else(|| {
                         fail(format!(
@@ -605,9 +606,10 @@ impl LanePlugins {
         };
         let ticks = parser.store.data().deadline_ticks;
         parser.store.set_epoch_deadline(ticks);
-        let parsed = parser
-            .parse(batch)
-            .map_err(|e| fail(format!("parser `{name}` trapped: {e:#}")))?;
+        let parsed = parser.parse(batch).map_err(|e| {
+            let message = parser.store.data().trap_message(&e);
+            fail(format!("parser `{name}` trapped: {message}"))
+        })?;
         let records = batch.records.len();
         for rejection in parsed.rejected {
             let index = rejection.index as usize;
@@ -876,9 +878,10 @@ fn call_rule(
     };
     let ticks = rule.store.data().deadline_ticks;
     rule.store.set_epoch_deadline(ticks);
-    let output = rule
-        .process(input)
-        .map_err(|e| fail(format!("rule `{name}` trapped: {e:#}")))?;
+    let output = rule.process(input).map_err(|e| {
+        let message = rule.store.data().trap_message(&e);
+        fail(format!("rule `{name}` trapped: {message}"))
+    })?;
     let mut rows = Vec::with_capacity(output.rows.len());
     for out in output.rows {
         let table = loaded.table(&out.output).ok_or_else(|| {

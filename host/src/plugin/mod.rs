@@ -8,6 +8,7 @@ mod engine;
 mod instance;
 mod live;
 mod registry;
+mod stderr;
 
 pub use ctx::{PluginCtx, PluginState, StateChange, StoredValue, TimerChange};
 pub use engine::EPOCH_TICK;
