@@ -751,3 +751,55 @@ fn odd_plugin_dir_entries_are_skipped_with_one_warning_each() {
         assert_eq!(warnings, 1, "{name}: {log}");
     }
 }
+
+#[test]
+fn a_stopped_process_is_not_idle() {
+    use support::kafka::{broker, create_topic, produce};
+    let root = tempfile::tempdir().unwrap();
+    let topic = create_topic("stopped", 1);
+    let lines = gifts(60_000, 71);
+    produce(&topic, &lines);
+    let dir = root.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["seed-json-parser", "gift-type-totals"] {
+        let file = format!("{name}.wasm");
+        std::fs::copy(plugins_dir().join(&file), dir.join(&file)).unwrap();
+    }
+    let config = root.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndir = {dir:?}\n[source.kafka]\nbrokers = {:?}\ngroup = \"{topic}-g\"\n\
+             topics = {{ {topic:?} = \"live_gift_total\" }}\n\
+             [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"100ms\"\n",
+            broker()
+        ),
+    )
+    .unwrap();
+    let db = root.path().join("out.db");
+    let log = root.path().join("run.log");
+    let mut child = support::process::spawn_run(&config, &["--stop-when-idle", "4s"], &log);
+    support::process::wait_until(
+        std::time::Duration::from_secs(120),
+        "a first checkpoint",
+        &log,
+        || sqlite_committed(&db) > 0,
+    );
+    // Stopped for twice the idle limit, mid-stream.
+    let pid = child.id().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    signal("-CONT");
+    watch_peak(&mut child, std::time::Duration::from_secs(120));
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert_eq!(sqlite_committed(&db), 60_000, "every record read: {text}");
+    assert_eq!(sqlite_pairs(&db, TOTALS), totals(lines.iter()));
+}

@@ -77,6 +77,8 @@ pub struct Lane {
     /// Set by SIGINT or SIGTERM: finish the batch in flight, checkpoint,
     /// and leave the queued batches to the next run.
     interrupt: Arc<AtomicBool>,
+    /// Touched after each batch, so a busy lane does not look idle.
+    activity: Option<Arc<super::Activity>>,
     live: Option<LiveLink>,
     metrics: Arc<LaneMetrics>,
 }
@@ -126,6 +128,7 @@ impl Lane {
             hbase: None,
             stop: Arc::new(AtomicBool::new(false)),
             interrupt: Arc::new(AtomicBool::new(false)),
+            activity: None,
             on_commit: None,
             live: None,
             metrics: Arc::default(),
@@ -177,6 +180,12 @@ impl Lane {
     /// Sets the flag that tells a paused lane the pipeline is stopping.
     pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = stop;
+        self
+    }
+
+    /// Notes each processed batch in `activity` (see `--stop-when-idle`).
+    pub fn with_activity(mut self, activity: Arc<super::Activity>) -> Self {
+        self.activity = Some(activity);
         self
     }
 
@@ -414,6 +423,9 @@ impl Lane {
             self.metrics.set_watermark(w);
         }
         let now = Instant::now();
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
         self.stats.last_batch_at = Some(now);
         self.metrics
             .batch(batch.records.len(), events, row_count, now - started);

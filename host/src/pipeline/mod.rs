@@ -140,6 +140,7 @@ pub struct LaneFactory {
     hbase: Option<Arc<HBaseSink>>,
     stop: Arc<AtomicBool>,
     interrupt: Arc<AtomicBool>,
+    activity: Arc<Activity>,
     metrics: Arc<Metrics>,
     time: config::TimeSection,
 }
@@ -212,6 +213,7 @@ impl LaneFactory {
         .with_hbase(self.hbase.clone())
         .with_stop(self.stop.clone())
         .with_interrupt(self.interrupt.clone())
+        .with_activity(self.activity.clone())
         .with_metrics(lane_metrics)
         .with_idle_timeout(self.time.idle_timeout)
         .with_live(LiveLink {
@@ -274,6 +276,9 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             }
         })
     });
+    // Reading a record, or a lane processing a batch, is activity: a lane
+    // working through its queue is not idle.
+    let activity = Arc::new(Activity::new());
     let factory = Arc::new(LaneFactory {
         engine,
         plugins: live.clone(),
@@ -284,6 +289,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         hbase,
         stop: stop.clone(),
         interrupt: interrupt.clone(),
+        activity: activity.clone(),
         metrics,
         time: config.time.clone(),
     });
@@ -291,7 +297,6 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
     // From here on a stop request finishes the current batches; before,
     // nothing has been read and the default action (exit) loses nothing.
     let mut stop_signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
-    let activity = Arc::new(Activity::new());
     let mut sources: JoinSet<anyhow::Result<Vec<(LaneKey, LaneStats)>>> = JoinSet::new();
     for file in &config.source.file {
         let key = LaneKey {
