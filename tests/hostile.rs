@@ -803,3 +803,70 @@ fn a_stopped_process_is_not_idle() {
     assert_eq!(sqlite_committed(&db), 60_000, "every record read: {text}");
     assert_eq!(sqlite_pairs(&db, TOTALS), totals(lines.iter()));
 }
+
+/// A Kafka pipeline over `topic` in `root` with the gift parser,
+/// gift-type-totals and, if given, the hostile rule's `[plugins]` lines.
+fn kafka_pipeline(root: &Path, topic: &str, hostile: Option<&str>) -> PathBuf {
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["seed-json-parser", "gift-type-totals"] {
+        let file = format!("{name}.wasm");
+        std::fs::copy(plugins_dir().join(&file), dir.join(&file)).unwrap();
+    }
+    if hostile.is_some() {
+        std::fs::copy(test_plugin("hostile-rule"), dir.join("hostile-rule.wasm")).unwrap();
+    }
+    let config = root.join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndir = {dir:?}\n{}\n[source.kafka]\nbrokers = {:?}\ngroup = \"{topic}-g\"\n\
+             topics = {{ {topic:?} = \"live_gift_total\" }}\n\
+             [sink.sql]\nurl = \"sqlite://out.db\"\ninterval = \"100ms\"\n\
+             [batch]\nmax-records = 64\n",
+            hostile.unwrap_or_default(),
+            support::kafka::broker()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn until_end_reads_every_kafka_partition_to_its_end_at_start() {
+    use support::kafka::{create_topic, produce};
+    let root = tempfile::tempdir().unwrap();
+    let topic = create_topic("bounded", 3);
+    let lines = gifts(5_000, 73);
+    produce(&topic, &lines);
+    let config = kafka_pipeline(root.path(), &topic, None);
+    let (out, _, stderr) = run_with_limit(
+        apiary().arg("run").arg(&config).arg("--until-end"),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let db = root.path().join("out.db");
+    assert_eq!(sqlite_committed(&db), 5_000);
+    assert_eq!(sqlite_pairs(&db, TOTALS), totals(lines.iter()));
+
+    // A quarantined lane ends the bounded run with an error naming it.
+    let root = tempfile::tempdir().unwrap();
+    let topic = create_topic("bounded-held", 1);
+    let mut lines = gifts(1_000, 79);
+    for line in &mut lines[500..560] {
+        *line = as_user(line, 5_000);
+    }
+    produce(&topic, &lines);
+    let config = kafka_pipeline(root.path(), &topic, Some("quarantine-after = 5"));
+    let (out, _, stderr) = run_with_limit(
+        apiary().arg("run").arg(&config).arg("--until-end"),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "lane {topic}[0] stopped before the end of its input"
+        )),
+        "{stderr}"
+    );
+}

@@ -31,6 +31,9 @@ pub struct LaneMetrics {
     /// this process reads it.
     source_end: Mutex<Option<i64>>,
     source_paused: AtomicBool,
+    /// Whether the lane holds a batch back (a quarantined plugin, no
+    /// parser) until its plugins change.
+    held: AtomicBool,
     source_pauses: AtomicU64,
     /// Per plugin: state keys, state bytes and timers, as of the last
     /// checkpoint.
@@ -65,6 +68,17 @@ impl LaneMetrics {
     pub fn log_dropped(&self, plugin: &str, lines: u64) {
         let mut counts = self.log_dropped.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry(plugin.to_owned()).or_default() += lines;
+    }
+
+    /// Records whether the lane holds a batch back until its plugins
+    /// change.
+    pub fn set_held(&self, held: bool) {
+        self.held.store(held, Ordering::Relaxed);
+    }
+
+    /// Whether the lane holds a batch back until its plugins change.
+    pub fn held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Records the end of the lane's partition as the source last saw it

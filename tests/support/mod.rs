@@ -332,13 +332,11 @@ pub fn replay_plugins(
     (stdout, stderr)
 }
 
-/// `apiary run CONFIG --stop-when-idle 300ms`, which must succeed.
+/// `apiary run CONFIG --until-end` (bounded mode: every file read to its
+/// end at the start), which must succeed.
 pub fn run_until_idle(config: &Path) -> String {
     let (out, _, stderr) = run_with_limit(
-        apiary()
-            .arg("run")
-            .arg(config)
-            .args(["--stop-when-idle", "300ms"]),
+        apiary().arg("run").arg(config).arg("--until-end"),
         std::time::Duration::from_secs(120),
     );
     assert!(out.status.success(), "apiary run failed: {stderr}");

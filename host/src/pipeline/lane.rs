@@ -240,11 +240,13 @@ impl Lane {
                             quarantined.plugin
                         );
                         self.metrics.set_quarantined(Some(&quarantined.plugin));
+                        self.metrics.set_held(true);
                         if !self.wait_for_plugins(&rx).await {
                             self.stats.held = Some(quarantined.to_string());
                             break 'lane;
                         }
                         self.metrics.set_quarantined(None);
+                        self.metrics.set_held(false);
                     }
                     // Refused records are held until the checkpoint too.
                     let held = self.buffer.bytes() + self.dead_letter_bytes;
@@ -350,10 +352,12 @@ impl Lane {
                 "no plugin parses topic `{topic}` any more: the lane pauses until one is \
                  loaded (no record is skipped)"
             );
+            self.metrics.set_held(true);
             if !self.wait_for_plugins(rx).await {
                 self.stats.held = Some(format!("no plugin parses topic `{topic}`"));
                 return Ok(false);
             }
+            self.metrics.set_held(false);
         }
     }
 

@@ -72,7 +72,8 @@ pub struct RunOptions {
     /// long while the process ran (time it was stopped does not count).
     pub stop_when_idle: Option<Duration>,
     /// Bounded mode: read each source file up to the size it had at the
-    /// start, then finish.
+    /// start, and each partition of the Kafka topics up to its end offset
+    /// at the start, then finish.
     pub until_end: bool,
 }
 
@@ -245,11 +246,6 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         },
         None => None,
     };
-    if options.until_end && config.source.kafka.is_some() {
-        anyhow::bail!(
-            "--until-end reads files only for now; for [source.kafka] use --stop-when-idle"
-        );
-    }
     let stop = Arc::new(AtomicBool::new(false));
     let interrupt = Arc::new(AtomicBool::new(false));
     let live = Arc::new(LivePlugins::new(plugins));
@@ -346,7 +342,8 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             config.batch.clone(),
             factory.clone(),
             tokio::runtime::Handle::current(),
-        );
+        )
+        .until_end(options.until_end);
         let (activity, stop) = (activity.clone(), stop.clone());
         sources.spawn(async move {
             tokio::task::spawn_blocking(move || reader.run(activity, stop)).await?
