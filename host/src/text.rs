@@ -12,18 +12,21 @@ pub const MAX_LOG_BYTES: usize = 4096;
 
 /// `text` cut to at most `max` bytes (plus a short note saying how many
 /// bytes were cut), at a character boundary.
-pub fn bounded(mut text: String, max: usize) -> String {
+pub fn bounded(text: String, max: usize) -> String {
     if text.len() <= max {
         return text;
     }
-    let cut = text.len();
     let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text.truncate(end);
-    text.push_str(&format!("… ({} bytes cut)", cut - end));
-    text
+    // A fresh, small allocation: truncating in place would keep the large
+    // one, and shrinking it would leave holes too small for the next.
+    let note = format!("… ({} bytes cut)", text.len() - end);
+    let mut kept = String::with_capacity(end + note.len());
+    kept.push_str(&text[..end]);
+    kept.push_str(&note);
+    kept
 }
 
 /// `text` with control characters (newlines, escape sequences) escaped as
