@@ -1,5 +1,6 @@
 //! Hostile plugins: an infinite loop, a memory bomb and panics on chosen
-//! records are stopped by the limits and isolated to those records; a
+//! records are stopped by the limits and isolated to those records and to
+//! the rule that failed (the other rules still get their events); a
 //! plugin that fails on every record is quarantined and its lane pauses
 //! without skipping anything; with Kafka, only its partition pauses.
 
@@ -100,17 +101,29 @@ fn a_loop_a_memory_bomb_and_a_panic_are_isolated_to_their_records() {
     run_until_idle(&config);
 
     let db = root.path().join("out.db");
-    let clean = lines
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !poison.iter().any(|(at, _)| at == i))
-        .map(|(_, l)| l);
-    assert_eq!(sqlite_pairs(&db, TOTALS), totals(clean));
+    // The other rule got every record's events, the poison ones included.
+    assert_eq!(sqlite_pairs(&db, TOTALS), totals(lines.iter()));
     assert_eq!(sqlite_count(&db, COMMITTED), 3_000);
+    // The hostile rule itself counted every gift but the poison ones.
+    let mut counted: BTreeMap<i64, i64> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !poison.iter().any(|(at, _)| *at == i) {
+            let gift: serde_json::Value = serde_json::from_str(line).unwrap();
+            *counted
+                .entry(gift["user_id"].as_i64().unwrap())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        sqlite_pairs(&db, "SELECT user_id, gifts FROM hostile_gifts"),
+        counted
+    );
     let dead = sqlite_pairs(
         &db,
         "SELECT record_offset, LENGTH(reason) FROM apiary_dead_letter WHERE plugin = 'hostile-rule'",
     );
+    let everyone = sqlite_count(&db, "SELECT COUNT(*) FROM apiary_dead_letter");
+    assert_eq!(everyone, 3, "dead letters of the hostile rule only");
     let offsets: Vec<i64> = dead.keys().copied().collect();
     assert_eq!(offsets, [100, 1_500, 2_900], "only the poison records");
     let reasons = sqlite_text(
@@ -128,6 +141,13 @@ fn a_loop_a_memory_bomb_and_a_panic_are_isolated_to_their_records() {
         reasons[1]
     );
     assert!(reasons[2].contains("unreachable"), "panic: {}", reasons[2]);
+    // The panic's own message comes first, before the Wasm backtrace.
+    assert!(
+        reasons[2].starts_with("rule `hostile-rule` trapped: panicked at ")
+            && reasons[2].contains(": user 13 is poison; "),
+        "panic message first: {}",
+        reasons[2]
+    );
     // The state the poison records wrote before failing was undone.
     for (_, user) in poison {
         let kept = sqlite_count(
@@ -157,7 +177,25 @@ fn a_plugin_failing_on_every_record_is_quarantined_and_nothing_is_skipped() {
 
     let plugins = plugin_dir(root.path(), true);
     let config = config(root.path(), &plugins, &input, "quarantine-after = 5");
-    let stderr = run_until_idle(&config);
+    // A run asked to finish says it did not: the lane holds records back.
+    for mode in [&["--stop-when-idle", "300ms"][..], &["--until-end"]] {
+        let (out, _, stderr) = run_with_limit(
+            apiary().arg("run").arg(&config).args(mode),
+            Duration::from_secs(120),
+        );
+        assert!(!out.status.success(), "{mode:?}: {stderr}");
+        let named = format!("lane {}[0] stopped before the end", input.display());
+        assert!(stderr.contains(&named), "{stderr}");
+        assert!(stderr.contains("quarantined"), "{stderr}");
+    }
+    let (_, _, stderr) = run_with_limit(
+        apiary()
+            .env("APIARY_LOG", "warn")
+            .arg("run")
+            .arg(&config)
+            .arg("--until-end"),
+        Duration::from_secs(120),
+    );
     assert!(
         stderr.contains("plugin `hostile-rule` quarantined after failing on 5 records in a row"),
         "{stderr}"
@@ -171,7 +209,11 @@ fn a_plugin_failing_on_every_record_is_quarantined_and_nothing_is_skipped() {
 
     // Without the broken plugin the lane resumes where it paused.
     plugin_dir(root.path(), false);
-    run_until_idle(&config);
+    let (out, _, stderr) = run_with_limit(
+        apiary().arg("run").arg(&config).arg("--until-end"),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{stderr}");
     assert_eq!(sqlite_count(&db, COMMITTED), 400);
     assert_eq!(sqlite_pairs(&db, TOTALS), totals(lines.iter()));
 }

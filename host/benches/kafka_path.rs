@@ -211,6 +211,7 @@ async fn apiary_run(
         config,
         RunOptions {
             stop_when_idle: Some(Duration::from_secs(3)),
+            until_end: false,
         },
     )
     .await?;

@@ -131,6 +131,7 @@ async fn swap_pauses(root: &Path, work: &Path) -> anyhow::Result<()> {
         config,
         RunOptions {
             stop_when_idle: Some(Duration::from_secs(2)),
+            until_end: false,
         },
     ));
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -32,9 +32,15 @@ pub enum Command {
         /// The pipeline's TOML configuration.
         config: PathBuf,
         /// Finish, after a final checkpoint, once no record arrived for
-        /// this long (e.g. `2s`, `500ms`).
+        /// this long (e.g. `2s`, `500ms`) while the process ran; exits
+        /// non-zero if a lane stopped early (a quarantined plugin).
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
         stop_when_idle: Option<Duration>,
+        /// Bounded mode: read every source file up to its size at the
+        /// start, then finish after a final checkpoint; exits non-zero,
+        /// naming the lane, if a lane stopped before its end.
+        #[arg(long)]
+        until_end: bool,
     },
     /// Validate a pipeline's configuration, plugins and existing tables.
     Check {
@@ -105,9 +111,14 @@ impl Cli {
             Command::Run {
                 config,
                 stop_when_idle,
+                until_end,
             } => {
                 let config = PipelineConfig::load(&config)?;
-                let summary = pipeline::run(config, RunOptions { stop_when_idle }).await?;
+                let options = RunOptions {
+                    stop_when_idle,
+                    until_end,
+                };
+                let summary = pipeline::run(config, options).await?;
                 for (lane, stats) in &summary.lanes {
                     eprintln!(
                         "{lane}: {} records, {} events, {} rows, {} dead letters, {} checkpoints",
@@ -116,6 +127,17 @@ impl Cli {
                         stats.rows,
                         stats.dead_letters,
                         stats.checkpoints
+                    );
+                }
+                // A run asked to finish has not finished while a lane holds
+                // records back.
+                if (until_end || stop_when_idle.is_some())
+                    && let Some((lane, stats)) =
+                        summary.lanes.iter().find(|(_, s)| s.held.is_some())
+                {
+                    bail!(
+                        "lane {lane} stopped before the end of its input: {}",
+                        stats.held.as_deref().unwrap_or_default()
                     );
                 }
                 Ok(())

@@ -178,6 +178,18 @@ pub struct PluginsSection {
     /// its lanes pause until a new version of it is loaded.
     #[serde(default = "default_quarantine_after")]
     pub quarantine_after: u32,
+    /// Bytes one state value may have; a plugin storing a larger one traps.
+    #[serde(default = "default_state_value_limit")]
+    pub state_value_limit: usize,
+    /// Bytes of state (keys and values) one plugin may write in one lane
+    /// between two checkpoints; a plugin writing more traps. A lane
+    /// checkpoints once a plugin has written half of it.
+    #[serde(default = "default_state_write_limit")]
+    pub state_write_limit: usize,
+    /// Log lines per second one plugin may write in one lane (bursts up to
+    /// as many); the rest are dropped and counted.
+    #[serde(default = "default_log_rate")]
+    pub log_rate: u32,
     /// Per-plugin overrides of the limits, by plugin name.
     #[serde(default)]
     pub limits: std::collections::BTreeMap<String, PluginLimits>,
@@ -205,6 +217,12 @@ pub struct PluginLimits {
     /// Time one call may take.
     #[serde(default, with = "humantime_serde")]
     pub batch_timeout: Option<Duration>,
+    /// Bytes one state value may have.
+    pub state_value_limit: Option<usize>,
+    /// Bytes of state written in one lane between two checkpoints.
+    pub state_write_limit: Option<usize>,
+    /// Log lines per second.
+    pub log_rate: Option<u32>,
 }
 
 impl PluginsSection {
@@ -216,6 +234,9 @@ impl PluginsSection {
             batch_timeout: default_batch_timeout(),
             stack_limit: default_stack_limit(),
             quarantine_after: default_quarantine_after(),
+            state_value_limit: default_state_value_limit(),
+            state_write_limit: default_state_write_limit(),
+            log_rate: default_log_rate(),
             limits: Default::default(),
             watch: true,
             params: Default::default(),
@@ -246,6 +267,10 @@ pub fn params_of(params: &PluginParams, plugin: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Longest pipeline name, source file path (as resolved) or Kafka topic,
+/// in bytes.
+pub const MAX_STREAM_BYTES: usize = 191;
+
 fn default_memory_limit() -> u64 {
     256 << 20
 }
@@ -257,6 +282,15 @@ fn default_stack_limit() -> usize {
 }
 fn default_quarantine_after() -> u32 {
     10
+}
+fn default_state_value_limit() -> usize {
+    1 << 20
+}
+fn default_state_write_limit() -> usize {
+    64 << 20
+}
+fn default_log_rate() -> u32 {
+    100
 }
 
 /// `[source]`: the pipeline's input.
@@ -452,9 +486,13 @@ pub struct BatchSection {
     /// A batch closes at this many records...
     #[serde(default = "default_batch_records")]
     pub max_records: usize,
-    /// ...or when its first record has waited this long.
+    /// ...or when its first record has waited this long...
     #[serde(default = "default_batch_wait", with = "humantime_serde")]
     pub max_wait: Duration,
+    /// ...or at this many bytes of record data (keys, values, headers); a
+    /// larger record is a batch of its own.
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: usize,
 }
 
 impl Default for BatchSection {
@@ -462,6 +500,7 @@ impl Default for BatchSection {
         Self {
             max_records: default_batch_records(),
             max_wait: default_batch_wait(),
+            max_bytes: default_batch_bytes(),
         }
     }
 }
@@ -564,6 +603,9 @@ fn default_pause_after() -> Duration {
 }
 fn default_batch_records() -> usize {
     1024
+}
+fn default_batch_bytes() -> usize {
+    8 << 20
 }
 fn default_batch_wait() -> Duration {
     Duration::from_millis(100)
@@ -685,6 +727,35 @@ impl PipelineConfig {
                 return Err(invalid("source.file.topic", "must not be empty".into()));
             }
         }
+        // Lanes are keyed by pipeline name and stream (a file's path or a
+        // topic) in `VARCHAR(191)` columns of the host's tables (MySQL's
+        // longest indexable utf8mb4 text): longer names are refused here
+        // rather than failing the first checkpoint.
+        let streams = std::iter::once(("pipeline.name", self.name().to_owned()))
+            .chain(
+                self.source
+                    .file
+                    .iter()
+                    .map(|f| ("source.file.path", f.path.display().to_string())),
+            )
+            .chain(self.source.kafka.iter().flat_map(|k| {
+                k.topics
+                    .physical()
+                    .into_iter()
+                    .map(|t| ("source.kafka.topics", t.to_owned()))
+                    .collect::<Vec<_>>()
+            }));
+        for (key, name) in streams {
+            if name.len() > MAX_STREAM_BYTES {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{name}` is {} bytes long; at most {MAX_STREAM_BYTES} are stored",
+                        name.len()
+                    ),
+                ));
+            }
+        }
         let url = &self.sink.sql.url;
         if !(url.starts_with("sqlite:") || url.starts_with("mysql:")) {
             return Err(invalid(
@@ -737,6 +808,36 @@ impl PipelineConfig {
         }
         if self.batch.max_records == 0 {
             return Err(invalid("batch.max-records", "must be at least 1".into()));
+        }
+        if self.batch.max_bytes == 0 {
+            return Err(invalid("batch.max-bytes", "must be at least 1".into()));
+        }
+        let limits = std::iter::once(("plugins".to_owned(), None, None, None)).chain(
+            self.plugins.limits.iter().map(|(name, l)| {
+                (
+                    format!("plugins.limits.{name}"),
+                    l.state_value_limit,
+                    l.state_write_limit,
+                    l.log_rate.map(|r| r as usize),
+                )
+            }),
+        );
+        for (section, value, write, rate) in limits {
+            let value = value.or((section == "plugins").then_some(self.plugins.state_value_limit));
+            let write = write.or((section == "plugins").then_some(self.plugins.state_write_limit));
+            let rate = rate.or((section == "plugins").then_some(self.plugins.log_rate as usize));
+            for (key, n) in [
+                ("state-value-limit", value),
+                ("state-write-limit", write),
+                ("log-rate", rate),
+            ] {
+                if n == Some(0) {
+                    return Err(invalid(
+                        &format!("{section}.{key}"),
+                        "must be at least 1".into(),
+                    ));
+                }
+            }
         }
         if let Some(dashboard) = &self.dashboard {
             dashboard.validate(path)?;

@@ -19,4 +19,5 @@ pub mod replay;
 pub mod scaffold;
 pub mod sink;
 pub mod source;
+pub mod text;
 pub mod time;

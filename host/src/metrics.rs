@@ -25,10 +25,15 @@ pub struct LaneMetrics {
     checkpoint_micros: AtomicU64,
     committed_offset: AtomicU64,
     dead_letters: Mutex<BTreeMap<String, u64>>,
+    /// Per plugin: log lines dropped over its log-rate.
+    log_dropped: Mutex<BTreeMap<String, u64>>,
     /// The end of the lane's partition (Kafka's high watermark), while
     /// this process reads it.
     source_end: Mutex<Option<i64>>,
     source_paused: AtomicBool,
+    /// Whether the lane holds a batch back (a quarantined plugin, no
+    /// parser) until its plugins change.
+    held: AtomicBool,
     source_pauses: AtomicU64,
     /// Per plugin: state keys, state bytes and timers, as of the last
     /// checkpoint.
@@ -57,6 +62,23 @@ impl LaneMetrics {
     pub fn dead_letter(&self, plugin: &str) {
         let mut counts = self.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry(plugin.to_owned()).or_default() += 1;
+    }
+
+    /// Counts log lines `plugin` wrote over its log-rate, which were dropped.
+    pub fn log_dropped(&self, plugin: &str, lines: u64) {
+        let mut counts = self.log_dropped.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(plugin.to_owned()).or_default() += lines;
+    }
+
+    /// Records whether the lane holds a batch back until its plugins
+    /// change.
+    pub fn set_held(&self, held: bool) {
+        self.held.store(held, Ordering::Relaxed);
+    }
+
+    /// Whether the lane holds a batch back until its plugins change.
+    pub fn held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Records the end of the lane's partition as the source last saw it
@@ -358,6 +380,22 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "apiary_dead_letters_total{{lane=\"{}\",plugin=\"{}\"}} {n}",
+                    escape(lane),
+                    escape(plugin)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP apiary_plugin_log_dropped_total Plugin log lines dropped over the plugin's log-rate."
+        );
+        let _ = writeln!(out, "# TYPE apiary_plugin_log_dropped_total counter");
+        for (lane, m) in &lanes {
+            let counts = m.log_dropped.lock().unwrap_or_else(|e| e.into_inner());
+            for (plugin, n) in counts.iter() {
+                let _ = writeln!(
+                    out,
+                    "apiary_plugin_log_dropped_total{{lane=\"{}\",plugin=\"{}\"}} {n}",
                     escape(lane),
                     escape(plugin)
                 );

@@ -14,7 +14,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::lookup::Lookups;
 use crate::plugin::bindings::types::{RawBatch, Value};
-use crate::plugin::{Engine, LanePlugins, PluginState};
+use crate::plugin::{Engine, Held, LanePlugins, PluginState};
 use crate::sink::TableSchema;
 use crate::source::BatchBuilder;
 
@@ -55,7 +55,9 @@ pub fn replay(
                      out: &mut dyn Write|
      -> anyhow::Result<()> {
         let raw = batch.take();
-        match lane.process(&raw) {
+        // Records are isolated as `apiary run` isolates them: a record a
+        // plugin fails on is refused for that plugin alone.
+        match lane.process_isolating(&engine, &raw)? {
             Ok(result) => {
                 print_rows(out, &result.rows, summary)?;
                 for (index, plugin, reason) in result.rejected {
@@ -63,14 +65,14 @@ pub fn replay(
                     summary.rejected += 1;
                 }
             }
-            Err(failure) => {
+            Err(held) => {
                 let first = raw.records.first().map_or(0, |r| r.offset + 1);
                 let last = raw.records.last().map_or(0, |r| r.offset + 1);
-                writeln!(
-                    err,
-                    "lines {first}-{last}: {}: {}",
-                    failure.plugin, failure.reason
-                )?;
+                let (plugin, why) = match held {
+                    Held::Quarantined(q) => (q.plugin.clone(), q.to_string()),
+                    Held::Interrupted => ("host".to_owned(), "interrupted".to_owned()),
+                };
+                writeln!(err, "lines {first}-{last}: {plugin}: {why}")?;
                 summary.rejected += raw.records.len() as u64;
                 lane.restart(&engine)?;
             }

@@ -16,9 +16,12 @@ use std::process::{Command, Output};
 
 use livestream_example::{Generator, Topic};
 
-/// A command running the `apiary` binary under test.
+/// A command running the `apiary` binary under test: the one cargo built,
+/// or `APIARY_BIN` (to run the suite against another build).
 pub fn apiary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_apiary"));
+    let binary =
+        std::env::var_os("APIARY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_apiary").into());
+    let mut command = Command::new(binary);
     command.env("APIARY_LOG", "warn");
     command
 }
@@ -329,13 +332,11 @@ pub fn replay_plugins(
     (stdout, stderr)
 }
 
-/// `apiary run CONFIG --stop-when-idle 300ms`, which must succeed.
+/// `apiary run CONFIG --until-end` (bounded mode: every file read to its
+/// end at the start), which must succeed.
 pub fn run_until_idle(config: &Path) -> String {
     let (out, _, stderr) = run_with_limit(
-        apiary()
-            .arg("run")
-            .arg(config)
-            .args(["--stop-when-idle", "300ms"]),
+        apiary().arg("run").arg(config).arg("--until-end"),
         std::time::Duration::from_secs(120),
     );
     assert!(out.status.success(), "apiary run failed: {stderr}");

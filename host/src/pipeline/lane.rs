@@ -11,7 +11,7 @@ use crate::config;
 use crate::metrics::LaneMetrics;
 use anyhow::Context as _;
 
-use crate::plugin::{BatchResult, Engine, LanePlugins, LivePlugins, Quarantined};
+use crate::plugin::{BatchResult, Engine, Held, LanePlugins, LivePlugins};
 use crate::sink::{
     Checkpoint, DeadLetter, HBaseSink, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink,
 };
@@ -44,6 +44,9 @@ pub struct LaneStats {
     pub last_commit_at: Option<Instant>,
     /// How long each take-over of new plugins held the lane up.
     pub swap_pauses: Vec<Duration>,
+    /// Why the lane stopped before its source's end, if it did (a
+    /// quarantined plugin, no parser for its topic).
+    pub held: Option<String>,
 }
 
 /// One partition's processing state.
@@ -54,6 +57,8 @@ pub struct Lane {
     sink: SqlSink,
     buffer: RowBuffer,
     dead_letters: Vec<DeadLetter>,
+    /// Bytes of record data and reasons in `dead_letters`.
+    dead_letter_bytes: usize,
     next_offset: i64,
     committed_offset: i64,
     committed_watermark: Option<i64>,
@@ -69,6 +74,11 @@ pub struct Lane {
     hbase: Option<Arc<HBaseSink>>,
     on_commit: Option<CommitHook>,
     stop: Arc<AtomicBool>,
+    /// Set by SIGINT or SIGTERM: finish the batch in flight, checkpoint,
+    /// and leave the queued batches to the next run.
+    interrupt: Arc<AtomicBool>,
+    /// Touched after each batch, so a busy lane does not look idle.
+    activity: Option<Arc<super::Activity>>,
     live: Option<LiveLink>,
     metrics: Arc<LaneMetrics>,
 }
@@ -104,6 +114,7 @@ impl Lane {
             sink,
 
             dead_letters: Vec::new(),
+            dead_letter_bytes: 0,
             next_offset: start,
             committed_offset: start,
             committed_watermark: None,
@@ -116,6 +127,8 @@ impl Lane {
             dead_letter_topic: None,
             hbase: None,
             stop: Arc::new(AtomicBool::new(false)),
+            interrupt: Arc::new(AtomicBool::new(false)),
+            activity: None,
             on_commit: None,
             live: None,
             metrics: Arc::default(),
@@ -170,6 +183,19 @@ impl Lane {
         self
     }
 
+    /// Notes each processed batch in `activity` (see `--stop-when-idle`).
+    pub fn with_activity(mut self, activity: Arc<super::Activity>) -> Self {
+        self.activity = Some(activity);
+        self
+    }
+
+    /// Sets the flag of a stop request (SIGINT, SIGTERM): the lane then
+    /// commits what it processed and leaves its queue unread.
+    pub fn with_interrupt(mut self, interrupt: Arc<AtomicBool>) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
     /// Calls `hook` after each committed checkpoint (to mirror the offset
     /// to Kafka for lag monitoring).
     pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
@@ -189,14 +215,19 @@ impl Lane {
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
+                    if self.interrupt.load(Ordering::Relaxed) {
+                        break;
+                    }
                     loop {
                         // New plugins take over between two batches.
                         if self.plugins_changed() && !self.upgrade(&rx).await? {
                             break 'lane;
                         }
                         // Plugin calls are CPU work: keep them off the async workers.
-                        let Some(quarantined) = tokio::task::block_in_place(|| self.process(&batch))? else {
-                            break;
+                        let quarantined = match tokio::task::block_in_place(|| self.process(&batch))? {
+                            None => break,
+                            Some(Held::Interrupted) => break 'lane,
+                            Some(Held::Quarantined(quarantined)) => quarantined,
                         };
                         // Commit what came before the held batch, then wait.
                         self.checkpoint().await?;
@@ -209,12 +240,20 @@ impl Lane {
                             quarantined.plugin
                         );
                         self.metrics.set_quarantined(Some(&quarantined.plugin));
+                        self.metrics.set_held(true);
                         if !self.wait_for_plugins(&rx).await {
+                            self.stats.held = Some(quarantined.to_string());
                             break 'lane;
                         }
                         self.metrics.set_quarantined(None);
+                        self.metrics.set_held(false);
                     }
-                    if self.buffer.len() >= self.max_rows || self.buffer.bytes() >= self.max_bytes {
+                    // Refused records are held until the checkpoint too.
+                    let held = self.buffer.bytes() + self.dead_letter_bytes;
+                    if self.buffer.len() >= self.max_rows
+                        || held >= self.max_bytes
+                        || self.plugins.state_write_due()
+                    {
                         self.checkpoint().await?;
                         last_checkpoint = Instant::now();
                     }
@@ -313,9 +352,12 @@ impl Lane {
                 "no plugin parses topic `{topic}` any more: the lane pauses until one is \
                  loaded (no record is skipped)"
             );
+            self.metrics.set_held(true);
             if !self.wait_for_plugins(rx).await {
+                self.stats.held = Some(format!("no plugin parses topic `{topic}`"));
                 return Ok(false);
             }
+            self.metrics.set_held(false);
         }
     }
 
@@ -352,7 +394,7 @@ impl Lane {
     /// Processes one batch; returns the quarantine that stopped it, if a
     /// plugin failed on too many records in a row (the batch then left no
     /// trace and must be processed again).
-    fn process(&mut self, batch: &SourceBatch) -> anyhow::Result<Option<Quarantined>> {
+    fn process(&mut self, batch: &SourceBatch) -> anyhow::Result<Option<Held>> {
         let SourceBatch {
             batch, next_offset, ..
         } = batch;
@@ -365,7 +407,7 @@ impl Lane {
             timers,
         } = match self.plugins.process_isolating(&self.engine, batch)? {
             Ok(result) => result,
-            Err(quarantined) => return Ok(Some(quarantined)),
+            Err(held) => return Ok(Some(held)),
         };
         let mut row_count = 0;
         for (table, cells) in rows {
@@ -385,6 +427,9 @@ impl Lane {
             self.metrics.set_watermark(w);
         }
         let now = Instant::now();
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
         self.stats.last_batch_at = Some(now);
         self.metrics
             .batch(batch.records.len(), events, row_count, now - started);
@@ -402,7 +447,7 @@ impl Lane {
         tracing::debug!(lane = %self.key, offset = record.offset, %plugin, "record refused: {reason}");
         self.stats.dead_letters += 1;
         self.metrics.dead_letter(&plugin);
-        self.dead_letters.push(DeadLetter {
+        let letter = DeadLetter {
             stream: self.key.stream.clone(),
             partition: record.partition,
             offset: record.offset,
@@ -410,7 +455,10 @@ impl Lane {
             value: span_bytes(batch, record.value).to_vec(),
             plugin,
             reason,
-        });
+        };
+        self.dead_letter_bytes +=
+            letter.value.len() + letter.key.as_ref().map_or(0, Vec::len) + letter.reason.len();
+        self.dead_letters.push(letter);
     }
 
     /// Commits rows, state, dead letters and the next offset at once.
@@ -451,6 +499,16 @@ impl Lane {
             watermark: self.plugins.watermark(),
             dead_letters: std::mem::take(&mut self.dead_letters),
         };
+        self.dead_letter_bytes = 0;
+        for (plugin, dropped) in self.plugins.take_log_dropped() {
+            tracing::warn!(
+                lane = %self.key,
+                plugin = %plugin,
+                dropped,
+                "plugin `{plugin}` logged over its log-rate; {dropped} lines dropped"
+            );
+            self.metrics.log_dropped(&plugin, dropped);
+        }
         self.sink.commit(&checkpoint).await?;
         self.committed_offset = self.next_offset;
         self.committed_watermark = checkpoint.watermark;

@@ -53,6 +53,11 @@ impl Activity {
         self.last_nanos.store(now, Ordering::Relaxed);
     }
 
+    /// When the last record was read, as a count that changes with each.
+    pub fn last(&self) -> u64 {
+        self.last_nanos.load(Ordering::Relaxed)
+    }
+
     /// Time since the last record was read (or since the start).
     pub fn idle_for(&self) -> Duration {
         let last = Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed));
@@ -63,9 +68,18 @@ impl Activity {
 /// How a run ends.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Finish, after a final checkpoint, once no record arrived for this long.
+    /// Finish, after a final checkpoint, once no record arrived for this
+    /// long while the process ran (time it was stopped does not count).
     pub stop_when_idle: Option<Duration>,
+    /// Bounded mode: read each source file up to the size it had at the
+    /// start, and each partition of the Kafka topics up to its end offset
+    /// at the start, then finish.
+    pub until_end: bool,
 }
+
+/// How often the run loop looks at its sources: the unit idle time is
+/// counted in.
+const TICK: Duration = Duration::from_millis(50);
 
 /// Totals of a finished run.
 #[derive(Debug, Default, Clone)]
@@ -126,6 +140,8 @@ pub struct LaneFactory {
     dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
     hbase: Option<Arc<HBaseSink>>,
     stop: Arc<AtomicBool>,
+    interrupt: Arc<AtomicBool>,
+    activity: Arc<Activity>,
     metrics: Arc<Metrics>,
     time: config::TimeSection,
 }
@@ -182,7 +198,8 @@ impl LaneFactory {
             |name| Ok(states.remove(name).unwrap_or_default()),
         )
         .with_context(|| format!("lane {key}"))?
-        .with_time(self.time.allowed_lateness, watermark);
+        .with_time(self.time.allowed_lateness, watermark)
+        .with_interrupt(self.interrupt.clone());
         tracing::info!(lane = %key, topic, start = ?stored, ?watermark, "lane opens");
         let lane_metrics = self.lane_metrics(&key);
         let lane = Lane::new(
@@ -196,6 +213,8 @@ impl LaneFactory {
         .with_dead_letter_topic(self.dead_letter_topic.clone())
         .with_hbase(self.hbase.clone())
         .with_stop(self.stop.clone())
+        .with_interrupt(self.interrupt.clone())
+        .with_activity(self.activity.clone())
         .with_metrics(lane_metrics)
         .with_idle_timeout(self.time.idle_timeout)
         .with_live(LiveLink {
@@ -228,6 +247,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         None => None,
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let interrupt = Arc::new(AtomicBool::new(false));
     let live = Arc::new(LivePlugins::new(plugins));
     let metrics = Arc::new(Metrics::default());
     metrics.watch(live.clone(), lookups.clone());
@@ -252,6 +272,9 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             }
         })
     });
+    // Reading a record, or a lane processing a batch, is activity: a lane
+    // working through its queue is not idle.
+    let activity = Arc::new(Activity::new());
     let factory = Arc::new(LaneFactory {
         engine,
         plugins: live.clone(),
@@ -261,6 +284,8 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         dead_letter_topic,
         hbase,
         stop: stop.clone(),
+        interrupt: interrupt.clone(),
+        activity: activity.clone(),
         metrics,
         time: config.time.clone(),
     });
@@ -268,7 +293,6 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
     // From here on a stop request finishes the current batches; before,
     // nothing has been read and the default action (exit) loses nothing.
     let mut stop_signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
-    let activity = Arc::new(Activity::new());
     let mut sources: JoinSet<anyhow::Result<Vec<(LaneKey, LaneStats)>>> = JoinSet::new();
     for file in &config.source.file {
         let key = LaneKey {
@@ -286,7 +310,14 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             topic: file.topic.clone(),
             lane: key,
             max_records: config.batch.max_records,
+            max_bytes: config.batch.max_bytes,
             max_wait: config.batch.max_wait,
+            until: if options.until_end {
+                Some(std::fs::metadata(&file.path).map_or(0, |m| m.len()))
+            } else {
+                None
+            },
+            interrupt: interrupt.clone(),
         };
         let (activity, stop) = (activity.clone(), stop.clone());
         sources.spawn(async move {
@@ -311,7 +342,8 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             config.batch.clone(),
             factory.clone(),
             tokio::runtime::Handle::current(),
-        );
+        )
+        .until_end(options.until_end);
         let (activity, stop) = (activity.clone(), stop.clone());
         sources.spawn(async move {
             tokio::task::spawn_blocking(move || reader.run(activity, stop)).await?
@@ -322,15 +354,28 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
     // fails.
     let mut failure = None;
     let mut summary = RunSummary::default();
+    // Idle time counts ticks without a record, so time the process was
+    // stopped (SIGSTOP, a suspended VM) is never taken for idleness.
+    let (mut idle, mut seen) = (Duration::ZERO, activity.last());
     loop {
         tokio::select! {
             signal = stop_signals.recv() => {
-                tracing::info!(signal, "stop requested; finishing the current batches");
+                tracing::warn!(
+                    signal,
+                    "stop requested; finishing the batches in flight, then a last checkpoint"
+                );
+                interrupt.store(true, Ordering::Relaxed);
                 break;
             }
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                if let Some(idle) = options.stop_when_idle && activity.idle_for() >= idle {
-                    tracing::info!("no record for {idle:?}; finishing");
+            _ = tokio::time::sleep(TICK) => {
+                let last = activity.last();
+                if last == seen {
+                    idle += TICK;
+                } else {
+                    (idle, seen) = (Duration::ZERO, last);
+                }
+                if let Some(limit) = options.stop_when_idle && idle >= limit {
+                    tracing::info!("no record for {limit:?}; finishing");
                     break;
                 }
             }

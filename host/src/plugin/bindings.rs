@@ -14,6 +14,11 @@ pub mod parser_world {
         path: "../wit",
         anyhow: true,
         additional_derives: [PartialEq],
+        // Over a state limit, the plugin traps like over any other limit.
+        imports: {
+            "apiary:plugin/state.set": trappable,
+            "apiary:plugin/state.set-expiring": trappable,
+        },
     });
 }
 
@@ -29,6 +34,8 @@ pub mod rule_world {
             "apiary:plugin/state": super::parser_world::apiary::plugin::state,
             "apiary:plugin/lookup": super::parser_world::apiary::plugin::lookup,
         },
+        // A timer key longer than the host stores traps.
+        imports: { "apiary:plugin/timers.set": trappable },
     });
 }
 
@@ -41,6 +48,7 @@ pub mod v1 {
             world: "parser-plugin",
             path: "../wit/v0.1.0",
             anyhow: true,
+            imports: { "apiary:plugin/state.set": trappable },
         });
     }
 

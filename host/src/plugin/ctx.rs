@@ -23,6 +23,51 @@ pub struct PluginCtx {
     pub(super) limits: wasmtime::StoreLimits,
     /// Epoch ticks one call may take (set by the engine).
     pub(super) deadline_ticks: u64,
+    /// Limits of the plugin's state (set by the engine).
+    pub(super) state_limits: StateLimits,
+    /// Log lines the plugin may still write now, and when that was counted.
+    log_budget: (f64, std::time::Instant),
+    /// Log lines per second (set by the engine).
+    log_rate: u32,
+    /// Log lines dropped since the last report.
+    log_dropped: u64,
+    /// The end of what the plugin wrote to stderr.
+    stderr: super::stderr::StderrTail,
+}
+
+/// Longest state or timer key, in bytes: the host's tables store keys in
+/// `VARCHAR(255)` columns (MySQL), so a longer key traps at once instead
+/// of failing the lane's checkpoint.
+pub const MAX_KEY_BYTES: usize = 255;
+
+/// Refuses a key longer than [`MAX_KEY_BYTES`].
+fn check_key(what: &str, key: &str) -> anyhow::Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        anyhow::bail!(
+            "{what} key of {} bytes (`{}…`) is over the limit of {MAX_KEY_BYTES} bytes",
+            key.len(),
+            crate::text::printable(&key[..key.floor_char_boundary(32)])
+        );
+    }
+    Ok(())
+}
+
+/// Bytes the host holds for a plugin's state, at most.
+#[derive(Debug, Clone, Copy)]
+pub struct StateLimits {
+    /// One value.
+    pub value: usize,
+    /// Keys and values written between two checkpoints.
+    pub written: usize,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        Self {
+            value: usize::MAX,
+            written: usize::MAX,
+        }
+    }
 }
 
 impl PluginCtx {
@@ -35,6 +80,7 @@ impl PluginCtx {
         lookups: Arc<Lookups>,
         state: PluginState,
     ) -> Self {
+        let stderr = super::stderr::StderrTail::default();
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -44,6 +90,7 @@ impl PluginCtx {
             .secure_random(Seeded(0x5eed))
             .insecure_random(Seeded(0x1e57))
             .insecure_random_seed(0)
+            .stderr(stderr.clone())
             .build();
         Self {
             wasi,
@@ -54,7 +101,81 @@ impl PluginCtx {
             state,
             limits: wasmtime::StoreLimits::default(),
             deadline_ticks: u64::MAX,
+            state_limits: StateLimits::default(),
+            log_budget: (f64::from(u32::MAX), std::time::Instant::now()),
+            log_rate: u32::MAX,
+            log_dropped: 0,
+            stderr,
         }
+    }
+
+    /// A trap's message, with the plugin's panic message first when its
+    /// stderr holds one.
+    pub fn trap_message(&self, trap: &wasmtime::Error) -> String {
+        let stderr = self.stderr.take();
+        match super::stderr::StderrTail::panic_message(&stderr) {
+            Some(panic) => format!("{panic}; {trap:#}"),
+            None => format!("{trap:#}"),
+        }
+    }
+
+    /// Sets the log lines per second the plugin may write.
+    pub(super) fn set_log_rate(&mut self, rate: u32) {
+        self.log_rate = rate;
+        self.log_budget = (f64::from(rate), std::time::Instant::now());
+    }
+
+    /// Takes the count of log lines dropped since the last call.
+    pub fn take_log_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.log_dropped)
+    }
+
+    /// Whether one more log line fits the rate now (a token bucket that
+    /// holds a second's worth of lines).
+    fn log_admitted(&mut self) -> bool {
+        let (budget, at) = &mut self.log_budget;
+        let rate = f64::from(self.log_rate);
+        let now = std::time::Instant::now();
+        *budget = (*budget + now.duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *budget >= 1.0 {
+            *budget -= 1.0;
+            true
+        } else {
+            self.log_dropped += 1;
+            false
+        }
+    }
+
+    /// Checks a state write against the plugin's limits: over them the
+    /// plugin traps.
+    fn check_state_write(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        check_key("state", key)?;
+        let limits = self.state_limits;
+        if value.len() > limits.value {
+            anyhow::bail!(
+                "state value of {} bytes under key `{}` is over the plugin's state-value-limit \
+                 of {} bytes",
+                value.len(),
+                crate::text::printable(&crate::text::bounded(key.to_owned(), 64)),
+                limits.value
+            );
+        }
+        let written = self.state.written() + key.len() + value.len();
+        if written > limits.written {
+            anyhow::bail!(
+                "the plugin wrote {written} bytes of state in this lane since the last \
+                 checkpoint, over its state-write-limit of {} bytes",
+                limits.written
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the plugin has written half its state-write-limit since the
+    /// last checkpoint: the lane should checkpoint.
+    pub fn state_write_due(&self) -> bool {
+        self.state.written() >= self.state_limits.written / 2
     }
 
     /// The plugin's name.
@@ -68,12 +189,16 @@ impl PluginCtx {
     /// lane, taking over this one's state (after a trap, or on upgrade).
     pub fn renew(&mut self) -> Self {
         let state = std::mem::take(&mut self.state);
-        Self::new(
+        let mut renewed = Self::new(
             self.plugin.clone(),
             self.lane.clone(),
             self.lookups.clone(),
             state,
-        )
+        );
+        renewed.log_rate = self.log_rate;
+        renewed.log_budget = self.log_budget;
+        renewed.log_dropped = std::mem::take(&mut self.log_dropped);
+        renewed
     }
 }
 
@@ -108,6 +233,8 @@ pub struct PluginState {
     timers_changed: HashSet<(i64, String)>,
     /// Bytes of keys and values held.
     bytes: usize,
+    /// Bytes of keys and values written since the last checkpoint.
+    written: usize,
     /// What the current batch overwrote, oldest first. Undone if the batch
     /// fails, so a retried batch does not count twice.
     undo: Vec<Undo>,
@@ -116,9 +243,10 @@ pub struct PluginState {
 /// One write of the current batch, as it can be undone.
 #[derive(Debug, Clone)]
 enum Undo {
-    /// A value was written or removed: what it was, and whether it was
-    /// already changed since the last checkpoint.
-    Value(String, Option<StoredValue>, bool),
+    /// A value was written or removed: what it was, whether it was
+    /// already changed since the last checkpoint, and the bytes written
+    /// since the checkpoint before it.
+    Value(String, Option<StoredValue>, bool, usize),
     /// A timer was set or deleted: whether it was there, and whether it
     /// was already changed since the last checkpoint.
     Timer((i64, String), bool, bool),
@@ -169,8 +297,10 @@ impl PluginState {
     /// Writes or removes `key`, recording the change and how to undo it.
     fn write(&mut self, key: String, value: Option<StoredValue>) {
         let was_changed = !self.changed.insert(key.clone());
+        let written = self.written;
+        self.written += key.len() + value.as_ref().map_or(0, |v| v.value.len());
         let old = self.put(key.clone(), value);
-        self.undo.push(Undo::Value(key, old, was_changed));
+        self.undo.push(Undo::Value(key, old, was_changed, written));
     }
 
     /// Sets or deletes a timer, recording the change and how to undo it.
@@ -265,10 +395,11 @@ impl PluginState {
     pub fn roll_back_to(&mut self, mark: usize) {
         while self.undo.len() > mark {
             match self.undo.pop().expect("above the mark") {
-                Undo::Value(key, old, was_changed) => {
+                Undo::Value(key, old, was_changed, written) => {
                     if !was_changed {
                         self.changed.remove(&key);
                     }
+                    self.written = written;
                     self.put(key, old);
                 }
                 Undo::Timer(timer, was_set, was_changed) => {
@@ -285,8 +416,9 @@ impl PluginState {
         }
     }
 
-    /// Takes the entries changed since the last call.
+    /// Takes the entries changed since the last call (a checkpoint).
     pub fn take_changes(&mut self) -> Vec<StateChange> {
+        self.written = 0;
         self.changed
             .drain()
             .map(|key| {
@@ -322,6 +454,11 @@ impl PluginState {
         self.bytes
     }
 
+    /// Bytes of keys and values written since the last checkpoint.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
     /// Number of timers set.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
@@ -333,12 +470,16 @@ impl state::Host for PluginCtx {
         self.state.get(&key).map(<[u8]>::to_vec)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) {
+    fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<()> {
+        self.check_state_write(&key, &value)?;
         self.state.set(key, value, None);
+        Ok(())
     }
 
-    fn set_expiring(&mut self, key: String, value: Vec<u8>, expires_at: i64) {
+    fn set_expiring(&mut self, key: String, value: Vec<u8>, expires_at: i64) -> anyhow::Result<()> {
+        self.check_state_write(&key, &value)?;
         self.state.set(key, value, Some(expires_at));
+        Ok(())
     }
 
     fn delete(&mut self, key: String) {
@@ -347,8 +488,10 @@ impl state::Host for PluginCtx {
 }
 
 impl timers::Host for PluginCtx {
-    fn set(&mut self, key: String, time: i64) {
+    fn set(&mut self, key: String, time: i64) -> anyhow::Result<()> {
+        check_key("timer", &key)?;
         self.state.set_timer(key, time);
+        Ok(())
     }
 
     fn delete(&mut self, key: String, time: i64) {
@@ -361,8 +504,10 @@ impl v1::state::Host for PluginCtx {
         self.state.get(&key).map(<[u8]>::to_vec)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) {
+    fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<()> {
+        self.check_state_write(&key, &value)?;
         self.state.set(key, value, None);
+        Ok(())
     }
 
     fn delete(&mut self, key: String) {
@@ -395,6 +540,11 @@ impl v1::types::Host for PluginCtx {}
 
 impl log::Host for PluginCtx {
     fn log(&mut self, level: types::LogLevel, message: String) {
+        if !self.log_admitted() {
+            return;
+        }
+        let message = crate::text::bounded(message, crate::text::MAX_LOG_BYTES);
+        let message = crate::text::printable(&message);
         let (plugin, lane) = (&*self.plugin, &*self.lane);
         match level {
             types::LogLevel::Trace => tracing::trace!(plugin, lane, "{message}"),

@@ -151,6 +151,15 @@ impl Engine {
         let timeout = own
             .and_then(|l| l.batch_timeout)
             .unwrap_or(self.limits.batch_timeout);
+        ctx.state_limits = super::ctx::StateLimits {
+            value: own
+                .and_then(|l| l.state_value_limit)
+                .unwrap_or(self.limits.state_value_limit),
+            written: own
+                .and_then(|l| l.state_write_limit)
+                .unwrap_or(self.limits.state_write_limit),
+        };
+        ctx.set_log_rate(own.and_then(|l| l.log_rate).unwrap_or(self.limits.log_rate));
         ctx.limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)

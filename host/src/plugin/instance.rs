@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::bail;
 use wasmtime::Store;
 
-use super::bindings::types::{Event, EventBatch, FiredTimer, OutputRows, RawBatch, Value};
+use super::bindings::types::{
+    Event, EventBatch, FiredTimer, Header, OutputRows, RawBatch, RawRecord, Span, Value,
+};
 use super::bindings::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
 use super::compat;
 use super::ctx::{PluginCtx, PluginState, StateChange, TimerChange};
@@ -14,6 +16,7 @@ use super::engine::Engine;
 use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
 use crate::lookup::Lookups;
 use crate::sink::schema::TableSchema;
+use crate::text::{MAX_REASON_BYTES, bounded};
 
 /// Timers handed to one `on-timers` call at most.
 const TIMERS_PER_CALL: usize = 4096;
@@ -218,6 +221,17 @@ pub struct Quarantined {
     pub last: String,
 }
 
+/// Why a batch was held back, leaving no trace: the lane processes it
+/// again later, or a later run does.
+#[derive(Debug, Clone)]
+pub enum Held {
+    /// A plugin failed on too many records in a row.
+    Quarantined(Quarantined),
+    /// The process was asked to stop while the batch's records were being
+    /// isolated: its offsets are not committed.
+    Interrupted,
+}
+
 /// The parser of a lane's topic and every rule, instantiated for the lane.
 pub struct LanePlugins {
     /// The lane's parser.
@@ -235,6 +249,8 @@ pub struct LanePlugins {
     batch_watermark: Option<i64>,
     /// Allowed lateness, ms.
     lateness: i64,
+    /// Set when the process is asked to stop: isolation gives up.
+    interrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LanePlugins {
@@ -280,6 +296,7 @@ impl LanePlugins {
             watermark: None,
             batch_watermark: None,
             lateness: 0,
+            interrupt: Arc::default(),
         })
     }
 
@@ -295,9 +312,39 @@ impl LanePlugins {
         self
     }
 
+    /// Gives up isolating a failing batch once `interrupt` is set (the
+    /// batch is then held, see [`Held::Interrupted`]).
+    pub fn with_interrupt(mut self, interrupt: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
     /// The lane's watermark, ms since the epoch.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark
+    }
+
+    /// Whether a plugin has written half its state-write-limit since the
+    /// last checkpoint.
+    pub fn state_write_due(&self) -> bool {
+        std::iter::once(&self.parser.store)
+            .chain(self.rules.iter().map(|r| &r.store))
+            .any(|store| store.data().state_write_due())
+    }
+
+    /// Per plugin that dropped log lines over its rate since the last
+    /// call: its name and how many.
+    pub fn take_log_dropped(&mut self) -> Vec<(String, u64)> {
+        let parser = &mut self.parser;
+        std::iter::once((&parser.loaded.info.name, &mut parser.store))
+            .chain(
+                self.rules
+                    .iter_mut()
+                    .map(|r| (&r.loaded.info.name, &mut r.store)),
+            )
+            .map(|(name, store)| (name.clone(), store.data_mut().take_log_dropped()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Per plugin: its name, state keys, state bytes and timers.
@@ -344,7 +391,25 @@ impl LanePlugins {
     /// the plugins' state as it was; call [`LanePlugins::restart`] before
     /// the next batch if a plugin trapped.
     pub fn process(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
-        let result = self.try_batch(batch);
+        let result = match self.try_batch(batch, None) {
+            Ok(mut result) => {
+                bound_reasons(&mut result);
+                Ok(result)
+            }
+            Err(Stop::Failed(failure)) => Err(failure),
+            Err(Stop::Quarantined(q)) => Err(BatchFailure {
+                plugin: q.plugin.clone(),
+                reason: q.to_string(),
+            }),
+            Err(Stop::Host(e)) => Err(BatchFailure {
+                plugin: "host".into(),
+                reason: format!("{e:#}"),
+            }),
+            Err(Stop::Interrupted) => Err(BatchFailure {
+                plugin: "host".into(),
+                reason: "interrupted".into(),
+            }),
+        };
         if result.is_ok() {
             self.states().for_each(PluginState::commit_batch);
             self.batch_watermark = self.watermark;
@@ -362,17 +427,21 @@ impl LanePlugins {
         &mut self,
         engine: &Engine,
         batch: &RawBatch,
-    ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
+    ) -> anyhow::Result<Result<BatchResult, Held>> {
         match self.isolate(engine, batch)? {
-            Ok(result) => {
+            Ok(mut result) => {
+                bound_reasons(&mut result);
                 self.states().for_each(PluginState::commit_batch);
                 self.batch_watermark = self.watermark;
                 Ok(Ok(result))
             }
-            Err(quarantined) => {
+            Err(mut held) => {
+                if let Held::Quarantined(q) = &mut held {
+                    q.last = bounded(std::mem::take(&mut q.last), MAX_REASON_BYTES);
+                }
                 self.states().for_each(PluginState::roll_back_batch);
                 self.watermark = self.batch_watermark;
-                Ok(Err(quarantined))
+                Ok(Err(held))
             }
         }
     }
@@ -381,27 +450,34 @@ impl LanePlugins {
         &mut self,
         engine: &Engine,
         batch: &RawBatch,
-    ) -> anyhow::Result<Result<BatchResult, Quarantined>> {
-        let failure = match self.try_batch(batch) {
+    ) -> anyhow::Result<Result<BatchResult, Held>> {
+        let failure = match self.try_batch(batch, Some(engine)) {
             Ok(result) => {
                 if !batch.records.is_empty() {
-                    self.strikes.clear();
+                    // Rules keep their own count (see `isolate_rule`).
+                    self.strikes.remove(&self.parser.loaded.info.name);
                 }
                 return Ok(Ok(result));
             }
-            Err(failure) => failure,
+            Err(Stop::Failed(failure)) => failure,
+            Err(Stop::Quarantined(quarantined)) => return Ok(Err(Held::Quarantined(quarantined))),
+            Err(Stop::Interrupted) => return Ok(Err(Held::Interrupted)),
+            Err(Stop::Host(e)) => return Err(e),
         };
+        if self.interrupted() {
+            return Ok(Err(Held::Interrupted));
+        }
         // A trapped instance cannot be entered again.
         self.restart(engine)?;
         if batch.records.len() == 1 {
             let strikes = self.strikes.entry(failure.plugin.clone()).or_default();
             *strikes += 1;
             if *strikes >= engine.quarantine_after() {
-                return Ok(Err(Quarantined {
+                return Ok(Err(Held::Quarantined(Quarantined {
                     plugin: failure.plugin,
                     failures: *strikes,
                     last: failure.reason,
-                }));
+                })));
             }
             return Ok(Ok(BatchResult {
                 rejected: vec![(0, failure.plugin, failure.reason)],
@@ -409,11 +485,7 @@ impl LanePlugins {
             }));
         }
         let half = batch.records.len() / 2;
-        let part = |records: &[super::bindings::types::RawRecord]| RawBatch {
-            topic: batch.topic.clone(),
-            data: batch.data.clone(),
-            records: records.to_vec(),
-        };
+        let part = |records: &[RawRecord]| sub_batch(batch, records);
         let mut first = match self.isolate(engine, &part(&batch.records[..half]))? {
             Ok(result) => result,
             quarantined => return Ok(quarantined),
@@ -434,6 +506,10 @@ impl LanePlugins {
         Ok(Ok(first))
     }
 
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Every plugin's state in this lane.
     fn states(&mut self) -> impl Iterator<Item = &mut PluginState> {
         std::iter::once(&mut self.parser.store.data_mut().state)
@@ -441,10 +517,14 @@ impl LanePlugins {
     }
 
     /// One attempt at a batch; on failure its state changes are undone.
-    fn try_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
+    fn try_batch(
+        &mut self,
+        batch: &RawBatch,
+        isolate: Option<&Engine>,
+    ) -> Result<BatchResult, Stop> {
         let marks: Vec<usize> = self.states().map(|s| s.savepoint()).collect();
         let watermark = self.watermark;
-        let result = self.run_batch(batch);
+        let result = self.run_batch(batch, isolate);
         if result.is_err() {
             for (state, mark) in self.states().zip(marks) {
                 state.roll_back_to(mark);
@@ -483,9 +563,10 @@ impl LanePlugins {
                 result.timers += due.len();
                 let ticks = rule.store.data().deadline_ticks;
                 rule.store.set_epoch_deadline(ticks);
-                let outputs = rule
-                    .on_timers(&due, watermark)
-                    .map_err(|e| fail(format!("rule `{name}` trapped in on-timers: {e:#}")))?;
+                let outputs = rule.on_timers(&due, watermark).map_err(|e| {
+                    let message = rule.store.data().trap_message(&e);
+                    fail(format!("rule `{name}` trapped in on-timers: {message}"))
+                })?;
                 for rows in outputs {
                     let table = rule.loaded.table(&rows.output).ok_or_else(|| {
                         fail(format!(
@@ -503,20 +584,32 @@ impl LanePlugins {
         Ok(())
     }
 
-    fn run_batch(&mut self, batch: &RawBatch) -> Result<BatchResult, BatchFailure> {
+    /// One batch: the parser over the records, then each rule over the
+    /// events it consumes. With `isolate`, a rule that fails is retried on
+    /// halves of its events (by record) until each record it fails on is
+    /// alone, and that record is refused for that rule only: the other
+    /// rules still get its events. Without, any failure fails the batch.
+    fn run_batch(
+        &mut self,
+        batch: &RawBatch,
+        isolate: Option<&Engine>,
+    ) -> Result<BatchResult, Stop> {
         let mut result = BatchResult::default();
         let parser = &mut self.parser;
         let loaded = parser.loaded.clone();
         let name = &loaded.info.name;
-        let fail = |reason: String| BatchFailure {
-            plugin: name.clone(),
-            reason,
+        let fail = |reason: String| {
+            Stop::Failed(BatchFailure {
+                plugin: name.clone(),
+                reason,
+            })
         };
         let ticks = parser.store.data().deadline_ticks;
         parser.store.set_epoch_deadline(ticks);
-        let parsed = parser
-            .parse(batch)
-            .map_err(|e| fail(format!("parser `{name}` trapped: {e:#}")))?;
+        let parsed = parser.parse(batch).map_err(|e| {
+            let message = parser.store.data().trap_message(&e);
+            fail(format!("parser `{name}` trapped: {message}"))
+        })?;
         let records = batch.records.len();
         for rejection in parsed.rejected {
             let index = rejection.index as usize;
@@ -547,7 +640,8 @@ impl LanePlugins {
             events: parsed.events,
             watermark: self.watermark,
         };
-        for rule in &mut self.rules {
+        for index in 0..self.rules.len() {
+            let rule = &self.rules[index];
             let consumed = |e: &&Event| rule.loaded.consumes(kind_of(&e.body));
             let wanted = events.events.iter().filter(consumed).count();
             if wanted == 0 {
@@ -566,48 +660,86 @@ impl LanePlugins {
                 };
                 &filtered
             };
-            let loaded = rule.loaded.clone();
-            let name = &loaded.info.name;
-            let fail = |reason: String| BatchFailure {
-                plugin: name.clone(),
-                reason,
-            };
-            let ticks = rule.store.data().deadline_ticks;
-            rule.store.set_epoch_deadline(ticks);
-            let output = rule
-                .process(input)
-                .map_err(|e| fail(format!("rule `{name}` trapped: {e:#}")))?;
-            for rows in output.rows {
-                let table = rule.loaded.table(&rows.output).ok_or_else(|| {
-                    fail(format!(
-                        "rule `{name}` wrote to undeclared output `{}`",
-                        rows.output
-                    ))
-                })?;
-                check_cells(table, &rows.cells).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
-                result.rows.push((table.clone(), rows.cells));
-            }
-            for rejection in output.rejected {
-                let event = input.events.get(rejection.index as usize).ok_or_else(|| {
-                    fail(format!(
-                        "rule `{name}` rejected event {} of {}",
-                        rejection.index,
-                        input.events.len()
-                    ))
-                })?;
-                result
-                    .rejected
-                    .push((event.record_index as usize, name.clone(), rejection.reason));
+            match isolate {
+                None => {
+                    call_rule(&mut self.rules[index], input, &mut result).map_err(Stop::Failed)?
+                }
+                Some(engine) => self.isolate_rule(engine, index, input, &mut result)?,
             }
         }
         if let Some(latest) = latest {
             let candidate = latest.saturating_sub(self.lateness).saturating_sub(1);
             if self.watermark.is_none_or(|w| candidate > w) {
                 self.watermark = Some(candidate);
-                self.fire(candidate, &mut result)?;
+                self.fire(candidate, &mut result).map_err(Stop::Failed)?;
             }
         }
         Ok(result)
+    }
+
+    /// Runs rule `index` over `input`; if it fails, undoes what it wrote,
+    /// restarts it, and tries halves of the input's records, down to one
+    /// record, which is then refused for this rule alone.
+    fn isolate_rule(
+        &mut self,
+        engine: &Engine,
+        index: usize,
+        input: &EventBatch,
+        result: &mut BatchResult,
+    ) -> Result<(), Stop> {
+        let rule = &mut self.rules[index];
+        let name = rule.loaded.info.name.clone();
+        let mark = rule.store.data().state.savepoint();
+        let mut attempt = BatchResult::default();
+        let failure = match call_rule(rule, input, &mut attempt) {
+            Ok(()) => {
+                self.strikes.remove(&name);
+                result.rows.extend(attempt.rows);
+                result.rejected.extend(attempt.rejected);
+                return Ok(());
+            }
+            Err(failure) => failure,
+        };
+        rule.store.data_mut().state.roll_back_to(mark);
+        if self.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Stop::Interrupted);
+        }
+        let rule = &mut self.rules[index];
+        // A trapped instance cannot be entered again.
+        let ctx = rule.store.data_mut().renew();
+        *rule = RuleInstance::with_ctx(engine, rule.loaded.clone(), ctx).map_err(Stop::Host)?;
+        let mut records: Vec<u32> = input.events.iter().map(|e| e.record_index).collect();
+        records.sort_unstable();
+        records.dedup();
+        if let [record] = records[..] {
+            let strikes = self.strikes.entry(name).or_default();
+            *strikes += 1;
+            if *strikes >= engine.quarantine_after() {
+                return Err(Stop::Quarantined(Quarantined {
+                    plugin: failure.plugin,
+                    failures: *strikes,
+                    last: failure.reason,
+                }));
+            }
+            result
+                .rejected
+                .push((record as usize, failure.plugin, failure.reason));
+            return Ok(());
+        }
+        let split = records[records.len() / 2];
+        let half = |first: bool| EventBatch {
+            topic: input.topic.clone(),
+            platform: input.platform.clone(),
+            events: input
+                .events
+                .iter()
+                .filter(|e| (e.record_index < split) == first)
+                .cloned()
+                .collect(),
+            watermark: input.watermark,
+        };
+        self.isolate_rule(engine, index, &half(true), result)?;
+        self.isolate_rule(engine, index, &half(false), result)
     }
 
     /// Names of the plugins running in this lane.
@@ -706,6 +838,110 @@ impl LanePlugins {
             })
             .filter(|(_, state, timers)| !state.is_empty() || !timers.is_empty())
             .collect()
+    }
+}
+
+/// Cuts each refusal's reason to [`MAX_REASON_BYTES`]: reasons are held
+/// until the checkpoint, so their size is the host's to bound.
+fn bound_reasons(result: &mut BatchResult) {
+    for (_, _, reason) in &mut result.rejected {
+        if reason.len() > MAX_REASON_BYTES {
+            *reason = bounded(std::mem::take(reason), MAX_REASON_BYTES);
+        }
+    }
+}
+
+/// Why a batch attempt stopped.
+enum Stop {
+    /// A plugin failed on the batch as a whole (the parser, or timers).
+    Failed(BatchFailure),
+    /// A plugin failed on too many records in a row.
+    Quarantined(Quarantined),
+    /// The host could not go on (a plugin could not be instantiated again).
+    Host(anyhow::Error),
+    /// The process is stopping: isolation gave up.
+    Interrupted,
+}
+
+/// Calls `rule` on `input` and adds its validated rows and refusals to
+/// `result`; a trap or a broken contract is the rule's failure.
+fn call_rule(
+    rule: &mut RuleInstance,
+    input: &EventBatch,
+    result: &mut BatchResult,
+) -> Result<(), BatchFailure> {
+    let loaded = rule.loaded.clone();
+    let name = &loaded.info.name;
+    let fail = |reason: String| BatchFailure {
+        plugin: name.clone(),
+        reason,
+    };
+    let ticks = rule.store.data().deadline_ticks;
+    rule.store.set_epoch_deadline(ticks);
+    let output = rule.process(input).map_err(|e| {
+        let message = rule.store.data().trap_message(&e);
+        fail(format!("rule `{name}` trapped: {message}"))
+    })?;
+    let mut rows = Vec::with_capacity(output.rows.len());
+    for out in output.rows {
+        let table = loaded.table(&out.output).ok_or_else(|| {
+            fail(format!(
+                "rule `{name}` wrote to undeclared output `{}`",
+                out.output
+            ))
+        })?;
+        check_cells(table, &out.cells).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
+        rows.push((table.clone(), out.cells));
+    }
+    let mut rejected = Vec::with_capacity(output.rejected.len());
+    for rejection in output.rejected {
+        let event = input.events.get(rejection.index as usize).ok_or_else(|| {
+            fail(format!(
+                "rule `{name}` rejected event {} of {}",
+                rejection.index,
+                input.events.len()
+            ))
+        })?;
+        rejected.push((event.record_index as usize, name.clone(), rejection.reason));
+    }
+    result.rows.extend(rows);
+    result.rejected.extend(rejected);
+    Ok(())
+}
+
+/// A batch of `records` of `batch` that carries only their own bytes: a
+/// retry of a few records does not copy the whole batch's data.
+fn sub_batch(batch: &RawBatch, records: &[RawRecord]) -> RawBatch {
+    let mut data = Vec::new();
+    let mut copy = |span: Span| {
+        let start = data.len() as u32;
+        let from = span.start as usize;
+        data.extend_from_slice(&batch.data[from..from + span.len as usize]);
+        Span {
+            start,
+            len: span.len,
+        }
+    };
+    let records = records
+        .iter()
+        .map(|r| RawRecord {
+            key: r.key.map(&mut copy),
+            value: copy(r.value),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| Header {
+                    name: copy(h.name),
+                    value: copy(h.value),
+                })
+                .collect(),
+            ..r.clone()
+        })
+        .collect();
+    RawBatch {
+        topic: batch.topic.clone(),
+        data,
+        records,
     }
 }
 

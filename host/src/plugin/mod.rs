@@ -8,12 +8,13 @@ mod engine;
 mod instance;
 mod live;
 mod registry;
+mod stderr;
 
 pub use ctx::{PluginCtx, PluginState, StateChange, StoredValue, TimerChange};
 pub use engine::EPOCH_TICK;
 pub use engine::{Contract, Engine, PluginKind};
 pub use instance::{
-    BatchFailure, BatchResult, LanePlugins, ParserInstance, Quarantined, RuleInstance,
+    BatchFailure, BatchResult, Held, LanePlugins, ParserInstance, Quarantined, RuleInstance,
 };
 pub use live::{LivePlugins, ReloadCounts};
 pub use registry::{

@@ -177,16 +177,43 @@ impl Shared {
 }
 
 /// The `*.wasm` files of `dir`, in name order; editors' and copiers'
-/// temporary names (anything not ending in `.wasm`) are left alone.
+/// temporary names (anything not ending in `.wasm`) are left alone. A
+/// `*.wasm` entry that is not a regular file (a directory, a FIFO, a
+/// dangling symlink, a symlink loop) is skipped with a warning, once per
+/// path; it is never opened, so a FIFO cannot block the loader.
 fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("cannot read plugin dir {}: {e}", dir.display()))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-        .collect();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.extension().is_none_or(|x| x != "wasm") {
+            continue;
+        }
+        // `metadata` follows symlinks without opening the file.
+        let what = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                paths.push(path);
+                continue;
+            }
+            Ok(meta) if meta.is_dir() => "a directory".to_owned(),
+            Ok(_) => "not a regular file (a FIFO, socket or device)".to_owned(),
+            Err(e) => format!("unreadable ({e}; a dangling symlink or a symlink loop?)"),
+        };
+        warn_once(&path, &what);
+    }
     paths.sort();
     Ok(paths)
+}
+
+/// Warns that `path` is skipped, the first time only: reloads list the
+/// directory again and again.
+fn warn_once(path: &Path, what: &str) {
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.iter().any(|p| p == path) {
+        warned.push(path.to_owned());
+        tracing::warn!("plugin dir entry {} skipped: {what}", path.display());
+    }
 }
 
 /// A file a set could not use, with the file's stamp when it was tried:
@@ -326,10 +353,14 @@ impl PluginSet {
             }
             Shared::Rule(rule) => {
                 for table in &rule.tables {
-                    if let Some(other) = self.tables().find(|t| t.table == table.table) {
+                    let taken = self
+                        .tables()
+                        .find(|t| crate::sink::schema::same_table(&t.table, &table.table));
+                    if let Some(other) = taken {
                         return Err(reject(format!(
-                            "table `{}` is already written by `{}`",
-                            table.table, other.plugin
+                            "table `{}` is already written by `{}` (as `{}`; table names \
+                             are compared without letter case)",
+                            table.table, other.plugin, other.table
                         )));
                     }
                 }
@@ -437,6 +468,8 @@ pub fn load_file(
                 }
             };
             check_name(&info.name, &info.version).map_err(reject)?;
+            let mut info = info;
+            info.version = shown_version(info.version);
             if info.topics.is_empty() || info.topics.iter().any(|t| t.is_empty()) {
                 return Err(reject(format!(
                     "parser `{}` declares no topics (or an empty topic name)",
@@ -487,6 +520,8 @@ pub fn load_file(
                 }
             };
             check_name(&info.name, &info.version).map_err(reject)?;
+            let mut info = info;
+            info.version = shown_version(info.version);
             if info.consumes.is_empty() {
                 return Err(reject(format!(
                     "rule `{}` consumes no event kind",
@@ -497,10 +532,10 @@ pub fn load_file(
             for output in &info.outputs {
                 let table = TableSchema::from_output(&info.name, output)
                     .map_err(|e| reject(format!("rule `{}`: {e}", info.name)))?;
-                if tables
-                    .iter()
-                    .any(|t| t.table == table.table || t.output == table.output)
-                {
+                if tables.iter().any(|t| {
+                    crate::sink::schema::same_table(&t.table, &table.table)
+                        || t.output == table.output
+                }) {
                     return Err(reject(format!(
                         "rule `{}` declares output `{}` twice",
                         info.name, table.output
@@ -520,14 +555,24 @@ pub fn load_file(
     }
 }
 
+/// A plugin's version as the host shows it in logs and `inspect`: control
+/// characters escaped (no forged log lines), at most 64 bytes.
+fn shown_version(version: String) -> String {
+    let version = crate::text::bounded(version, 64);
+    crate::text::printable(&version).into_owned()
+}
+
 fn check_name(name: &str, version: &str) -> Result<(), String> {
+    // 64: the host's tables store plugin names in `VARCHAR(64)` columns.
     let ok = !name.is_empty()
+        && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !ok {
         return Err(format!(
-            "plugin name `{name}` must be non-empty letters, digits, `-`, `_` or `.`"
+            "plugin name `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+            crate::text::printable(name)
         ));
     }
     if version.is_empty() {

@@ -115,7 +115,10 @@ pub fn merge_row(schema: &TableSchema, stored: &mut [Value], new: Vec<Value>) {
         match (column.merge, &*old, &new) {
             (MergeMode::Replace, _, _) | (_, Value::Null, _) => *old = new,
             (_, _, Value::Null) => {}
-            (MergeMode::Add, Value::Int(a), Value::Int(b)) => *old = Value::Int(a.wrapping_add(*b)),
+            // Saturates, as the sinks' SQL does (see sql::upsert_sql).
+            (MergeMode::Add, Value::Int(a), Value::Int(b)) => {
+                *old = Value::Int(a.saturating_add(*b))
+            }
             (MergeMode::Add, Value::Float(a), Value::Float(b)) => *old = Value::Float(a + b),
             (MergeMode::Max, _, _) => {
                 if compare(&new, old).is_gt() {

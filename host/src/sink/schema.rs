@@ -47,6 +47,7 @@ impl TableSchema {
             None => table.clone(),
         };
         check_identifier("table", &sample)?;
+        check_not_reserved(&table)?;
         if output.columns.is_empty() {
             return Err(format!("output `{}` declares no columns", output.name));
         }
@@ -225,6 +226,30 @@ impl TimePartition {
     }
 }
 
+/// Prefix of the host's own tables (`apiary_offsets`, `apiary_state`,
+/// `apiary_timers`, `apiary_dead_letter`, indexes `apiary_idx_*`): no
+/// output may use it, in any letter case.
+pub const RESERVED_PREFIX: &str = "apiary_";
+
+/// Refuses a table name (or template) in the host's reserved namespace.
+fn check_not_reserved(table: &str) -> Result<(), String> {
+    let lower = table.to_ascii_lowercase();
+    if lower.starts_with(RESERVED_PREFIX) {
+        return Err(format!(
+            "table name `{table}` is reserved: names starting with `{RESERVED_PREFIX}` (in any \
+             letter case) belong to Apiary's own tables"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether two table names (or templates) name the same table: databases
+/// compare them without letter case (SQLite always, MySQL on case-folding
+/// file systems or with `lower_case_table_names`), so ownership does too.
+pub fn same_table(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 /// Names become SQL identifiers: letters, digits and `_`, not starting with
 /// a digit, at most 64 characters (MySQL's limit).
 fn check_identifier(what: &str, name: &str) -> Result<(), String> {
@@ -341,6 +366,16 @@ mod tests {
                 .unwrap_err()
                 .contains("identifier")
         );
+        for reserved in ["apiary_offsets", "Apiary_State", "APIARY_{yyyy}"] {
+            let mut o = totals();
+            o.columns
+                .push(column("day", ColumnType::Timestamp, MergeMode::Replace));
+            o.columns[2].nullable = false;
+            o.table = Some(reserved.into());
+            let e = TableSchema::from_output("p", &o).unwrap_err();
+            assert!(e.contains("reserved"), "{reserved}: {e}");
+        }
+        assert!(same_table("gift_type_totals", "Gift_Type_Totals"));
         let mut o = totals();
         o.primary_key.clear();
         assert!(

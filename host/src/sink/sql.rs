@@ -403,6 +403,7 @@ impl SqlSink {
                 let (o, n) = (stored(&name), incoming(&name));
                 let merged = match c.merge {
                     MergeMode::Replace => n,
+                    MergeMode::Add if c.ty == ColumnType::Int => saturating_add(&o, &n),
                     MergeMode::Add => format!("COALESCE({o} + {n}, {o}, {n})"),
                     MergeMode::Max => format!("COALESCE({greatest}({o}, {n}), {o}, {n})"),
                     MergeMode::Min => format!("COALESCE({least}({o}, {n}), {o}, {n})"),
@@ -763,6 +764,20 @@ pub fn check_index(
         index.table,
         index.columns.join("_")
     ))
+}
+
+/// `o + n` for `BIGINT` columns, saturating at the type's bounds on every
+/// dialect (SQLite would turn an overflow into a REAL, MySQL refuse it);
+/// a null side yields the other. Nested `CASE`s are evaluated lazily, so
+/// no bound is computed on the side where it would overflow.
+fn saturating_add(o: &str, n: &str) -> String {
+    const MAX: &str = "9223372036854775807";
+    const MIN: &str = "(-9223372036854775807 - 1)";
+    format!(
+        "CASE WHEN {o} IS NULL THEN {n} WHEN {n} IS NULL THEN {o} \
+         WHEN {n} > 0 THEN CASE WHEN {o} > {MAX} - {n} THEN {MAX} ELSE {o} + {n} END \
+         ELSE CASE WHEN {o} < {MIN} - {n} THEN {MIN} ELSE {o} + {n} END END"
+    )
 }
 
 /// Whether an error is worth retrying: the connection or the server went

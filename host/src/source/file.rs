@@ -29,6 +29,14 @@ pub struct FileReader {
     pub lane: LaneKey,
     /// Records per batch at most.
     pub max_records: usize,
+    /// Bytes of record data per batch at most (a larger record goes alone).
+    pub max_bytes: usize,
+    /// Bounded mode: the file's size at the start; the reader stops once
+    /// it has read that far.
+    pub until: Option<u64>,
+    /// Set by a stop request: the reader stops at once, sending nothing
+    /// more (what it has not sent is read again by the next run).
+    pub interrupt: Arc<AtomicBool>,
     /// A partial batch is sent after waiting this long for more lines.
     pub max_wait: Duration,
 }
@@ -50,12 +58,16 @@ impl FileReader {
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut line = Vec::with_capacity(512);
         let mut offset = 0i64;
+        // Bytes read so far, for `until`.
+        let mut consumed = 0u64;
         // Skip what earlier checkpoints already cover.
         while offset < start {
             line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
+            let read = reader.read_until(b'\n', &mut line)?;
+            if read == 0 {
                 break;
             }
+            consumed += read as u64;
             offset += 1;
         }
         let mut batch = BatchBuilder::new(&self.topic, self.max_records);
@@ -63,6 +75,9 @@ impl FileReader {
         let mut partial_since: Option<Instant> = None;
         line.clear();
         loop {
+            if self.interrupt.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let read = match reader.read_until(b'\n', &mut line) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -70,8 +85,11 @@ impl FileReader {
                     return Err(e).with_context(|| format!("reading {}", self.path.display()));
                 }
             };
+            consumed += read as u64;
             let complete = line.last() == Some(&b'\n');
-            let stopping = stop.load(Ordering::Relaxed);
+            // Bounded mode: the end taken at the start is reached.
+            let at_end = read == 0 && self.until.is_some_and(|end| consumed >= end);
+            let stopping = stop.load(Ordering::Relaxed) || at_end;
             let stale_partial = partial_since.is_some_and(|t| t.elapsed() >= self.max_wait);
             if complete || (!line.is_empty() && read == 0 && (stale_partial || stopping)) {
                 if batch.is_empty() {
@@ -84,7 +102,7 @@ impl FileReader {
                 line.clear();
                 partial_since = None;
                 activity.touch();
-                if batch.len() >= self.max_records {
+                if batch.len() >= self.max_records || batch.bytes() >= self.max_bytes {
                     self.send(&mut batch, offset, &tx)?;
                 }
                 continue;

@@ -59,6 +59,7 @@ pub struct KafkaReader {
     batch: BatchSection,
     factory: Arc<LaneFactory>,
     runtime: Handle,
+    until_end: bool,
 }
 
 type Consumer_ = BaseConsumer<LaneContext>;
@@ -76,7 +77,16 @@ impl KafkaReader {
             batch,
             factory,
             runtime,
+            until_end: false,
         }
+    }
+
+    /// Bounded mode: reads each partition of the topics up to its end
+    /// offset when the reader starts, then closes every lane and returns.
+    /// A partition this process is never assigned fails the run, naming it.
+    pub fn until_end(mut self, until_end: bool) -> Self {
+        self.until_end = until_end;
+        self
     }
 
     /// Consumes until `stop` is set or a lane fails, then closes every lane
@@ -146,6 +156,11 @@ impl KafkaReader {
             Assignment::All => assign_all(&consumer, &topics)?,
         }
         tracing::info!(group = %self.source.group, ?topics, "consuming");
+        let mut bounded = if self.until_end {
+            Some(Bounded::new(end_offsets(&consumer, &topics)?))
+        } else {
+            None
+        };
 
         let max_wait = self.batch.max_wait;
         // Partial batches are checked for their deadline this often, not
@@ -170,6 +185,11 @@ impl KafkaReader {
                 if lanes.failure.is_some() {
                     break;
                 }
+                if let Some(bounded) = &mut bounded
+                    && bounded.done(&mut lanes, &consumer, self.source.session_timeout)
+                {
+                    break;
+                }
                 drop(lanes);
                 commit_offsets(&consumer, &commits, CommitMode::Async);
             }
@@ -185,6 +205,110 @@ impl KafkaReader {
             Some(e) => Err(e),
             None => Ok(finished),
         }
+    }
+}
+
+/// The end offset (high watermark) of every partition of `topics` now.
+fn end_offsets(
+    consumer: &Consumer_,
+    topics: &[&str],
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("cannot read the topics' partitions")?;
+    let mut ends = HashMap::new();
+    for topic in metadata.topics() {
+        if !topics.contains(&topic.name()) {
+            continue;
+        }
+        for partition in topic.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic.name(), partition.id(), Duration::from_secs(10))
+                .with_context(|| {
+                    format!(
+                        "cannot read the end of {}[{}]",
+                        topic.name(),
+                        partition.id()
+                    )
+                })?;
+            ends.insert((topic.name().to_owned(), partition.id()), high);
+        }
+    }
+    tracing::info!(
+        partitions = ends.len(),
+        "bounded: reading up to the end offsets taken now"
+    );
+    Ok(ends)
+}
+
+/// `--until-end` over Kafka: which partitions reached the end offset they
+/// had at the start.
+struct Bounded {
+    ends: HashMap<(String, i32), i64>,
+    reached: HashSet<(String, i32)>,
+    /// Since when every assigned partition is done while others were never
+    /// assigned.
+    waiting_since: Option<Instant>,
+}
+
+impl Bounded {
+    fn new(ends: HashMap<(String, i32), i64>) -> Self {
+        Self {
+            ends,
+            reached: HashSet::new(),
+            waiting_since: None,
+        }
+    }
+
+    /// Whether the bounded read is over: every partition reached its end
+    /// (paused there, its records handed to its lane) or is held by a
+    /// quarantined lane. A partition still unassigned a session timeout
+    /// after the others are done fails the run.
+    fn done(&mut self, lanes: &mut Lanes, consumer: &Consumer_, grace: Duration) -> bool {
+        let mut flushed = true;
+        for (topic, open) in &mut lanes.open {
+            for (partition, lane) in open.iter_mut() {
+                let id = (topic.clone(), *partition);
+                let Some(end) = self.ends.get(&id) else {
+                    continue;
+                };
+                if lane.metrics.held() {
+                    self.reached.insert(id);
+                    continue;
+                }
+                if lane.next_offset >= *end && self.reached.insert(id) {
+                    // Nothing past the end: the partition stops here.
+                    let _ = consumer.pause(&partition_list(&lane.key));
+                }
+                if !self.reached.contains(&(topic.clone(), *partition))
+                    || !lane.builder.is_empty()
+                    || lane.held.is_some()
+                {
+                    flushed = false;
+                }
+            }
+        }
+        if !flushed {
+            return false;
+        }
+        let missing: Vec<String> = self
+            .ends
+            .keys()
+            .filter(|id| !self.reached.contains(*id))
+            .map(|(t, p)| format!("{t}[{p}]"))
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= grace {
+            lanes.fail(anyhow::anyhow!(
+                "--until-end: partitions never assigned to this process: {}",
+                missing.join(", ")
+            ));
+            return true;
+        }
+        false
     }
 }
 
@@ -544,7 +668,9 @@ impl Lanes {
             &headers,
         );
         lane.next_offset = message.offset() + 1;
-        if lane.builder.len() >= self.batch.max_records
+        let full = lane.builder.len() >= self.batch.max_records
+            || lane.builder.bytes() >= self.batch.max_bytes;
+        if full
             && lane.held.is_none()
             && !Self::send(&self.runtime, self.source.pause_after, lane, consumer)
         {
