@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use livestream_example::Topic;
 use support::kafka::{broker, create_topic, produce};
 use support::mysql::{count, execute, fresh_database, pairs};
-use support::process::{interrupt_and_wait, spawn_run, stop_and_wait, wait_until};
+use support::process::{interrupt_and_wait, kill_five_times, spawn_run, stop_and_wait, wait_until};
 use support::*;
 
 /// The restart test stops the shared server: tests here run one at a time.
@@ -174,28 +174,8 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
     let text = text.replace("[sink.sql]", "assignment = \"all\"\n[sink.sql]");
     std::fs::write(&config, text).unwrap();
 
-    // Five kills spread over the stream at pseudo-random points: the k-th
-    // once about k/6 of the records are committed, plus up to 1/12 more.
-    let mut rng = livestream_example::SplitMix64::new(7);
-    for kill in 0..5 {
-        let target = total * (kill + 1) / 6 + rng.below(total as u64 / 12) as i64;
-        let mut child = spawn_run(&config, &[], &log);
-        let started = Instant::now();
-        while count(&url, COMMITTED) < target {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "no progress to {target}; apiary's log ends:\n{}",
-                support::process::log_tail(&log, 40)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        eprintln!(
-            "kill {kill}: {} of {total} records committed",
-            count(&url, COMMITTED)
-        );
-    }
+    // Five kills spread over the stream at pseudo-random points.
+    kill_five_times(&config, &log, total, 7, || count(&url, COMMITTED));
     // The last process runs to the end.
     let mut child = spawn_run(&config, &[], &log);
     wait_until(Duration::from_secs(300), "every record", &log, || {

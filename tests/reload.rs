@@ -24,21 +24,6 @@ fn plugin_dir(root: &Path, names: &[&str]) -> PathBuf {
     dir
 }
 
-/// Puts `file` into `dir` as `<name>.wasm` the way deployments do: copied
-/// under a temporary name, then renamed over the old file.
-fn install(file: &Path, dir: &Path, name: &str) {
-    let temporary = dir.join(format!(".{name}.wasm.part"));
-    std::fs::copy(file, &temporary).unwrap();
-    std::fs::rename(&temporary, dir.join(format!("{name}.wasm"))).unwrap();
-}
-
-fn count_in(log: &Path, text: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .matches(text)
-        .count()
-}
-
 #[test]
 fn a_rule_swapped_five_times_under_load_keeps_the_totals_exact() {
     let records = 1_000_000;

@@ -34,6 +34,15 @@ impl Gift {
     }
 }
 
+/// The gifts as the seed's JSON lines, user ids by position.
+fn gift_lines(gifts: &[Gift]) -> Vec<String> {
+    gifts
+        .iter()
+        .enumerate()
+        .map(|(i, g)| g.line(i as i64))
+        .collect()
+}
+
 /// `count` gifts about `step` apart (whole seconds, as the seed's
 /// timestamps are) whose times are out of order by up to `disorder`: each
 /// is moved by up to half of it either way.
@@ -129,11 +138,7 @@ fn six_hour_windows_are_exact_under_disorder_within_the_lateness_and_go_on_acros
     let db = dir.path().join("out.db");
     // 30 h of gifts, out of order by up to 10 min; 15 min allowed.
     let gifts = disordered_gifts(20_000, 5_400, 10 * MINUTE, 11);
-    let lines: Vec<String> = gifts
-        .iter()
-        .enumerate()
-        .map(|(i, g)| g.line(i as i64))
-        .collect();
+    let lines = gift_lines(&gifts);
     let input = dir.path().join("gifts.jsonl");
     let extra = "[time]\nallowed-lateness = \"15m\"\n";
     let config = gifts_pipeline(dir.path(), &input, extra);
@@ -172,11 +177,7 @@ fn events_behind_every_window_are_dead_letters_saying_how_late() {
     // lateness allowed, events out of order by up to 2 h: some are late
     // for some windows, some for all.
     let gifts = disordered_gifts(600, 20_000, 2 * HOUR, 12);
-    let lines: Vec<String> = gifts
-        .iter()
-        .enumerate()
-        .map(|(i, g)| g.line(i as i64))
-        .collect();
+    let lines = gift_lines(&gifts);
     let input = dir.path().join("gifts.jsonl");
     append_lines(&input, &lines);
     let extra = "[batch]\nmax-records = 1\n\
@@ -236,39 +237,54 @@ impl Visit {
     }
 }
 
-#[test]
-fn online_viewers_follow_the_watermark_across_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("out.db");
-    let mut rng = SplitMix64::new(13);
-    // Arrivals in order, 3 s apart, stays of 1 min to 2 h in 5 rooms.
-    let visits: Vec<Visit> = (0..6_000i64)
+/// `count` visits arriving `step` ms apart in order, staying 1 min to 2 h,
+/// in rooms 100 to 104.
+fn visits_in_rooms(count: i64, step: i64, seed: u64) -> Vec<Visit> {
+    let mut rng = SplitMix64::new(seed);
+    (0..count)
         .map(|i| {
-            let arrive = START + i * 3_000;
+            let arrive = START + i * step;
             Visit {
                 room: 100 + rng.below(5) as i64,
                 arrive,
                 leave: arrive + rng.between(60, 7_200) * 1000,
             }
         })
-        .collect();
-    let lines: Vec<String> = visits
+        .collect()
+}
+
+/// The visits as JSON lines, user ids by position.
+fn visit_lines(visits: &[Visit]) -> Vec<String> {
+    visits
         .iter()
         .enumerate()
         .map(|(i, v)| v.line(i as i64))
-        .collect();
+        .collect()
+}
+
+/// Viewers per room (100 to 104) online at `watermark`: arrived at or
+/// before it, not yet left.
+fn online_at(visits: &[Visit], watermark: i64) -> BTreeMap<i64, i64> {
+    let mut rooms: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
+    for v in visits {
+        if v.arrive <= watermark && watermark < v.leave {
+            *rooms.get_mut(&v.room).unwrap() += 1;
+        }
+    }
+    rooms
+}
+
+#[test]
+fn online_viewers_follow_the_watermark_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let visits = visits_in_rooms(6_000, 3_000, 13);
+    let lines = visit_lines(&visits);
     let input = dir.path().join("visits.jsonl");
     let config = embedded_config(dir.path(), &[(&input, "live_streaming_log")]);
-    let online = |visits: &[Visit]| {
-        let watermark = visits.iter().map(|v| v.arrive).max().unwrap() - 1;
-        let mut rooms: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
-        for v in visits {
-            if v.arrive <= watermark && watermark < v.leave {
-                *rooms.get_mut(&v.room).unwrap() += 1;
-            }
-        }
-        rooms
-    };
+    // No lateness: the watermark is the latest arrival - 1 ms.
+    let online =
+        |visits: &[Visit]| online_at(visits, visits.iter().map(|v| v.arrive).max().unwrap() - 1);
     let viewers = || {
         let mut rooms: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
         rooms.extend(sqlite_pairs(
@@ -292,37 +308,19 @@ fn online_viewers_follow_the_watermark_across_runs() {
 /// timer was lost or fired twice, and no event counted twice.
 #[test]
 fn kill_9_five_times_during_a_windowed_run_over_kafka_loses_and_repeats_nothing() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use support::kafka::{create_topic, produce};
     use support::mysql::{count, fresh_database, pairs};
-    use support::process::{interrupt_and_wait, spawn_run, wait_until};
+    use support::process::{interrupt_and_wait, kill_five_times, spawn_run, wait_until};
 
     // One partition each: windows and viewers are per lane, and the test
     // computes them from the whole topic.
     let gifts_topic = create_topic("time-gifts", 1);
     let visits_topic = create_topic("time-visits", 1);
     let gifts = disordered_gifts(60_000, 1_800, 10 * MINUTE, 14);
-    let gift_lines: Vec<String> = gifts
-        .iter()
-        .enumerate()
-        .map(|(i, g)| g.line(i as i64))
-        .collect();
-    let mut rng = SplitMix64::new(15);
-    let visits: Vec<Visit> = (0..30_000i64)
-        .map(|i| {
-            let arrive = START + i * 3_600;
-            Visit {
-                room: 100 + rng.below(5) as i64,
-                arrive,
-                leave: arrive + rng.between(60, 7_200) * 1000,
-            }
-        })
-        .collect();
-    let visit_lines: Vec<String> = visits
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v.line(i as i64))
-        .collect();
+    let gift_lines = gift_lines(&gifts);
+    let visits = visits_in_rooms(30_000, 3_600, 15);
+    let visit_lines = visit_lines(&visits);
     produce(&gifts_topic, &gift_lines);
     produce(&visits_topic, &visit_lines);
 
@@ -343,26 +341,7 @@ fn kill_9_five_times_during_a_windowed_run_over_kafka_loses_and_repeats_nothing(
     let log = dir.path().join("run.log");
     let committed = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
     let total = (gifts.len() + visits.len()) as i64;
-    let mut kills = SplitMix64::new(16);
-    for kill in 0..5 {
-        let target = total * (kill + 1) / 6 + kills.below(total as u64 / 12) as i64;
-        let mut child = spawn_run(&config, &[], &log);
-        let started = Instant::now();
-        while count(&url, committed) < target {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "no progress to {target}; apiary's log ends:\n{}",
-                support::process::log_tail(&log, 40)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        eprintln!(
-            "kill {kill}: {} of {total} committed",
-            count(&url, committed)
-        );
-    }
+    kill_five_times(&config, &log, total, 16, || count(&url, committed));
     let mut child = spawn_run(&config, &[], &log);
     wait_until(Duration::from_secs(300), "every record", &log, || {
         count(&url, committed) == total
@@ -390,31 +369,11 @@ fn kill_9_five_times_during_a_windowed_run_over_kafka_loses_and_repeats_nothing(
     assert!(fired.len() > 250, "{} windows", fired.len());
     assert_eq!(windows, expected_rows(&fired));
     let watermark = visits.iter().map(|v| v.arrive).max().unwrap() - 15 * MINUTE - 1;
-    let mut expected: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
-    for v in &visits {
-        if v.arrive <= watermark && watermark < v.leave {
-            *expected.get_mut(&v.room).unwrap() += 1;
-        }
-    }
+    let expected = online_at(&visits, watermark);
     let mut viewers: BTreeMap<i64, i64> = (100..105).map(|r| (r, 0)).collect();
     viewers.extend(pairs(&url, "SELECT room_id, viewers FROM online_viewers"));
     assert_eq!(viewers, expected);
     assert_eq!(count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"), 0);
-}
-
-/// Puts `file` into `dir` as `<name>.wasm`: copied under a temporary name,
-/// then renamed over the old file, as deployments do.
-fn install(file: &Path, dir: &Path, name: &str) {
-    let temporary = dir.join(format!(".{name}.wasm.part"));
-    std::fs::copy(file, &temporary).unwrap();
-    std::fs::rename(&temporary, dir.join(format!("{name}.wasm"))).unwrap();
-}
-
-fn count_in(log: &Path, text: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .matches(text)
-        .count()
 }
 
 #[test]
@@ -440,11 +399,7 @@ fn a_windowed_rule_swapped_mid_stream_keeps_its_windows_and_timers() {
     )
     .unwrap();
     let gifts = disordered_gifts(12_000, 9_000, 10 * MINUTE, 17);
-    let lines: Vec<String> = gifts
-        .iter()
-        .enumerate()
-        .map(|(i, g)| g.line(i as i64))
-        .collect();
+    let lines = gift_lines(&gifts);
     let (db, log) = (root.path().join("out.db"), root.path().join("run.log"));
     append_lines(&input, &lines[..4_000]);
     let mut child = spawn_run(&config, &[], &log);
@@ -596,4 +551,82 @@ fn expiring_state_is_removed_once_the_watermark_passes_it() {
         state_keys(),
         vec!["grade/1".to_string(), "grade/2".to_string()]
     );
+}
+
+#[test]
+fn changed_parameters_reload_the_plugin_with_its_state_and_bad_ones_leave_it_running() {
+    use std::time::Duration;
+    use support::process::{interrupt_and_wait, log_tail, spawn_run, wait_until};
+
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for name in ["seed-json-parser", "grade-members"] {
+        install(&plugins_dir().join(format!("{name}.wasm")), &plugins, name);
+    }
+    let input = root.path().join("visits.jsonl");
+    let config = root.path().join("pipeline.toml");
+    let base = format!(
+        "[plugins]\ndir = {plugins:?}\n[source.file]\npath = {input:?}\n\
+         topic = \"live_streaming_log\"\n[sink.sql]\nurl = \"sqlite://out.db\"\n\
+         interval = \"200ms\"\n"
+    );
+    std::fs::write(&config, &base).unwrap();
+    let (db, log) = (root.path().join("out.db"), root.path().join("run.log"));
+    let visits = |users: std::ops::RangeInclusive<i64>, at: i64| -> Vec<String> {
+        users.map(|u| graded_visit(u, 1, at + u)).collect()
+    };
+    append_lines(&input, &visits(1..=100, START));
+    let mut child = spawn_run(&config, &[], &log);
+    let committed = |n: i64| {
+        let db = db.clone();
+        move || sqlite_committed(&db) >= n
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the first visits",
+        &log,
+        committed(100),
+    );
+
+    // A value the plugin refuses: it is rejected, the running version goes on.
+    let bad = format!("{base}[plugins.params.grade-members]\nforget-after = \"soon\"\n");
+    std::fs::write(&config, bad).unwrap();
+    wait_until(Duration::from_secs(60), "the refusal", &log, || {
+        count_in(&log, "init failed") > 0
+    });
+    append_lines(&input, &visits(1..=150, START + HOUR));
+    wait_until(Duration::from_secs(60), "more visits", &log, committed(250));
+
+    // A good value: the plugin is loaded again with it, keeping its state.
+    let good = format!("{base}[plugins.params.grade-members]\nforget-after = \"1d\"\n");
+    std::fs::write(&config, good).unwrap();
+    wait_until(Duration::from_secs(60), "the reload", &log, || {
+        count_in(&log, "plugin swapped") > 0
+    });
+    append_lines(&input, &visits(1..=200, START + 2 * HOUR));
+    wait_until(
+        Duration::from_secs(60),
+        "the last visits",
+        &log,
+        committed(450),
+    );
+    interrupt_and_wait(&mut child, &log);
+
+    // Members already counted stayed counted across the reload.
+    assert_eq!(
+        sqlite_pairs(&db, "SELECT grade, members FROM grade_members"),
+        BTreeMap::from([(1, 200)]),
+        "{}",
+        log_tail(&log, 20)
+    );
+    // And the new parameter took effect: the entry now expires.
+    assert_eq!(
+        sqlite_count(
+            &db,
+            "SELECT expires FROM apiary_state WHERE plugin = 'grade-members'"
+        ),
+        START + 2 * HOUR + 24 * HOUR
+    );
+    assert_eq!(count_in(&log, "lane takes new plugins over"), 1);
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apiary::lookup::Lookups;
 use apiary::plugin::{Engine, LanePlugins, PluginSet, PluginState};
@@ -14,6 +14,9 @@ use apiary::sink::RowBuffer;
 use apiary::source::BatchBuilder;
 use livestream_example::{Generator, Topic};
 use livestream_format::{GiftTypeTotals, parse_gift};
+
+mod common;
+use common::{fmt, only, rate, time};
 
 fn main() -> anyhow::Result<()> {
     let records: usize = std::env::var("BENCH_RECORDS")
@@ -129,21 +132,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A plugin directory holding only `names` from `root`.
-fn only(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "apiary-bench-{}-{}",
-        std::process::id(),
-        names.join("+")
-    ));
-    std::fs::create_dir_all(&dir)?;
-    for name in names {
-        std::fs::copy(root.join(name), dir.join(name))
-            .map_err(|e| anyhow::anyhow!("{name}: {e} (run scripts/build-plugins)"))?;
-    }
-    Ok(dir)
-}
-
 /// The same work natively: parse every record, fold each batch into
 /// per-type totals, merge the totals into the checkpoint buffer.
 fn run_native(lines: &[String], batch: usize) -> u64 {
@@ -201,24 +189,4 @@ fn run_wasm(engine: &Engine, dir: &Path, lines: &[String], batch: usize) -> u64 
     }
     std::hint::black_box(buffer.len());
     events
-}
-
-/// Best of three runs.
-fn time(mut f: impl FnMut() -> u64) -> Duration {
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .min()
-        .unwrap()
-}
-
-fn rate(records: usize, took: Duration) -> f64 {
-    records as f64 / took.as_secs_f64()
-}
-
-fn fmt(rate: f64) -> String {
-    format!("{:.2}M", rate / 1e6)
 }

@@ -8,9 +8,8 @@
 //! `BENCH_RECORDS` sets the number of records (default 1,000,000).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use apiary::lookup::Lookups;
 use apiary::plugin::{Engine, LanePlugins, PluginSet, PluginState};
@@ -22,6 +21,9 @@ use livestream_format::parse_gift;
 const SIZE: i64 = 6 * 3_600_000;
 const SLIDE: i64 = 5 * 60_000;
 const BATCH: usize = 1024;
+
+mod common;
+use common::{fmt, only, rate, time};
 
 fn main() -> anyhow::Result<()> {
     let records: usize = std::env::var("BENCH_RECORDS")
@@ -127,21 +129,6 @@ struct Run {
     state: Vec<(String, usize, usize, usize)>,
 }
 
-/// A plugin directory holding only `names` from `root`.
-fn only(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "apiary-window-bench-{}-{}",
-        std::process::id(),
-        names.join("+")
-    ));
-    std::fs::create_dir_all(&dir)?;
-    for name in names {
-        std::fs::copy(root.join(name), dir.join(name))
-            .map_err(|e| anyhow::anyhow!("{name}: {e} (run scripts/build-plugins)"))?;
-    }
-    Ok(dir)
-}
-
 /// Batches as a source builds them, through the lane's plugins, rows merged
 /// into the checkpoint buffer.
 fn run_wasm(engine: &Engine, dir: &Path, topic: &str, lines: &[String]) -> Run {
@@ -230,28 +217,4 @@ fn hopping_native(lines: &[String]) -> u64 {
     }
     std::hint::black_box(&written);
     count
-}
-
-/// Best of three runs.
-fn time(mut f: impl FnMut() -> u64) -> Duration {
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .min()
-        .unwrap()
-}
-
-fn rate(records: usize, took: Duration) -> f64 {
-    records as f64 / took.as_secs_f64()
-}
-
-fn fmt(rate: f64) -> String {
-    if rate >= 1e6 {
-        format!("{:.2}M", rate / 1e6)
-    } else {
-        format!("{:.0}k", rate / 1e3)
-    }
 }

@@ -396,3 +396,19 @@ pub fn scrape(address: &str) -> BTreeMap<String, f64> {
         })
         .collect()
 }
+
+/// Puts `file` into `dir` as `<name>.wasm` the way deployments do: copied
+/// under a temporary name, then renamed over the old file.
+pub fn install(file: &Path, dir: &Path, name: &str) {
+    let temporary = dir.join(format!(".{name}.wasm.part"));
+    std::fs::copy(file, &temporary).unwrap();
+    std::fs::rename(&temporary, dir.join(format!("{name}.wasm"))).unwrap();
+}
+
+/// How often `text` occurs in the file at `log`.
+pub fn count_in(log: &Path, text: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(text)
+        .count()
+}

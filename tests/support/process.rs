@@ -120,3 +120,32 @@ pub fn stop_and_wait(child: &mut Child, name: &str, log: &Path) {
         log_tail(log, 40)
     );
 }
+
+/// Runs `config` five times and kills each run with SIGKILL at a
+/// pseudo-random point: the k-th once `committed()` reaches about k/6 of
+/// `total`, plus up to 1/12 more. Exactly-once tests then run it to the end.
+pub fn kill_five_times(
+    config: &Path,
+    log: &Path,
+    total: i64,
+    seed: u64,
+    committed: impl Fn() -> i64,
+) {
+    let mut rng = livestream_example::SplitMix64::new(seed);
+    for kill in 0..5 {
+        let target = total * (kill + 1) / 6 + rng.below(total as u64 / 12) as i64;
+        let mut child = spawn_run(config, &[], log);
+        let started = Instant::now();
+        while committed() < target {
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "no progress to {target}; apiary's log ends:\n{}",
+                log_tail(log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        eprintln!("kill {kill}: {} of {total} records committed", committed());
+    }
+}

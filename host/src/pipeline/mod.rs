@@ -181,14 +181,14 @@ impl LaneFactory {
     /// plugins with their stored state. Returns the lane and the offset it
     /// stored at its last checkpoint, if it has one.
     pub async fn open(&self, key: LaneKey, topic: &str) -> anyhow::Result<(Lane, Option<i64>)> {
-        let stored = self.sink.load_offset(&key).await?;
+        let position = self.sink.load_position(&key).await?;
+        let (stored, watermark) = (position.map(|p| p.0), position.and_then(|p| p.1));
         let (generation, set) = self.plugins.current();
         let mut states = HashMap::new();
         for plugin in set.all() {
             let name = plugin.name();
             states.insert(name.to_owned(), self.sink.load_state(&key, name).await?);
         }
-        let watermark = self.sink.load_watermark(&key).await?;
         let plugins = LanePlugins::new(
             &self.engine,
             &set,

@@ -499,19 +499,18 @@ impl timers::Host for PluginCtx {
     }
 }
 
+/// The 0.1.0 state import is the 0.2.0 one without expiry.
 impl v1::state::Host for PluginCtx {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.state.get(&key).map(<[u8]>::to_vec)
+        state::Host::get(self, key)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<()> {
-        self.check_state_write(&key, &value)?;
-        self.state.set(key, value, None);
-        Ok(())
+        state::Host::set(self, key, value)
     }
 
     fn delete(&mut self, key: String) {
-        self.state.delete(&key);
+        state::Host::delete(self, key)
     }
 }
 

@@ -504,10 +504,15 @@ impl SqlSink {
         Ok(out)
     }
 
-    /// The offset a lane resumes at, if it has a checkpoint.
-    pub async fn load_offset(&self, lane: &LaneKey) -> anyhow::Result<Option<i64>> {
+    /// Where a lane resumes, if it has a checkpoint: its next offset and
+    /// its watermark, if it had one.
+    pub async fn load_position(
+        &self,
+        lane: &LaneKey,
+    ) -> anyhow::Result<Option<(i64, Option<i64>)>> {
         let row = sqlx::query(
-            "SELECT next_offset FROM apiary_offsets WHERE consumer = ? AND stream = ? AND part = ?",
+            "SELECT next_offset, watermark FROM apiary_offsets \
+             WHERE consumer = ? AND stream = ? AND part = ?",
         )
         .bind(&lane.consumer)
         .bind(&lane.stream)
@@ -515,24 +520,10 @@ impl SqlSink {
         .fetch_optional(&self.pool)
         .await
         .with_context(|| format!("cannot read the checkpoint of lane {lane}"))?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    /// The watermark a lane stored at its last checkpoint, if any.
-    pub async fn load_watermark(&self, lane: &LaneKey) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT watermark FROM apiary_offsets WHERE consumer = ? AND stream = ? AND part = ?",
-        )
-        .bind(&lane.consumer)
-        .bind(&lane.stream)
-        .bind(lane.partition)
-        .fetch_optional(&self.pool)
-        .await
-        .with_context(|| format!("cannot read the watermark of lane {lane}"))?;
-        Ok(row
-            .map(|r| r.try_get::<Option<i64>, _>(0))
-            .transpose()?
-            .flatten())
+        let position = row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?;
+        Ok(position)
     }
 
     /// The stored state and timers of `plugin` in a lane.
