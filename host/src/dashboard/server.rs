@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -71,15 +72,21 @@ impl Dashboard {
             .await
             .map_err(|e| anyhow::anyhow!("cannot serve the dashboard on {listen}: {e}"))?;
         let address = listener.local_addr()?;
-        let app = axum::Router::new()
-            .route("/", get(page))
-            .route("/assets/dashboard.js", get(script))
-            .route("/assets/echarts.min.js", get(echarts))
+        let dash = Arc::new(self);
+        // The API and the events need the token; the page and its assets,
+        // which hold no data, do not.
+        let api = axum::Router::new()
             .route("/api/dashboard", get(about))
             .route("/api/panels", get(list))
             .route("/api/panels/{id}", get(panel))
             .route("/api/events", get(events))
-            .with_state(Arc::new(self));
+            .route_layer(middleware::from_fn_with_state(dash.clone(), require_token));
+        let app = axum::Router::new()
+            .route("/", get(page))
+            .route("/assets/dashboard.js", get(script))
+            .route("/assets/echarts.min.js", get(echarts))
+            .merge(api)
+            .with_state(dash);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("dashboard server stopped: {e}");
@@ -110,6 +117,20 @@ impl Dashboard {
             )
                 .into_response(),
         )
+    }
+}
+
+/// Lets a request through to the API only with the dashboard's token.
+async fn require_token(
+    State(dash): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    Query(token): Query<TokenQuery>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match dash.denied(&headers, &token) {
+        Some(denied) => denied,
+        None => next.run(request).await,
     }
 }
 
@@ -168,14 +189,7 @@ async fn echarts() -> impl IntoResponse {
     )
 }
 
-async fn list(
-    State(dash): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Query(token): Query<TokenQuery>,
-) -> Response {
-    if let Some(denied) = dash.denied(&headers, &token) {
-        return denied;
-    }
+async fn list(State(dash): State<Arc<Dashboard>>) -> Response {
     let mut panels: Vec<PanelInfo> = dash
         .panels
         .iter()
@@ -207,26 +221,11 @@ async fn list(
 
 /// `GET /api/dashboard`: the page's heading and whether charts can be
 /// drawn.
-async fn about(
-    State(dash): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Query(token): Query<TokenQuery>,
-) -> Response {
-    if let Some(denied) = dash.denied(&headers, &token) {
-        return denied;
-    }
+async fn about(State(dash): State<Arc<Dashboard>>) -> Response {
     Json(json!({"title": dash.title, "charts": CHARTS_AVAILABLE})).into_response()
 }
 
-async fn panel(
-    State(dash): State<Arc<Dashboard>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(token): Query<TokenQuery>,
-) -> Response {
-    if let Some(denied) = dash.denied(&headers, &token) {
-        return denied;
-    }
+async fn panel(State(dash): State<Arc<Dashboard>>, Path(id): Path<String>) -> Response {
     if id == PIPELINE_PANEL {
         return Json(dash.pipeline.table()).into_response();
     }
@@ -270,14 +269,7 @@ fn missing_column(panel: &Panel, columns: &[String]) -> Option<String> {
     None
 }
 
-async fn events(
-    State(dash): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Query(token): Query<TokenQuery>,
-) -> Response {
-    if let Some(denied) = dash.denied(&headers, &token) {
-        return denied;
-    }
+async fn events(State(dash): State<Arc<Dashboard>>) -> Response {
     let mut commits = dash.commits.clone();
     commits.borrow_and_update();
     let ready = futures_util::stream::once(async {
