@@ -20,10 +20,8 @@
 //! the watermark), and its later visitors count as new members again: a
 //! bound on state for grades that stop appearing, at that price.
 
-use std::collections::BTreeMap;
-
 use apiary_sdk::ColumnType::Int;
-use apiary_sdk::distinct::DistinctSet;
+use apiary_sdk::distinct::{DistinctSet, Visitors, expiry};
 use apiary_sdk::{
     EventBatch, EventBody, EventKind, Host, Output, Params, Rejection, Rows, Rule, RuleInfo,
     RuleOutput, Value,
@@ -34,13 +32,6 @@ const OUTPUT: &str = "grade_members";
 /// The rule and its `forget-after`, in ms.
 pub struct GradeMembers {
     forget_after: Option<i64>,
-}
-
-/// One grade's visitors in a batch and their latest event time.
-#[derive(Default)]
-struct Visitors {
-    users: Vec<i64>,
-    latest: Option<i64>,
 }
 
 impl Rule for GradeMembers {
@@ -64,7 +55,7 @@ impl Rule for GradeMembers {
     }
 
     fn process(&self, batch: EventBatch, host: &mut impl Host) -> RuleOutput {
-        let mut grades: BTreeMap<i32, Visitors> = BTreeMap::new();
+        let mut grades: Visitors<i32> = Visitors::default();
         let mut rejected = Vec::new();
         for (index, event) in (0u32..).zip(batch.events) {
             let EventBody::Visit(visit) = event.body else {
@@ -74,16 +65,14 @@ impl Rule for GradeMembers {
             let Some(grade) = visit.grade else {
                 continue;
             };
-            let visitors = grades.entry(grade).or_default();
-            visitors.users.push(visit.user_id);
-            visitors.latest = visitors.latest.max(event.time);
+            grades.add(grade, visit.user_id, event.time);
         }
         let mut rows = Rows::new(OUTPUT, 2);
-        for (grade, visitors) in grades {
+        for (grade, users, latest) in grades.into_keys() {
             let key = format!("grade/{grade}");
             let mut members = DistinctSet::load(host, &key);
             let mut new = 0;
-            for user in visitors.users {
+            for user in users {
                 if members.contains(user) {
                     continue;
                 }
@@ -95,11 +84,7 @@ impl Rule for GradeMembers {
                     new += 1;
                 }
             }
-            let expires_at = self
-                .forget_after
-                .zip(visitors.latest)
-                .and_then(|(after, latest)| latest.checked_add(after));
-            members.store(host, &key, expires_at);
+            members.store(host, &key, expiry(self.forget_after, latest));
             if new > 0 {
                 rows.push_row([Value::Int(grade.into()), Value::Int(new)]);
             }

@@ -13,10 +13,8 @@
 //! visit for that long in event time is forgotten, and its later visitors
 //! count as new members again.
 
-use std::collections::BTreeMap;
-
 use apiary_sdk::ColumnType::{Int, Text};
-use apiary_sdk::distinct::DistinctSet;
+use apiary_sdk::distinct::{DistinctSet, Visitors, expiry};
 use apiary_sdk::{
     EventBatch, EventBody, EventKind, Host, Output, Params, Rejection, Rows, Rule, RuleInfo,
     RuleOutput, Value,
@@ -29,13 +27,6 @@ const MAX_KEY_CHARS: usize = 255;
 /// The rule and its `forget-after`, in ms.
 pub struct ProvinceGradeMembers {
     forget_after: Option<i64>,
-}
-
-/// One pair's visitors in a batch and their latest event time.
-#[derive(Default)]
-struct Visitors {
-    users: Vec<i64>,
-    latest: Option<i64>,
 }
 
 impl Rule for ProvinceGradeMembers {
@@ -56,7 +47,7 @@ impl Rule for ProvinceGradeMembers {
     }
 
     fn process(&self, batch: EventBatch, host: &mut impl Host) -> RuleOutput {
-        let mut pairs: BTreeMap<(String, i32), Visitors> = BTreeMap::new();
+        let mut pairs: Visitors<(String, i32)> = Visitors::default();
         let mut rejected = Vec::new();
         for (index, event) in (0u32..).zip(batch.events) {
             let EventBody::Visit(visit) = event.body else {
@@ -76,24 +67,17 @@ impl Rule for ProvinceGradeMembers {
                 ));
                 continue;
             }
-            let visitors = pairs.entry((province, grade)).or_default();
-            visitors.users.push(visit.user_id);
-            visitors.latest = visitors.latest.max(event.time);
+            pairs.add((province, grade), visit.user_id, event.time);
         }
         let mut rows = Rows::new(OUTPUT, 3);
-        for ((province, grade), visitors) in pairs {
+        for ((province, grade), users, latest) in pairs.into_keys() {
             let key = format!("pg/{grade}/{province}");
             let mut members = DistinctSet::load(host, &key);
-            let new = visitors
-                .users
+            let new = users
                 .into_iter()
                 .filter(|&user| members.insert(user))
                 .count() as i64;
-            let expires_at = self
-                .forget_after
-                .zip(visitors.latest)
-                .and_then(|(after, latest)| latest.checked_add(after));
-            members.store(host, &key, expires_at);
+            members.store(host, &key, expiry(self.forget_after, latest));
             if new > 0 {
                 rows.push_row([
                     Value::Text(province),

@@ -3,6 +3,7 @@
 //! ids, cost a few bytes each), read once and written once per batch.
 //! Enabled by the `distinct` feature.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 
 use roaring::RoaringTreemap;
@@ -80,6 +81,45 @@ impl DistinctSet {
         }
         self.changed = false;
     }
+}
+
+/// The ids a batch saw per key, and the latest event time of each key:
+/// what a distinct-count rule folds before it touches state.
+#[derive(Debug, Clone)]
+pub struct Visitors<K> {
+    by_key: BTreeMap<K, (Vec<i64>, Option<i64>)>,
+}
+
+impl<K> Default for Visitors<K> {
+    fn default() -> Self {
+        Self {
+            by_key: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord> Visitors<K> {
+    /// Notes `id` under `key` at event time `time`.
+    pub fn add(&mut self, key: K, id: i64, time: Option<i64>) {
+        let (ids, latest) = self.by_key.entry(key).or_default();
+        ids.push(id);
+        *latest = (*latest).max(time);
+    }
+
+    /// Each key, in order, with its ids and their latest event time.
+    pub fn into_keys(self) -> impl Iterator<Item = (K, Vec<i64>, Option<i64>)> {
+        self.by_key
+            .into_iter()
+            .map(|(key, (ids, latest))| (key, ids, latest))
+    }
+}
+
+/// When a set last touched at `latest` expires with `forget_after` (ms):
+/// `None` when either is unknown, or past the end of time.
+pub fn expiry(forget_after: Option<i64>, latest: Option<i64>) -> Option<i64> {
+    forget_after
+        .zip(latest)
+        .and_then(|(after, latest)| latest.checked_add(after))
 }
 
 #[cfg(test)]
