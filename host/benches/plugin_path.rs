@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apiary::lookup::Lookups;
+use apiary::pipeline::RowBuffer;
 use apiary::plugin::{Engine, LanePlugins, PluginSet, PluginState};
-use apiary::sink::RowBuffer;
 use apiary::source::BatchBuilder;
 use livestream_example::{Generator, Topic};
 use livestream_format::{GiftTypeTotals, parse_gift};

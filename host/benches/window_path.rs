@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use apiary::lookup::Lookups;
+use apiary::pipeline::RowBuffer;
 use apiary::plugin::{Engine, LanePlugins, PluginSet, PluginState};
-use apiary::sink::RowBuffer;
 use apiary::source::BatchBuilder;
 use livestream_example::{Generator, Topic};
 use livestream_format::parse_gift;

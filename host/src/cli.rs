@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+use crate::assembly::Assembly;
 use crate::config::PipelineConfig;
 use crate::lookup::Lookups;
 use crate::pipeline::{self, RunOptions};
 use crate::plugin::Engine;
-use crate::sink::SqlSink;
+use crate::store::{Reader, SqlStore};
 
 /// Apiary: a stream processor that runs WebAssembly plugins over Kafka
 /// topics and merges their rows into SQL tables.
@@ -178,9 +179,10 @@ impl Cli {
             }
             Command::Query { config, sql } => {
                 let config = PipelineConfig::load(&config)?;
-                let sink = SqlSink::connect_read_only(&config.sink.sql).await?;
-                let table = sink.query_text(&sql).await?;
-                print!("{table}");
+                // A minute per query, every row.
+                let reader = Reader::connect(&config.sink.sql.url, Duration::from_secs(60)).await?;
+                let table = reader.query_rows(&sql, usize::MAX).await?;
+                print!("{}", table.to_text());
                 Ok(())
             }
             Command::Dashboard { config, listen } => {
@@ -276,9 +278,8 @@ async fn check(path: &Path) -> anyhow::Result<()> {
     if !config.plugins.dir.is_dir() {
         bail!("plugin dir {} does not exist", config.plugins.dir.display());
     }
-    let engine = Engine::with_limits(config.plugins.clone())?;
-    let lookups = Arc::new(Lookups::load(&config.lookup, config.hbase.as_ref())?);
-    let plugins = crate::plugin::PluginSet::load_dir(&engine, &config.plugins.dir, &lookups)?;
+    let assembly = Assembly::build(&config)?;
+    let plugins = &assembly.plugins;
     if let Some(rejected) = plugins.rejected.first() {
         bail!("{rejected}");
     }
@@ -310,20 +311,15 @@ async fn check(path: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    let tables: Vec<_> = plugins.tables().cloned().collect();
-    let hbase = crate::pipeline::hbase_sink(&config, &tables)?;
-    let sql_tables = crate::pipeline::sql_tables(&tables, hbase.as_deref());
-    for index in &config.sink.sql.index {
-        crate::sink::check_index(index, &sql_tables)?;
-    }
+    let tables: Vec<_> = plugins.tables().collect();
     let url = &config.sink.sql.url;
     let sqlite_file = url
         .strip_prefix("sqlite://")
         .map(|p| p.split('?').next().unwrap_or(p));
     if sqlite_file.is_none_or(|f| Path::new(f).exists()) {
-        SqlSink::connect_read_only(&config.sink.sql)
+        SqlStore::connect_read_only(&config.sink.sql)
             .await?
-            .check_tables(&sql_tables)
+            .check_tables(&assembly.store_tables)
             .await?;
     }
     println!(

@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use serde_json::{Map, Value as Json, json};
 
 use crate::lookup::Lookups;
-use crate::plugin::bindings::types::{RawBatch, Value};
+use crate::model::TableSchema;
+use crate::model::wit::types::{RawBatch, Value};
 use crate::plugin::{Engine, Held, LanePlugins, PluginState};
-use crate::sink::TableSchema;
 use crate::source::BatchBuilder;
 
 /// Counts of a replay.
@@ -43,7 +43,7 @@ pub fn replay(
 ) -> anyhow::Result<ReplaySummary> {
     let engine = Engine::new()?;
     let lookups = Arc::new(lookups);
-    let plugins = crate::pipeline::load_plugins(&engine, plugins_dir, &lookups)?;
+    let plugins = crate::assembly::load_plugins(&engine, plugins_dir, &lookups)?;
     let mut lane = LanePlugins::new(&engine, &plugins, topic, "replay", &lookups, |_| {
         Ok(PluginState::default())
     })?;

@@ -5,21 +5,18 @@
 //! lanes' commits); `apiary dashboard` serves it alone from the sink
 //! (updates come from polling the stored offsets once a second).
 
-pub mod config;
 mod pipeline;
-pub mod query;
 mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{ChartKind, DashboardSection, PIPELINE_PANEL, Panel};
 pub use pipeline::PipelineView;
-pub use query::{Reader, Table};
 pub use server::{CHARTS_AVAILABLE, Dashboard};
 
 use crate::config::PipelineConfig;
 use crate::metrics::Metrics;
+use crate::store::Reader;
 
 /// How often the pipeline panel samples its figures (and, standalone, how
 /// often the sink's offsets are polled for commits).

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::query::{Reader, Table};
 use crate::metrics::Metrics;
 use crate::plugin::Shared;
+use crate::store::{Reader, Table};
 
 /// How many one-second samples a rate spans.
 const RATE_SAMPLES: usize = 5;

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::config::{ChartKind, DashboardSection, PIPELINE_PANEL, Panel};
 use super::pipeline::PipelineView;
-use super::query::Reader;
+use crate::config::{ChartKind, DashboardSection, PIPELINE_PANEL, Panel};
+use crate::store::Reader;
 
 /// At most one update event per this long: a burst of commits (every lane
 /// checkpoints on the same interval) becomes one refresh of the page.

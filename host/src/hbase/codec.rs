@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::plugin::bindings::types::Value;
+use crate::model::wit::types::Value;
 
 /// How values become cell bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -4,7 +4,7 @@
 //! and back.
 //!
 //! Verified against the in-repo protocol test server
-//! (`tests/hbase-rest-server`), and against a real gateway when
+//! (`host/tests/hbase-rest-server`), and against a real gateway when
 //! `HBASE_REST_URL` is set (see the README).
 
 mod client;

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::{Answer, DimensionSource, SharedRow, pick};
-use crate::plugin::bindings::types::Value;
+use crate::model::wit::types::Value;
 
 /// A CSV file held in memory.
 #[derive(Debug)]

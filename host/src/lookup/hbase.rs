@@ -12,7 +12,7 @@ use super::{Answer, DimensionSource, SharedRow, pick};
 use crate::config::{HBaseSection, LookupTable};
 use crate::hbase::codec::{self, CellType, Encoding};
 use crate::hbase::{Client, RowCells};
-use crate::plugin::bindings::types::Value;
+use crate::model::wit::types::Value;
 
 /// Counters of a lookup cache.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::{HBaseSection, LookupTable};
-use crate::plugin::bindings::types::Value;
+use crate::model::wit::types::Value;
 
 pub use hbase::CacheStats;
 

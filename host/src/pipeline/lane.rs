@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config;
-use crate::metrics::LaneMetrics;
 use anyhow::Context as _;
 
+use super::buffer::RowBuffer;
+use crate::config;
+use crate::metrics::LaneMetrics;
+use crate::model::wit::types::RawBatch;
+use crate::model::{Checkpoint, DeadLetter, LaneKey, SourceBatch};
+use crate::output::{Output, Pending};
 use crate::plugin::{BatchResult, Engine, Held, LanePlugins, LivePlugins};
-use crate::sink::{
-    Checkpoint, DeadLetter, HBaseSink, KafkaDeadLetters, LaneKey, RowBuffer, SqlSink,
-};
-use crate::source::{SourceBatch, span_bytes};
+use crate::source::{Activity, CommitHook, span_bytes};
+use crate::store::SqlStore;
 
 /// Counts of a lane over a run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub struct Lane {
     key: LaneKey,
     plugins: LanePlugins,
     engine: Engine,
-    sink: SqlSink,
+    store: SqlStore,
     buffer: RowBuffer,
     dead_letters: Vec<DeadLetter>,
     /// Bytes of record data and reasons in `dead_letters`.
@@ -70,15 +72,15 @@ pub struct Lane {
     max_bytes: usize,
     interval: Duration,
     stats: LaneStats,
-    dead_letter_topic: Option<Arc<KafkaDeadLetters>>,
-    hbase: Option<Arc<HBaseSink>>,
+    /// Side outputs, written before each checkpoint commits.
+    outputs: Vec<Arc<dyn Output>>,
     on_commit: Option<CommitHook>,
     stop: Arc<AtomicBool>,
     /// Set by SIGINT or SIGTERM: finish the batch in flight, checkpoint,
     /// and leave the queued batches to the next run.
     interrupt: Arc<AtomicBool>,
     /// Touched after each batch, so a busy lane does not look idle.
-    activity: Option<Arc<super::Activity>>,
+    activity: Option<Arc<Activity>>,
     live: Option<LiveLink>,
     metrics: Arc<LaneMetrics>,
 }
@@ -93,9 +95,6 @@ pub struct LiveLink {
     pub topic: String,
 }
 
-/// Called with the next offset after each committed checkpoint.
-pub type CommitHook = Box<dyn Fn(&LaneKey, i64) + Send + Sync>;
-
 impl Lane {
     /// A lane that resumes at `start`.
     pub fn new(
@@ -103,16 +102,15 @@ impl Lane {
         start: i64,
         plugins: LanePlugins,
         engine: Engine,
-        sink: SqlSink,
+        store: SqlStore,
         config: &config::SqlSink,
     ) -> Self {
         Self {
-            buffer: RowBuffer::new(sink.utc_offset_secs()),
+            buffer: RowBuffer::new(store.utc_offset_secs()),
             key,
             plugins,
             engine,
-            sink,
-
+            store,
             dead_letters: Vec::new(),
             dead_letter_bytes: 0,
             next_offset: start,
@@ -124,8 +122,7 @@ impl Lane {
             max_bytes: config.max_bytes,
             interval: config.interval,
             stats: LaneStats::default(),
-            dead_letter_topic: None,
-            hbase: None,
+            outputs: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             interrupt: Arc::new(AtomicBool::new(false)),
             activity: None,
@@ -135,20 +132,13 @@ impl Lane {
         }
     }
 
-    /// Also produces refused records to a Kafka topic, before each
-    /// checkpoint commits.
-    pub fn with_dead_letter_topic(mut self, topic: Option<Arc<KafkaDeadLetters>>) -> Self {
-        self.dead_letter_topic = topic;
-        self
-    }
-
-    /// Writes the outputs HBase routes there, before each checkpoint
-    /// commits; checkpoints come at least as often as HBase's `interval`.
-    pub fn with_hbase(mut self, hbase: Option<Arc<HBaseSink>>) -> Self {
-        if let Some(h) = &hbase {
-            self.interval = self.interval.min(h.interval());
+    /// Writes to `outputs`, in order, before each checkpoint commits;
+    /// checkpoints come at least as often as each output asks.
+    pub fn with_outputs(mut self, outputs: Vec<Arc<dyn Output>>) -> Self {
+        for interval in outputs.iter().filter_map(|o| o.interval()) {
+            self.interval = self.interval.min(interval);
         }
-        self.hbase = hbase;
+        self.outputs = outputs;
         self
     }
 
@@ -184,7 +174,7 @@ impl Lane {
     }
 
     /// Notes each processed batch in `activity` (see `--stop-when-idle`).
-    pub fn with_activity(mut self, activity: Arc<super::Activity>) -> Self {
+    pub fn with_activity(mut self, activity: Arc<Activity>) -> Self {
         self.activity = Some(activity);
         self
     }
@@ -333,7 +323,7 @@ impl Lane {
                 for plugin in set.all() {
                     let name = plugin.name();
                     if !running.iter().any(|r| r == name) {
-                        let stored = self.sink.load_state(&self.key, name).await?;
+                        let stored = self.store.load_state(&self.key, name).await?.into();
                         states.insert(name.to_owned(), stored);
                     }
                 }
@@ -436,13 +426,7 @@ impl Lane {
         Ok(None)
     }
 
-    fn dead_letter(
-        &mut self,
-        batch: &crate::plugin::bindings::types::RawBatch,
-        index: usize,
-        plugin: String,
-        reason: String,
-    ) {
+    fn dead_letter(&mut self, batch: &RawBatch, index: usize, plugin: String, reason: String) {
         let record = &batch.records[index];
         tracing::debug!(lane = %self.key, offset = record.offset, %plugin, "record refused: {reason}");
         self.stats.dead_letters += 1;
@@ -477,19 +461,22 @@ impl Lane {
                 first.reason
             );
         }
-        if let Some(topic) = &self.dead_letter_topic {
-            topic.send(&self.dead_letters).await?;
-        }
         let rows_written: usize = self.buffer.len();
         let mut rows = self.buffer.take();
-        if let Some(hbase) = &self.hbase {
-            // Idempotent puts first: if the SQL commit below fails, the
-            // lane replays and puts the same rows again.
-            let (to_hbase, to_sql): (Vec<_>, Vec<_>) = rows
+        // Outputs first: if the commit below fails, the lane replays and
+        // writes the same again.
+        for output in &self.outputs {
+            let (routed, rest): (Vec<_>, Vec<_>) = rows
                 .into_iter()
-                .partition(|(t, _, _)| hbase.routes(&t.output));
-            hbase.write(&to_hbase, self.sink.utc_offset_secs()).await?;
-            rows = to_sql;
+                .partition(|(t, _, _)| output.routes(&t.output));
+            rows = rest;
+            let pending = Pending {
+                lane: &self.key,
+                rows: &routed,
+                dead_letters: &self.dead_letters,
+                utc_offset_secs: self.store.utc_offset_secs(),
+            };
+            output.write(pending).await?;
         }
         let checkpoint = Checkpoint {
             lane: self.key.clone(),
@@ -509,7 +496,7 @@ impl Lane {
             );
             self.metrics.log_dropped(&plugin, dropped);
         }
-        self.sink.commit(&checkpoint).await?;
+        self.store.commit(&checkpoint).await?;
         self.committed_offset = self.next_offset;
         self.committed_watermark = checkpoint.watermark;
         self.metrics.plugin_state(self.plugins.state_sizes());

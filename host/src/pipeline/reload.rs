@@ -19,10 +19,11 @@ use anyhow::Context as _;
 use notify::Watcher as _;
 
 use crate::lookup::Lookups;
+use crate::output::Output;
 use crate::plugin::{
     Engine, FileStamp, LivePlugins, PluginSet, RejectedFile, ReloadCounts, Shared,
 };
-use crate::sink::{HBaseSink, SqlSink};
+use crate::store::SqlStore;
 
 /// How long the directory must stay quiet before a reload.
 const QUIET: Duration = Duration::from_millis(300);
@@ -38,9 +39,9 @@ pub struct Reloader {
     /// Where the set is published.
     pub live: Arc<LivePlugins>,
     /// Creates the tables of new outputs before lanes write them.
-    pub sink: SqlSink,
-    /// Outputs routed to HBase, which the SQL sink does not hold.
-    pub hbase: Option<Arc<HBaseSink>>,
+    pub store: SqlStore,
+    /// Side outputs, whose routes a new plugin set must fit.
+    pub outputs: Vec<Arc<dyn Output>>,
     /// The pipeline's configuration file, whose `[plugins.params]` are
     /// followed.
     pub config: Option<PathBuf>,
@@ -144,12 +145,8 @@ impl Reloader {
             self.live.count_rejected(changes.rejected);
             return Ok(());
         }
-        let tables: Vec<_> = set.tables().cloned().collect();
-        if let Some(hbase) = &self.hbase {
-            HBaseSink::check(hbase.outputs(), &tables).map_err(anyhow::Error::msg)?;
-        }
-        let tables = super::sql_tables(&tables, self.hbase.as_deref());
-        self.sink.prepare_tables(&tables).await?;
+        let tables = crate::assembly::routes(&set, &self.outputs)?;
+        self.store.prepare_tables(&tables).await?;
         self.live.publish(set, changes);
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! the boundary. A 0.1.0 parser's events get the event time 0.2.0 parsers
 //! set themselves: the message's own time, else the record's timestamp.
 
-use super::bindings::{ParseOutput, ParserInfo, RuleInfo, RuleOutput, types, v1};
+use crate::model::wit::{ParseOutput, ParserInfo, RuleInfo, RuleOutput, types, v1};
 
 /// A raw batch as a 0.1.0 parser takes it.
 pub fn raw_batch(batch: &types::RawBatch) -> v1::types::RawBatch {

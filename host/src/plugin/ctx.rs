@@ -7,8 +7,9 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, lookup, state, timers, types, v1};
 use crate::lookup::Lookups;
+use crate::model::wit::{log, lookup, state, timers, types, v1};
+use crate::model::{StateChange, StoredState, StoredValue, TimerChange};
 
 /// Store data of one plugin instance in one lane.
 pub struct PluginCtx {
@@ -211,15 +212,6 @@ impl WasiView for PluginCtx {
     }
 }
 
-/// A stored state value, and the event time it expires at, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredValue {
-    /// The bytes the plugin stored.
-    pub value: Vec<u8>,
-    /// Removed once the lane's watermark reaches this (ms since the epoch).
-    pub expires: Option<i64>,
-}
-
 /// A plugin's keyed state and event-time timers in one lane, with what
 /// changed since the last checkpoint.
 #[derive(Debug, Default, Clone)]
@@ -252,27 +244,21 @@ enum Undo {
     Timer((i64, String), bool, bool),
 }
 
-/// One state entry changed since the last checkpoint: the new value, or
-/// `None` where the key was deleted.
-pub type StateChange = (String, Option<StoredValue>);
-
-/// One timer changed since the last checkpoint: its time, its key and
-/// whether it is set (`false`: deleted or fired).
-pub type TimerChange = (i64, String, bool);
-
-impl PluginState {
+impl From<StoredState> for PluginState {
     /// State and timers as loaded from a checkpoint.
-    pub fn from_stored(values: HashMap<String, StoredValue>, timers: Vec<(i64, String)>) -> Self {
+    fn from(stored: StoredState) -> Self {
         let mut state = Self {
-            timers: timers.into_iter().collect(),
+            timers: stored.timers.into_iter().collect(),
             ..Self::default()
         };
-        for (key, value) in values {
+        for (key, value) in stored.values {
             state.put(key, Some(value));
         }
         state
     }
+}
 
+impl PluginState {
     /// Writes or removes `key` without recording it; returns what was there.
     fn put(&mut self, key: String, value: Option<StoredValue>) -> Option<StoredValue> {
         let old = match value {
@@ -619,8 +605,8 @@ mod tests {
     use super::*;
 
     fn state(pairs: &[(&str, &[u8])]) -> PluginState {
-        PluginState::from_stored(
-            pairs
+        PluginState::from(StoredState {
+            values: pairs
                 .iter()
                 .map(|(k, v)| {
                     let value = StoredValue {
@@ -630,8 +616,8 @@ mod tests {
                     (k.to_string(), value)
                 })
                 .collect(),
-            Vec::new(),
-        )
+            timers: Vec::new(),
+        })
     }
 
     fn write(s: &mut PluginState, key: &str, value: Option<&[u8]>) {

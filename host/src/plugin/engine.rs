@@ -7,10 +7,10 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Store, StoreLimitsBuilder};
 
-use super::bindings::{log, lookup, state, timers, v1};
 use super::ctx::PluginCtx;
 use crate::config::PluginsSection;
 use crate::error::PluginRejected;
+use crate::model::wit::{log, lookup, state, timers, v1};
 
 /// Export that marks a parser plugin.
 pub const PARSER_EXPORT: &str = "apiary:plugin/parser@0.2.0";

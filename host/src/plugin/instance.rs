@@ -6,16 +6,17 @@ use std::sync::Arc;
 use anyhow::bail;
 use wasmtime::Store;
 
-use super::bindings::types::{
-    Event, EventBatch, FiredTimer, Header, OutputRows, RawBatch, RawRecord, Span, Value,
-};
-use super::bindings::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
 use super::compat;
-use super::ctx::{PluginCtx, PluginState, StateChange, TimerChange};
+use super::ctx::{PluginCtx, PluginState};
 use super::engine::Engine;
 use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
 use crate::lookup::Lookups;
-use crate::sink::schema::TableSchema;
+use crate::model::schema::TableSchema;
+use crate::model::wit::types::{
+    Event, EventBatch, FiredTimer, Header, OutputRows, RawBatch, RawRecord, Span, Value,
+};
+use crate::model::wit::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
+use crate::model::{StateChange, TimerChange};
 use crate::text::{MAX_REASON_BYTES, bounded};
 
 /// Timers handed to one `on-timers` call at most.
@@ -945,8 +946,8 @@ fn sub_batch(batch: &RawBatch, records: &[RawRecord]) -> RawBatch {
     }
 }
 
-fn kind_of(body: &super::bindings::types::EventBody) -> super::bindings::types::EventKind {
-    use super::bindings::types::{EventBody as B, EventKind as K};
+fn kind_of(body: &crate::model::wit::types::EventBody) -> crate::model::wit::types::EventKind {
+    use crate::model::wit::types::{EventBody as B, EventKind as K};
     match body {
         B::Visit(_) => K::Visit,
         B::Gift(_) => K::Gift,
@@ -959,7 +960,7 @@ fn kind_of(body: &super::bindings::types::EventBody) -> super::bindings::types::
 
 /// Checks that `cells` are whole rows whose values fit their columns.
 fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
-    use super::bindings::types::ColumnType as T;
+    use crate::model::wit::types::ColumnType as T;
     let width = table.columns.len();
     if !cells.len().is_multiple_of(width) {
         bail!(

@@ -1,7 +1,6 @@
 //! Plugins: the Wasm engine, loading and validating components, and the
 //! per-lane instances that process batches.
 
-pub mod bindings;
 mod compat;
 mod ctx;
 mod engine;
@@ -10,7 +9,7 @@ mod live;
 mod registry;
 mod stderr;
 
-pub use ctx::{PluginCtx, PluginState, StateChange, StoredValue, TimerChange};
+pub use ctx::{PluginCtx, PluginState};
 pub use engine::EPOCH_TICK;
 pub use engine::{Contract, Engine, PluginKind};
 pub use instance::{

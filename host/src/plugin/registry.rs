@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::bindings::types::EventKind;
-use super::bindings::{ParserInfo, ParserPluginPre, RuleInfo, RulePluginPre, v1};
 use super::compat;
 use super::ctx::{PluginCtx, PluginState};
 use super::engine::{Contract, Engine, PluginKind};
 use crate::error::PluginRejected;
 use crate::lookup::Lookups;
-use crate::sink::schema::TableSchema;
+use crate::model::schema::TableSchema;
+use crate::model::wit::types::EventKind;
+use crate::model::wit::{ParserInfo, ParserPluginPre, RuleInfo, RulePluginPre, v1};
 
 /// Size and modification time of a plugin file when it was loaded: a
 /// reload reuses a plugin whose file still has them.
@@ -355,7 +355,7 @@ impl PluginSet {
                 for table in &rule.tables {
                     let taken = self
                         .tables()
-                        .find(|t| crate::sink::schema::same_table(&t.table, &table.table));
+                        .find(|t| crate::model::schema::same_table(&t.table, &table.table));
                     if let Some(other) = taken {
                         return Err(reject(format!(
                             "table `{}` is already written by `{}` (as `{}`; table names \
@@ -533,7 +533,7 @@ pub fn load_file(
                 let table = TableSchema::from_output(&info.name, output)
                     .map_err(|e| reject(format!("rule `{}`: {e}", info.name)))?;
                 if tables.iter().any(|t| {
-                    crate::sink::schema::same_table(&t.table, &table.table)
+                    crate::model::schema::same_table(&t.table, &table.table)
                         || t.output == table.output
                 }) {
                     return Err(reject(format!(

@@ -1,6 +1,6 @@
 //! Building raw batches: all record bytes in one buffer, records as spans.
 
-use crate::plugin::bindings::types::{Header, RawBatch, RawRecord, Span};
+use crate::model::wit::types::{Header, RawBatch, RawRecord, Span};
 
 /// Accumulates records into one [`RawBatch`].
 #[derive(Debug)]

@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use super::{BatchBuilder, SourceBatch};
-use crate::pipeline::Activity;
-use crate::sink::LaneKey;
+use super::{Activity, BatchBuilder, Lanes};
+use crate::model::{LaneKey, SourceBatch};
 
 /// How often a file at its end is polled for new lines.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Reads one file into a lane's channel.
+/// Reads one file into its lane.
 pub struct FileReader {
     /// The file.
     pub path: PathBuf,
@@ -42,16 +41,38 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// Reads from line `start` on, sending batches until `stop` is set;
-    /// then sends what it holds and returns. Blocking: run it on its own
-    /// thread. A last line without a newline is taken once the file has
-    /// not grown for `max_wait`.
+    /// Opens the file's lane and reads into it until `stop` is set (or, in
+    /// bounded mode, to the end), then closes the lane, which commits its
+    /// last checkpoint. Blocking: run it on its own thread.
     pub fn run(
         self,
-        start: i64,
-        tx: mpsc::Sender<SourceBatch>,
+        lanes: &dyn Lanes,
         activity: Arc<Activity>,
         stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<()> {
+        let input = lanes
+            .open(self.lane.clone(), &self.topic, None)
+            .with_context(|| format!("source file {}", self.path.display()))?;
+        let read = self.read(input.start.unwrap_or(0), &input.batches, &activity, &stop);
+        drop(input);
+        // A lane's own error explains a reader's "lane stopped"; so does a
+        // paused lane let go when the pipeline stops.
+        lanes.close(&self.lane)?;
+        if !stop.load(Ordering::Relaxed) {
+            read?;
+        }
+        Ok(())
+    }
+
+    /// Reads from line `start` on, sending batches until `stop` is set;
+    /// then sends what it holds and returns. A last line without a newline
+    /// is taken once the file has not grown for `max_wait`.
+    fn read(
+        &self,
+        start: i64,
+        tx: &mpsc::Sender<SourceBatch>,
+        activity: &Activity,
+        stop: &AtomicBool,
     ) -> anyhow::Result<()> {
         let file = File::open(&self.path)
             .with_context(|| format!("cannot open source file {}", self.path.display()))?;
@@ -103,7 +124,7 @@ impl FileReader {
                 partial_since = None;
                 activity.touch();
                 if batch.len() >= self.max_records || batch.bytes() >= self.max_bytes {
-                    self.send(&mut batch, offset, &tx)?;
+                    self.send(&mut batch, offset, tx)?;
                 }
                 continue;
             }
@@ -112,7 +133,7 @@ impl FileReader {
                 partial_since = Some(Instant::now());
             }
             if !batch.is_empty() && (batch_started.elapsed() >= self.max_wait || stopping) {
-                self.send(&mut batch, offset, &tx)?;
+                self.send(&mut batch, offset, tx)?;
             }
             if stopping && line.is_empty() {
                 return Ok(());

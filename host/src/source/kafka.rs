@@ -11,7 +11,7 @@
 //!
 //! Memory is bounded by librdkafka's prefetch queue, one per process
 //! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus
-//! `QUEUE_BATCHES + 2` batches per lane. A lane that falls behind briefly
+//! `QUEUE_BATCHES + 2` batches per lane (see `pipeline`). A lane that falls behind briefly
 //! is ordinary backpressure: polling waits for room in its channel and the
 //! prefetch queue is kept. A lane with no room for `pause-after`
 //! (quarantined, waiting for its parser, or a slow sink) has its partition
@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -34,30 +33,17 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::task::JoinHandle;
 
-use super::{BatchBuilder, SourceBatch};
+use super::{Activity, BatchBuilder, Lanes};
 use crate::config::{Assignment, BatchSection, KafkaSource, StartOffset};
 use crate::metrics::LaneMetrics;
-use crate::pipeline::{Activity, LaneFactory, LaneStats, QUEUE_BATCHES};
-use crate::sink::LaneKey;
-
-/// The librdkafka settings shared by the consumer and the dead-letter
-/// producer: brokers, then the user's properties, which win.
-pub fn client_config(source: &KafkaSource) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &source.brokers);
-    for (key, value) in &source.properties {
-        config.set(key, value);
-    }
-    config
-}
+use crate::model::{LaneKey, SourceBatch};
 
 /// Reads a consumer group's partitions into lanes.
 pub struct KafkaReader {
     source: KafkaSource,
     batch: BatchSection,
-    factory: Arc<LaneFactory>,
+    lanes: Arc<dyn Lanes>,
     runtime: Handle,
     until_end: bool,
 }
@@ -65,17 +51,18 @@ pub struct KafkaReader {
 type Consumer_ = BaseConsumer<LaneContext>;
 
 impl KafkaReader {
-    /// A reader that opens lanes with `factory`, running them on `runtime`.
+    /// A reader whose partitions become lanes of `lanes`; it waits for
+    /// room in a lane's queue on `runtime`.
     pub fn new(
         source: KafkaSource,
         batch: BatchSection,
-        factory: Arc<LaneFactory>,
+        lanes: Arc<dyn Lanes>,
         runtime: Handle,
     ) -> Self {
         Self {
             source,
             batch,
-            factory,
+            lanes,
             runtime,
             until_end: false,
         }
@@ -91,27 +78,22 @@ impl KafkaReader {
 
     /// Consumes until `stop` is set or a lane fails, then closes every lane
     /// (each commits a last checkpoint). Blocking: run it on its own thread.
-    pub fn run(
-        self,
-        activity: Arc<Activity>,
-        stop: Arc<AtomicBool>,
-    ) -> anyhow::Result<Vec<(LaneKey, LaneStats)>> {
+    pub fn run(self, activity: Arc<Activity>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         let (commits_tx, commits) = std_mpsc::channel();
         let context = LaneContext {
-            lanes: Mutex::new(Lanes {
+            lanes: Mutex::new(Assigned {
                 source: self.source.clone(),
                 batch: self.batch.clone(),
-                factory: self.factory.clone(),
+                lanes: self.lanes.clone(),
                 runtime: self.runtime.clone(),
                 activity: activity.clone(),
                 commits: commits_tx,
                 closed_paused: HashSet::new(),
                 open: HashMap::new(),
-                finished: Vec::new(),
                 failure: None,
             }),
         };
-        let mut config = client_config(&self.source);
+        let mut config = self.source.client_config();
         let start = match self.source.start {
             StartOffset::Earliest => "earliest",
             StartOffset::Latest => "latest",
@@ -147,7 +129,7 @@ impl KafkaReader {
             .context("invalid Kafka consumer settings")?;
         let topics = self.source.topics.physical();
         if !wait_for_brokers(&consumer, &self.source.brokers, &topics, &stop) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         match self.source.assignment {
             Assignment::Group => consumer
@@ -198,12 +180,11 @@ impl KafkaReader {
         let mut lanes = consumer.context().lock();
         lanes.close_all();
         let failure = lanes.failure.take();
-        let finished = std::mem::take(&mut lanes.finished);
         drop(lanes);
         commit_offsets(&consumer, &commits, CommitMode::Sync);
         match failure {
             Some(e) => Err(e),
-            None => Ok(finished),
+            None => Ok(()),
         }
     }
 }
@@ -264,7 +245,7 @@ impl Bounded {
     /// (paused there, its records handed to its lane) or is held by a
     /// quarantined lane. A partition still unassigned a session timeout
     /// after the others are done fails the run.
-    fn done(&mut self, lanes: &mut Lanes, consumer: &Consumer_, grace: Duration) -> bool {
+    fn done(&mut self, lanes: &mut Assigned, consumer: &Consumer_, grace: Duration) -> bool {
         let mut flushed = true;
         for (topic, open) in &mut lanes.open {
             for (partition, lane) in open.iter_mut() {
@@ -423,11 +404,11 @@ fn wait_for_brokers(
 /// The consumer's context: it owns the lanes, because rebalances (served
 /// inside `poll`) open and close them.
 struct LaneContext {
-    lanes: Mutex<Lanes>,
+    lanes: Mutex<Assigned>,
 }
 
 impl LaneContext {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Assigned> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -555,10 +536,10 @@ impl ConsumerContext for LaneContext {
 }
 
 /// The open lanes of this consumer, by (topic, partition).
-struct Lanes {
+struct Assigned {
     source: KafkaSource,
     batch: BatchSection,
-    factory: Arc<LaneFactory>,
+    lanes: Arc<dyn Lanes>,
     runtime: Handle,
     /// Idle time counts from the last assignment too: a slow group join
     /// is not an idle source.
@@ -568,7 +549,6 @@ struct Lanes {
     closed_paused: HashSet<(String, i32)>,
     /// By topic, then partition: looked up per record without allocating.
     open: HashMap<String, HashMap<i32, OpenLane>>,
-    finished: Vec<(LaneKey, LaneStats)>,
     failure: Option<anyhow::Error>,
 }
 
@@ -584,7 +564,6 @@ struct OpenLane {
     held: Option<SourceBatch>,
     metrics: Arc<LaneMetrics>,
     tx: mpsc::Sender<SourceBatch>,
-    task: JoinHandle<anyhow::Result<(LaneKey, LaneStats)>>,
 }
 
 impl OpenLane {
@@ -598,7 +577,7 @@ impl OpenLane {
     }
 }
 
-impl Lanes {
+impl Assigned {
     /// Opens the lane of an assigned partition; returns its checkpointed
     /// offset, where consumption must start.
     fn open(&mut self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
@@ -608,30 +587,27 @@ impl Lanes {
             partition,
         };
         let logical = self.source.topics.logical(topic).to_owned();
-        let (lane, stored) = self
-            .runtime
-            .block_on(self.factory.open(key.clone(), &logical))?;
         let commits = self.commits.clone();
-        let lane = lane.with_commit_hook(Box::new(move |key, offset| {
-            let _ = commits.send((key.stream.clone(), key.partition, offset));
-        }));
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        let task = self.runtime.spawn(lane.run(rx));
-        let metrics = self.factory.lane_metrics(&key);
+        let input = self.lanes.open(
+            key.clone(),
+            &logical,
+            Some(Box::new(move |key, offset| {
+                let _ = commits.send((key.stream.clone(), key.partition, offset));
+            })),
+        )?;
         self.open.entry(topic.to_owned()).or_default().insert(
             partition,
             OpenLane {
                 key,
                 builder: BatchBuilder::new(&logical, self.batch.max_records),
                 first_at: Instant::now(),
-                next_offset: stored.unwrap_or(0),
+                next_offset: input.start.unwrap_or(0),
                 held: None,
-                metrics,
-                tx,
-                task,
+                metrics: input.metrics,
+                tx: input.batches,
             },
         );
-        Ok(stored)
+        Ok(input.start)
     }
 
     /// Adds a record to its lane's batch, sending the batch when full.
@@ -796,10 +772,8 @@ impl Lanes {
                 }
             }
             drop(lane.tx);
-            match self.runtime.block_on(lane.task) {
-                Ok(Ok(done)) => self.finished.push(done),
-                Ok(Err(e)) => self.fail(e),
-                Err(e) => self.fail(anyhow::anyhow!("lane {} panicked: {e}", lane.key)),
+            if let Err(e) = self.lanes.close(&lane.key) {
+                self.fail(e);
             }
         }
     }

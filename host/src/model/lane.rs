@@ -1,0 +1,79 @@
+//! What identifies a lane, what a source hands it, and what it makes
+//! durable at each checkpoint.
+
+use std::sync::Arc;
+
+use super::schema::TableSchema;
+use super::state::{StateChange, TimerChange};
+use super::wit::types::{RawBatch, Value};
+
+/// Identifies a lane's position: which consumer (Kafka group, or pipeline
+/// name for files), which physical stream (topic, or file path) and which
+/// partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LaneKey {
+    /// Kafka consumer group, or the pipeline name for file sources.
+    pub consumer: String,
+    /// Physical topic name, or the file's path.
+    pub stream: String,
+    /// Partition number (0 for a file).
+    pub partition: i32,
+}
+
+impl std::fmt::Display for LaneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.stream, self.partition)
+    }
+}
+
+/// A batch of one lane, ready for its plugins.
+#[derive(Debug)]
+pub struct SourceBatch {
+    /// The lane the records belong to.
+    pub lane: LaneKey,
+    /// The records.
+    pub batch: RawBatch,
+    /// Offset of the record after the last one in the batch.
+    pub next_offset: i64,
+}
+
+/// A record a plugin refused, kept with its bytes and the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Physical stream the record came from.
+    pub stream: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset (line number for files).
+    pub offset: i64,
+    /// Its key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Its value, as read.
+    pub value: Vec<u8>,
+    /// The plugin that refused it.
+    pub plugin: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Folded rows of one table: its shape, its name (a time-partitioned
+/// table's resolved name), its rows.
+pub type TableRows = (Arc<TableSchema>, String, Vec<Vec<Value>>);
+
+/// Everything a lane has to make durable at once: after it is committed,
+/// the lane resumes at `next_offset` with this state and these rows merged.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The lane.
+    pub lane: LaneKey,
+    /// Offset of the first record not yet covered.
+    pub next_offset: i64,
+    /// Folded rows per table.
+    pub rows: Vec<TableRows>,
+    /// Changed state entries and timers per plugin name.
+    pub state: Vec<(String, Vec<StateChange>, Vec<TimerChange>)>,
+    /// The lane's watermark, ms since the epoch.
+    pub watermark: Option<i64>,
+    /// Refused records.
+    pub dead_letters: Vec<DeadLetter>,
+}

@@ -1,0 +1,202 @@
+//! SQL dialects: what the checkpoint store says differently to each
+//! database. One unit per database, with its DDL, upsert, type mapping and
+//! limits; everything else in [`super`] is shared through sqlx's `Any`
+//! driver.
+//!
+//! Statements are written with `?` placeholders and numbered by
+//! [`Dialect::numbered`] where the database wants `$1, $2, …`.
+
+mod mysql;
+mod postgres;
+mod sqlite;
+
+use std::borrow::Cow;
+
+pub use mysql::Mysql;
+pub use postgres::Postgres;
+pub use sqlite::Sqlite;
+
+use crate::model::schema::ColumnSchema;
+use crate::model::wit::types::ColumnType;
+
+/// Column types of Apiary's own tables.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnTypes {
+    /// Record bytes and state values.
+    pub blob: &'static str,
+    /// Consumer and stream names (at most 191 bytes, MySQL's longest
+    /// indexable utf8mb4 text).
+    pub name: &'static str,
+    /// The dead-letter table's generated key.
+    pub id: &'static str,
+}
+
+/// One database's SQL.
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// The database's name, for messages.
+    fn name(&self) -> &'static str;
+
+    /// A checked identifier, quoted so keywords are safe (standard SQL's
+    /// double quotes unless the dialect says otherwise).
+    fn quote(&self, name: &str) -> String {
+        format!("\"{name}\"")
+    }
+
+    /// `sql` with its `?` placeholders numbered as the database wants
+    /// them. Only for Apiary's own statements, which have no `?` inside a
+    /// string.
+    fn numbered<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(sql)
+    }
+
+    /// The placeholder of a value bound into a column of type `ty`
+    /// (timestamps are bound as text).
+    fn value(&self, ty: ColumnType) -> &'static str {
+        let _ = ty;
+        "?"
+    }
+
+    /// The column type of an output column.
+    fn column_type(&self, column: &ColumnSchema) -> &'static str;
+
+    /// The types of Apiary's own tables.
+    fn own_types(&self) -> OwnTypes;
+
+    /// The statements a new connection runs first.
+    fn session(&self, read_only: bool) -> &'static [&'static str] {
+        let _ = read_only;
+        &[]
+    }
+
+    /// The connection URL to open for `url`.
+    fn url(&self, url: &str, read_only: bool) -> String {
+        let _ = read_only;
+        url.to_owned()
+    }
+
+    /// The stored value of `column` of table `table` in an upsert's update.
+    fn stored(&self, table: &str, column: &str) -> String {
+        format!("{table}.{column}")
+    }
+
+    /// The incoming value of `column` in an upsert's update.
+    fn incoming(&self, column: &str) -> String {
+        format!("excluded.{column}")
+    }
+
+    /// The functions taking the larger and the smaller of two values.
+    fn greatest_least(&self) -> (&'static str, &'static str) {
+        ("GREATEST", "LEAST")
+    }
+
+    /// `insert` (an `INSERT INTO … VALUES …`) turned into an upsert on the
+    /// primary key `key` (quoted, comma-separated) that applies `updates`
+    /// (`col = expr`), or keeps the stored row where there are none;
+    /// `ON CONFLICT` unless the dialect says otherwise.
+    fn upsert(&self, insert: String, key: &str, updates: &[String]) -> String {
+        if updates.is_empty() {
+            format!("{insert} ON CONFLICT ({key}) DO NOTHING")
+        } else {
+            format!(
+                "{insert} ON CONFLICT ({key}) DO UPDATE SET {}",
+                updates.join(", ")
+            )
+        }
+    }
+
+    /// Lists the columns of table `?`: name, type, 1-based position in the
+    /// primary key (0 if not in it) and 1 if NOT NULL; one row each, in
+    /// order.
+    fn columns_query(&self) -> &'static str;
+
+    /// Counts the indexes named `?` (second) on table `?` (first).
+    fn index_query(&self) -> &'static str;
+
+    /// Bind parameters one statement may carry.
+    fn max_params(&self) -> usize;
+
+    /// Whether a database error code means "try again" (a lost
+    /// connection, a deadlock, a busy database).
+    fn is_transient(&self, code: &str) -> bool;
+}
+
+/// The dialect of the database at `url`, by its scheme.
+pub fn for_url(url: &str) -> Option<&'static dyn Dialect> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Some(&Sqlite),
+        "mysql" | "mariadb" => Some(&Mysql),
+        "postgres" | "postgresql" => Some(&Postgres),
+        _ => None,
+    }
+}
+
+/// `?` placeholders as `$1, $2, …`.
+fn dollar_numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::TableSchema;
+    use crate::model::wit::types::{Column, MergeMode, OutputSchema};
+
+    /// A table with a key, a counter, a maximum, a text and a timestamp.
+    pub fn table() -> Arc<TableSchema> {
+        let column = |name: &str, type_, merge| Column {
+            name: name.into(),
+            type_,
+            merge,
+            nullable: true,
+        };
+        Arc::new(
+            TableSchema::from_output(
+                "p",
+                &OutputSchema {
+                    name: "totals".into(),
+                    table: None,
+                    columns: vec![
+                        column("room", ColumnType::Int, MergeMode::Replace),
+                        column("gifts", ColumnType::Int, MergeMode::Add),
+                        column("peak", ColumnType::Float, MergeMode::Max),
+                        column("title", ColumnType::Text, MergeMode::Replace),
+                        column("at", ColumnType::Timestamp, MergeMode::Replace),
+                    ],
+                    primary_key: vec!["room".into()],
+                },
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn dialects_are_chosen_by_scheme() {
+        assert_eq!(for_url("sqlite://x.db").unwrap().name(), "SQLite");
+        assert_eq!(for_url("mysql://root@h/db").unwrap().name(), "MySQL");
+        assert_eq!(for_url("postgres://u@h/db").unwrap().name(), "PostgreSQL");
+        assert_eq!(for_url("postgresql://u@h/db").unwrap().name(), "PostgreSQL");
+        assert!(for_url("oracle://h").is_none());
+    }
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            dollar_numbered("INSERT INTO t VALUES (?, ?), (?, ?)"),
+            "INSERT INTO t VALUES ($1, $2), ($3, $4)"
+        );
+    }
+}

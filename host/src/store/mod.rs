@@ -1,0 +1,779 @@
+//! The checkpoint store: output tables, plugin state, timers, dead letters
+//! and lane offsets in one SQL database, written in one transaction per
+//! checkpoint. It is the one transactional sink; side outputs
+//! ([`crate::output`]) write before it commits.
+//!
+//! SQLite (the embedded default), MySQL/MariaDB and PostgreSQL share this
+//! code through sqlx's `Any` driver; what differs is in [`dialect`].
+
+pub mod dialect;
+pub mod reader;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Executor as _, Row as _};
+
+pub use dialect::Dialect;
+pub use reader::{Reader, Table};
+
+use crate::config;
+use crate::error::SchemaMismatch;
+use crate::model::schema::TableSchema;
+use crate::model::wit::types::{ColumnType, MergeMode, Value};
+use crate::model::{Checkpoint, LaneKey, StoredState, StoredValue};
+use crate::text::redact_url;
+
+/// Rows per multi-row INSERT, at most.
+const MAX_ROWS_PER_STATEMENT: usize = 1000;
+
+/// A connection pool to the checkpoint store's database.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: &'static dyn Dialect,
+    /// The statements that write Apiary's own tables.
+    own: Arc<OwnStatements>,
+    utc_offset_secs: i32,
+    max_retries: u32,
+    retry_backoff: std::time::Duration,
+    /// Tables created or checked already.
+    known_tables: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl SqlStore {
+    /// Connects to the configured database, creating a SQLite file if it is
+    /// missing, and creates Apiary's own tables.
+    pub async fn connect(config: &config::SqlSink) -> anyhow::Result<Self> {
+        let sink = Self::open(config, false).await?;
+        sink.create_own_tables().await?;
+        Ok(sink)
+    }
+
+    /// Connects without creating or changing anything (`apiary check` and
+    /// `apiary query`); a SQLite file must exist.
+    pub async fn connect_read_only(config: &config::SqlSink) -> anyhow::Result<Self> {
+        Self::open(config, true).await
+    }
+
+    async fn open(config: &config::SqlSink, read_only: bool) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = dialect::for_url(&config.url).with_context(|| {
+            format!(
+                "sink {}: not a sqlite://, mysql:// or postgres:// URL",
+                redact_url(&config.url)
+            )
+        })?;
+        let url = dialect.url(&config.url, read_only);
+        // A short acquire timeout turns an outage into logged, backed-off
+        // checkpoint retries instead of a silent wait inside the pool.
+        let mut options = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5));
+        let session = dialect.session(read_only);
+        if !session.is_empty() {
+            options = options.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for statement in session {
+                        conn.execute(*statement).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot connect to sink {}", redact_url(&config.url)))?;
+        let utc_offset_secs = match &config.time_zone {
+            Some(zone) => crate::time::parse_utc_offset(zone).map_err(anyhow::Error::msg)?,
+            None => 0,
+        };
+        Ok(Self {
+            pool,
+            dialect,
+            own: Arc::new(OwnStatements::new(dialect)),
+            utc_offset_secs,
+            max_retries: config.max_retries,
+            retry_backoff: config.retry_backoff,
+            known_tables: Arc::default(),
+        })
+    }
+
+    /// Seconds east of UTC that timestamps are written in.
+    pub fn utc_offset_secs(&self) -> i32 {
+        self.utc_offset_secs
+    }
+
+    /// The database's SQL dialect.
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        self.dialect
+    }
+
+    /// The connection pool, for reading results.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn create_own_tables(&self) -> anyhow::Result<()> {
+        let dialect::OwnTypes {
+            blob,
+            name: text,
+            id,
+        } = self.dialect.own_types();
+        let statements = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_offsets (consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
+                 watermark BIGINT, PRIMARY KEY (consumer, stream, part))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_state (consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, plugin VARCHAR(64) NOT NULL, \
+                 skey VARCHAR(255) NOT NULL, value {blob} NOT NULL, expires BIGINT, \
+                 PRIMARY KEY (consumer, stream, part, plugin, skey))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_timers (consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, plugin VARCHAR(64) NOT NULL, \
+                 tkey VARCHAR(255) NOT NULL, ttime BIGINT NOT NULL, \
+                 PRIMARY KEY (consumer, stream, part, plugin, ttime, tkey))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS apiary_dead_letter (id {id}, consumer {text} NOT NULL, \
+                 stream {text} NOT NULL, part INTEGER NOT NULL, record_offset BIGINT NOT NULL, \
+                 record_key {blob}, record_value {blob} NOT NULL, plugin VARCHAR(64) NOT NULL, \
+                 reason TEXT NOT NULL)"
+            ),
+        ];
+        for statement in statements {
+            self.pool
+                .execute(statement.as_str())
+                .await
+                .context("cannot create Apiary's bookkeeping tables")?;
+        }
+        // Tables made before event time lack its columns.
+        for (table, column) in [("apiary_offsets", "watermark"), ("apiary_state", "expires")] {
+            let existing = self.existing_columns(table).await?.unwrap_or_default();
+            if !existing.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
+                let alter = format!("ALTER TABLE {table} ADD COLUMN {column} BIGINT");
+                self.pool
+                    .execute(alter.as_str())
+                    .await
+                    .with_context(|| format!("cannot add column {column} to {table}"))?;
+                tracing::info!(table, column, "added column for event time");
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates each output table that is missing and checks that each one
+    /// that exists has the declared columns, types and primary key.
+    /// Time-partitioned tables are created on first use instead.
+    pub async fn prepare_tables(&self, tables: &[Arc<TableSchema>]) -> anyhow::Result<()> {
+        for table in tables.iter().filter(|t| t.partition.is_none()) {
+            self.ensure_table(table, &table.table).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates table `name` of shape `table` if it is missing, or checks
+    /// its shape the first time it is seen.
+    async fn ensure_table(&self, table: &TableSchema, name: &str) -> anyhow::Result<()> {
+        if self
+            .known_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+        {
+            return Ok(());
+        }
+        match self.existing_columns(name).await? {
+            None => {
+                let ddl = self.create_table_sql(table, name);
+                self.pool
+                    .execute(ddl.as_str())
+                    .await
+                    .with_context(|| format!("cannot create table `{name}`"))?;
+                tracing::info!(table = name, plugin = %table.plugin, "created table");
+            }
+            Some(existing) => check_existing(table, name, &existing)?,
+        }
+        self.known_tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Creates each configured secondary index that is missing. Tables and
+    /// columns must be ones a plugin declares.
+    pub async fn prepare_indexes(
+        &self,
+        indexes: &[config::SqlIndex],
+        tables: &[Arc<TableSchema>],
+    ) -> anyhow::Result<()> {
+        for index in indexes {
+            let name = check_index(index, tables)?;
+            let exists = sqlx::query(&self.dialect.numbered(self.dialect.index_query()))
+                .bind(&index.table)
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<i64, _>(0)?
+                > 0;
+            if exists {
+                continue;
+            }
+            let columns: Vec<String> = index
+                .columns
+                .iter()
+                .map(|c| self.dialect.quote(c))
+                .collect();
+            let ddl = format!(
+                "CREATE INDEX {} ON {} ({})",
+                self.dialect.quote(&name),
+                self.dialect.quote(&index.table),
+                columns.join(", ")
+            );
+            self.pool
+                .execute(ddl.as_str())
+                .await
+                .with_context(|| format!("cannot create index {name}"))?;
+            tracing::info!(table = %index.table, index = name, "created index");
+        }
+        Ok(())
+    }
+
+    /// Checks existing tables without creating any.
+    pub async fn check_tables(&self, tables: &[Arc<TableSchema>]) -> anyhow::Result<()> {
+        for table in tables.iter().filter(|t| t.partition.is_none()) {
+            if let Some(existing) = self.existing_columns(&table.table).await? {
+                check_existing(table, &table.table, &existing)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Columns of an existing table (name, declared type, in primary key at
+    /// position, nullable), or `None` if there is no such table.
+    async fn existing_columns(&self, table: &str) -> anyhow::Result<Option<Vec<ExistingColumn>>> {
+        let rows: Vec<AnyRow> = sqlx::query(&self.dialect.numbered(self.dialect.columns_query()))
+            .bind(table)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(ExistingColumn {
+                    name: text_at(r, 0)?,
+                    ty: text_at(r, 1)?.to_ascii_uppercase(),
+                    key_position: r.try_get(2)?,
+                    not_null: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(Some)
+            .map_err(Into::into)
+    }
+
+    fn create_table_sql(&self, table: &TableSchema, name: &str) -> String {
+        let q = |name: &str| self.dialect.quote(name);
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                let null = if c.nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}", q(&c.name), self.dialect.column_type(c))
+            })
+            .collect();
+        let key = key_list(self.dialect, table);
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            q(name),
+            columns.join(", "),
+            key
+        )
+    }
+
+    /// Binds `value` of a column of type `ty`; a null is bound with the
+    /// column's type, as PostgreSQL wants.
+    fn bind<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+        value: &'q Value,
+        ty: ColumnType,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        match value {
+            Value::Null => match ty {
+                ColumnType::Int => query.bind(None::<i64>),
+                ColumnType::Float => query.bind(None::<f64>),
+                ColumnType::Boolean => query.bind(None::<bool>),
+                ColumnType::Bytes => query.bind(None::<Vec<u8>>),
+                ColumnType::Text | ColumnType::Timestamp => query.bind(None::<String>),
+            },
+            Value::Int(v) => query.bind(*v),
+            Value::Float(v) => query.bind(*v),
+            Value::Text(v) => query.bind(v.as_str()),
+            Value::Bytes(v) => query.bind(v.as_slice()),
+            Value::Boolean(v) => query.bind(*v),
+            Value::Timestamp(ms) => {
+                query.bind(crate::time::format_millis(*ms, self.utc_offset_secs))
+            }
+        }
+    }
+
+    /// Where a lane resumes, if it has a checkpoint: its next offset and
+    /// its watermark, if it had one.
+    pub async fn load_position(
+        &self,
+        lane: &LaneKey,
+    ) -> anyhow::Result<Option<(i64, Option<i64>)>> {
+        let row = sqlx::query(&self.dialect.numbered(
+            "SELECT next_offset, watermark FROM apiary_offsets \
+             WHERE consumer = ? AND stream = ? AND part = ?",
+        ))
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .fetch_optional(&self.pool)
+        .await
+        .with_context(|| format!("cannot read the checkpoint of lane {lane}"))?;
+        let position = row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?;
+        Ok(position)
+    }
+
+    /// The stored state and timers of `plugin` in a lane.
+    pub async fn load_state(&self, lane: &LaneKey, plugin: &str) -> anyhow::Result<StoredState> {
+        let failed = || format!("cannot read the state of `{plugin}` in lane {lane}");
+        let rows = sqlx::query(&self.dialect.numbered(
+            "SELECT skey, value, expires FROM apiary_state \
+             WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
+        ))
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(failed)?;
+        let values: HashMap<String, StoredValue> = rows
+            .iter()
+            .map(|r| {
+                let value = StoredValue {
+                    value: r.try_get(1)?,
+                    expires: r.try_get(2)?,
+                };
+                Ok((r.try_get(0)?, value))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .with_context(failed)?;
+        let rows = sqlx::query(&self.dialect.numbered(
+            "SELECT ttime, tkey FROM apiary_timers \
+             WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
+        ))
+        .bind(&lane.consumer)
+        .bind(&lane.stream)
+        .bind(lane.partition)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(failed)?;
+        let timers = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .with_context(failed)?;
+        Ok(StoredState { values, timers })
+    }
+
+    /// Writes a checkpoint in one transaction: rows, state, dead letters and
+    /// the lane's next offset all become durable together, or none does.
+    /// Transient failures (lost connection, deadlock, lock wait timeout, a
+    /// restarting server) are retried with exponential backoff; the whole
+    /// transaction is replayed, so nothing is lost or doubled.
+    pub async fn commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.try_commit(checkpoint).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < self.max_retries && is_transient(self.dialect, &e) => {
+                    let delay = self.retry_backoff * 2u32.pow(attempt);
+                    attempt += 1;
+                    tracing::warn!(
+                        lane = %checkpoint.lane,
+                        "checkpoint failed ({e:#}); retry {attempt}/{} in {delay:?}",
+                        self.max_retries
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let lane = &checkpoint.lane;
+        // Outside the transaction: DDL commits implicitly in MySQL.
+        for (table, name, _) in &checkpoint.rows {
+            self.ensure_table(table, name).await?;
+        }
+        let mut tx = self.pool.begin().await.context("cannot begin checkpoint")?;
+        for (table, name, rows) in &checkpoint.rows {
+            let per_statement =
+                (self.dialect.max_params() / table.columns.len()).clamp(1, MAX_ROWS_PER_STATEMENT);
+            for chunk in rows.chunks(per_statement) {
+                let sql = upsert_sql(self.dialect, table, name, chunk.len());
+                let mut query = sqlx::query(&sql);
+                for row in chunk {
+                    for (value, column) in row.iter().zip(&table.columns) {
+                        query = self.bind(query, value, column.ty);
+                    }
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("cannot write rows to table `{name}`"))?;
+            }
+        }
+        let own = &self.own;
+        for (plugin, _, timers) in &checkpoint.state {
+            for (time, key, set) in timers {
+                let sql = if *set {
+                    &own.insert_timer
+                } else {
+                    &own.delete_timer
+                };
+                sqlx::query(sql)
+                    .bind(lane.consumer.as_str())
+                    .bind(lane.stream.as_str())
+                    .bind(lane.partition)
+                    .bind(plugin.as_str())
+                    .bind(key.as_str())
+                    .bind(*time)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("cannot write the timers of `{plugin}`"))?;
+            }
+        }
+        for (plugin, changes, _) in &checkpoint.state {
+            for (key, value) in changes {
+                let query = match value {
+                    Some(_) => sqlx::query(&own.upsert_state),
+                    None => sqlx::query(&own.delete_state),
+                };
+                let query = query
+                    .bind(lane.consumer.as_str())
+                    .bind(lane.stream.as_str())
+                    .bind(lane.partition)
+                    .bind(plugin.as_str())
+                    .bind(key.as_str());
+                let query = match value {
+                    Some(stored) => query.bind(stored.value.as_slice()).bind(stored.expires),
+                    None => query,
+                };
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("cannot write the state of `{plugin}`"))?;
+            }
+        }
+        for dead in &checkpoint.dead_letters {
+            sqlx::query(&own.insert_dead_letter)
+                .bind(lane.consumer.as_str())
+                .bind(dead.stream.as_str())
+                .bind(dead.partition)
+                .bind(dead.offset)
+                .bind(dead.key.as_deref())
+                .bind(dead.value.as_slice())
+                .bind(dead.plugin.as_str())
+                .bind(dead.reason.as_str())
+                .execute(&mut *tx)
+                .await
+                .context("cannot write a dead letter")?;
+        }
+        sqlx::query(&own.upsert_offset)
+            .bind(lane.consumer.as_str())
+            .bind(lane.stream.as_str())
+            .bind(lane.partition)
+            .bind(checkpoint.next_offset)
+            .bind(checkpoint.watermark)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("cannot record the offset of lane {lane}"))?;
+        tx.commit().await.context("cannot commit checkpoint")?;
+        Ok(())
+    }
+}
+
+/// The name of a configured index, once its table and columns are known
+/// to be declared outputs (so only checked identifiers reach the SQL).
+pub fn check_index(
+    index: &config::SqlIndex,
+    tables: &[Arc<TableSchema>],
+) -> anyhow::Result<String> {
+    let Some(table) = tables.iter().find(|t| t.table == index.table) else {
+        anyhow::bail!(
+            "[[sink.sql.index]]: no plugin writes table `{}`",
+            index.table
+        );
+    };
+    if index.columns.is_empty() {
+        anyhow::bail!("[[sink.sql.index]] on `{}` names no column", index.table);
+    }
+    for column in &index.columns {
+        if table.column_index(column).is_none() {
+            anyhow::bail!(
+                "[[sink.sql.index]]: table `{}` has no column `{column}`",
+                index.table
+            );
+        }
+    }
+    Ok(format!(
+        "apiary_idx_{}_{}",
+        index.table,
+        index.columns.join("_")
+    ))
+}
+
+/// The primary-key columns of `table`, quoted, comma-separated.
+fn key_list(dialect: &dyn Dialect, table: &TableSchema) -> String {
+    let key: Vec<String> = table
+        .key
+        .iter()
+        .map(|&i| dialect.quote(&table.columns[i].name))
+        .collect();
+    key.join(", ")
+}
+
+/// The multi-row upsert of `rows` rows into table `name` of shape `table`:
+/// each column merges by its mode, and nulls never win a merge except
+/// under `replace` (see the row buffer's merge).
+pub(crate) fn upsert_sql(
+    dialect: &dyn Dialect,
+    table: &TableSchema,
+    name: &str,
+    rows: usize,
+) -> String {
+    let q = |name: &str| dialect.quote(name);
+    let names: Vec<String> = table.columns.iter().map(|c| q(&c.name)).collect();
+    let values: Vec<&str> = table.columns.iter().map(|c| dialect.value(c.ty)).collect();
+    let one = format!("({})", values.join(","));
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        q(name),
+        names.join(","),
+        vec![one.as_str(); rows].join(",")
+    );
+    let stored_table = q(name);
+    let (greatest, least) = dialect.greatest_least();
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !c.key)
+        .map(|c| {
+            let name = q(&c.name);
+            let (o, n) = (
+                dialect.stored(&stored_table, &name),
+                dialect.incoming(&name),
+            );
+            let merged = match c.merge {
+                MergeMode::Replace => n,
+                MergeMode::Add if c.ty == ColumnType::Int => saturating_add(&o, &n),
+                MergeMode::Add => format!("COALESCE({o} + {n}, {o}, {n})"),
+                MergeMode::Max => format!("COALESCE({greatest}({o}, {n}), {o}, {n})"),
+                MergeMode::Min => format!("COALESCE({least}({o}, {n}), {o}, {n})"),
+            };
+            format!("{name} = {merged}")
+        })
+        .collect();
+    let sql = dialect.upsert(insert, &key_list(dialect, table), &updates);
+    dialect.numbered(&sql).into_owned()
+}
+
+/// The statements that write Apiary's own tables, in a dialect.
+struct OwnStatements {
+    upsert_state: String,
+    delete_state: String,
+    insert_timer: String,
+    delete_timer: String,
+    insert_dead_letter: String,
+    upsert_offset: String,
+}
+
+impl OwnStatements {
+    fn new(dialect: &dyn Dialect) -> Self {
+        let upsert = |table: &str, columns: &[&str], key: &[&str], replace: &[&str]| {
+            let insert = format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                columns.join(", "),
+                vec!["?"; columns.len()].join(", ")
+            );
+            let updates: Vec<String> = replace
+                .iter()
+                .map(|c| format!("{c} = {}", dialect.incoming(c)))
+                .collect();
+            dialect.upsert(insert, &key.join(", "), &updates)
+        };
+        let lane = ["consumer", "stream", "part"];
+        let sql = |text: String| dialect.numbered(&text).into_owned();
+        Self {
+            upsert_state: sql(upsert(
+                "apiary_state",
+                &[&lane[..], &["plugin", "skey", "value", "expires"]].concat(),
+                &[&lane[..], &["plugin", "skey"]].concat(),
+                &["value", "expires"],
+            )),
+            delete_state: sql(
+                "DELETE FROM apiary_state WHERE consumer = ? AND stream = ? \
+                 AND part = ? AND plugin = ? AND skey = ?"
+                    .into(),
+            ),
+            insert_timer: sql(upsert(
+                "apiary_timers",
+                &[&lane[..], &["plugin", "tkey", "ttime"]].concat(),
+                &[&lane[..], &["plugin", "ttime", "tkey"]].concat(),
+                &[],
+            )),
+            delete_timer: sql(
+                "DELETE FROM apiary_timers WHERE consumer = ? AND stream = ? \
+                 AND part = ? AND plugin = ? AND tkey = ? AND ttime = ?"
+                    .into(),
+            ),
+            insert_dead_letter: sql("INSERT INTO apiary_dead_letter (consumer, stream, part, \
+                 record_offset, record_key, record_value, plugin, reason) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                .into()),
+            upsert_offset: sql(upsert(
+                "apiary_offsets",
+                &[&lane[..], &["next_offset", "watermark"]].concat(),
+                &lane,
+                &["next_offset", "watermark"],
+            )),
+        }
+    }
+}
+
+/// `o + n` for `BIGINT` columns, saturating at the type's bounds on every
+/// dialect (SQLite would turn an overflow into a REAL, MySQL refuse it);
+/// a null side yields the other. Nested `CASE`s are evaluated lazily, so
+/// no bound is computed on the side where it would overflow.
+fn saturating_add(o: &str, n: &str) -> String {
+    const MAX: &str = "9223372036854775807";
+    const MIN: &str = "(-9223372036854775807 - 1)";
+    format!(
+        "CASE WHEN {o} IS NULL THEN {n} WHEN {n} IS NULL THEN {o} \
+         WHEN {n} > 0 THEN CASE WHEN {o} > {MAX} - {n} THEN {MAX} ELSE {o} + {n} END \
+         ELSE CASE WHEN {o} < {MIN} - {n} THEN {MIN} ELSE {o} + {n} END END"
+    )
+}
+
+/// Whether an error is worth retrying: the connection or the server went
+/// away, or the transaction lost a lock race. Bad credentials, missing
+/// tables and wrong types are not.
+fn is_transient(dialect: &dyn Dialect, error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_)) => true,
+            Some(sqlx::Error::Database(db)) => dialect.is_transient(&db.code().unwrap_or_default()),
+            _ => false,
+        })
+}
+
+/// A text column that MariaDB may report as binary (`information_schema`).
+fn text_at(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    row.try_get::<String, _>(index).or_else(|_| {
+        row.try_get::<Vec<u8>, _>(index)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    })
+}
+
+/// What the database says about one column of an existing table.
+#[derive(Debug)]
+struct ExistingColumn {
+    name: String,
+    ty: String,
+    /// 1-based position in the primary key, 0 when not in it.
+    key_position: i64,
+    not_null: bool,
+}
+
+fn check_existing(
+    table: &TableSchema,
+    name: &str,
+    existing: &[ExistingColumn],
+) -> Result<(), SchemaMismatch> {
+    let mismatch = |message: String| SchemaMismatch {
+        table: name.to_owned(),
+        output: table.output.clone(),
+        plugin: table.plugin.clone(),
+        message,
+    };
+    for column in &table.columns {
+        let Some(found) = existing
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(&column.name))
+        else {
+            return Err(mismatch(format!("column `{}` is missing", column.name)));
+        };
+        if !type_fits(column.ty, &found.ty) {
+            return Err(mismatch(format!(
+                "column `{}` has type {} in the database, but the plugin declares {}",
+                column.name, found.ty, column.ty
+            )));
+        }
+    }
+    let mut stored_key: Vec<&ExistingColumn> =
+        existing.iter().filter(|e| e.key_position > 0).collect();
+    stored_key.sort_by_key(|e| e.key_position);
+    let stored: Vec<&str> = stored_key.iter().map(|e| e.name.as_str()).collect();
+    let declared: Vec<&str> = table
+        .key
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    if !stored
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .eq(declared.iter().map(|s| s.to_ascii_lowercase()))
+    {
+        return Err(mismatch(format!(
+            "primary key is ({}) in the database, but the plugin declares ({})",
+            stored.join(", "),
+            declared.join(", ")
+        )));
+    }
+    for extra in existing
+        .iter()
+        .filter(|e| table.column_index(&e.name).is_none())
+    {
+        if extra.not_null {
+            return Err(mismatch(format!(
+                "column `{}` is NOT NULL in the database but the plugin does not write it",
+                extra.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stored column type can hold the declared one.
+fn type_fits(declared: ColumnType, stored: &str) -> bool {
+    let has = |s: &str| stored.contains(s);
+    match declared {
+        ColumnType::Int => has("INT"),
+        ColumnType::Boolean => has("INT") || has("BOOL"),
+        ColumnType::Float => has("REAL") || has("DOUB") || has("FLOA") || has("DECIMAL"),
+        ColumnType::Text => has("TEXT") || has("CHAR") || has("CLOB"),
+        ColumnType::Bytes => has("BLOB") || has("BINARY") || has("BYTEA"),
+        ColumnType::Timestamp => has("DATE") || has("TIME") || has("TEXT"),
+    }
+}

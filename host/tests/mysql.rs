@@ -1,0 +1,234 @@
+//! The SQL sink on MariaDB, and exactly-once across crashes: kill -9 at
+//! random points, a database restart mid-run, two processes in a group.
+//! Needs `scripts/services start` (Kafka-compatible broker, MariaDB).
+
+mod support;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use livestream_example::Topic;
+use support::kafka::{broker, create_topic, produce};
+use support::process::{interrupt_and_wait, spawn_run, stop_and_wait, wait_until};
+use support::sql::{Server, count, execute, pairs};
+use support::sql::{file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing};
+use support::*;
+
+/// The restart test stops the shared server: tests here run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+const COMMITTED: &str = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
+
+/// A pipeline reading `topics` (physical, logical) from the test broker as
+/// `group` into the MySQL database `url`, with `extra` lines added to
+/// `[sink.sql]`.
+fn config(
+    dir: &Path,
+    topics: &[(&str, &str)],
+    group: &str,
+    url: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let mapping: Vec<String> = topics
+        .iter()
+        .map(|(p, l)| format!("{p:?} = {l:?}"))
+        .collect();
+    let text = format!(
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\ntopics = {{ {} }}\n\
+         session-timeout = \"10s\"\n\
+         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n{extra}\n[batch]\nmax-records = 500\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+        broker(),
+        mapping.join(", "),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn file_pipeline_merges_into_mysql() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    file_pipeline_merges_exactly(Server::Mysql, dir.path());
+}
+
+#[test]
+fn table_of_another_shape_and_bad_credentials_stop_with_clear_errors() {
+    let _serial = serial();
+    let url = Server::Mysql.fresh_database("schema");
+    execute(
+        &url,
+        &[
+            "CREATE TABLE gift_type_totals (gift_type BIGINT NOT NULL PRIMARY KEY, gift_total_amount VARCHAR(20))",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, generate(Topic::LiveGiftTotal, 10, 1, 0.0).text()).unwrap();
+    let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("sqlite://out.db", &url)).unwrap();
+    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
+    assert!(!out.status.success());
+    assert!(stderr.contains("table `gift_type_totals`"), "{stderr}");
+    assert!(
+        stderr.contains("column `gift_total_amount` has type VARCHAR(20)"),
+        "{stderr}"
+    );
+
+    let wrong = url.replacen("root@", "root:wrong-password@", 1);
+    std::fs::write(&config, text.replace("sqlite://out.db", &wrong)).unwrap();
+    let started = Instant::now();
+    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
+    assert!(!out.status.success());
+    assert!(stderr.contains("Access denied"), "{stderr}");
+    assert!(
+        stderr.contains("root:***@"),
+        "the URL is named without its password: {stderr}"
+    );
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bad credentials are not retried for long"
+    );
+}
+
+#[test]
+fn kill_9_at_random_points_loses_and_repeats_nothing() {
+    let _serial = serial();
+    kill_9_loses_and_repeats_nothing(Server::Mysql, "kill", 61);
+}
+
+#[test]
+fn a_database_restart_mid_run_is_retried_and_totals_stay_exact() {
+    let _serial = serial();
+    let topic = create_topic("restart-db", 4);
+    let first = generate(Topic::LiveGiftTotal, 50_000, 71, 0.0);
+    let during = generate(Topic::LiveGiftTotal, 50_000, 72, 0.0);
+    produce(&topic, &first.lines);
+    let url = Server::Mysql.fresh_database("restart");
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("{topic}-g");
+    let config = config(
+        dir.path(),
+        &[(&topic, "live_gift_total")],
+        &group,
+        &url,
+        "max-retries = 6",
+    );
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(
+        Duration::from_secs(180),
+        "the first records committed",
+        &log,
+        || count(&url, COMMITTED) == 50_000,
+    );
+
+    // Records arrive while the database is down: their checkpoints must
+    // wait for it, retrying, and then land exactly once.
+    let shutdown = std::process::Command::new("mariadb-admin")
+        .args(["-uroot", "shutdown"])
+        .status()
+        .unwrap();
+    assert!(shutdown.success());
+    produce(&topic, &during.lines);
+    std::thread::sleep(Duration::from_secs(8));
+    let start = std::process::Command::new("start-stop-daemon")
+        .args([
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ])
+        .status()
+        .unwrap();
+    assert!(start.success());
+
+    wait_until(
+        Duration::from_secs(240),
+        "every record committed",
+        &log,
+        || count(&url, COMMITTED) == 100_000,
+    );
+    interrupt_and_wait(&mut child, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("retry 1/6"), "the outage was retried: {text}");
+    let expected = {
+        let mut t = first.gift_totals();
+        for (k, v) in during.gift_totals() {
+            *t.entry(k).or_default() += v;
+        }
+        t
+    };
+    assert_eq!(pairs(&url, TOTALS), expected);
+}
+
+#[test]
+fn two_processes_in_one_group_one_killed_totals_exact() {
+    let _serial = serial();
+    let topic = create_topic("pair", 4);
+    let gifts = generate(Topic::LiveGiftTotal, 200_000, 81, 0.0);
+    produce(&topic, &gifts.lines);
+    let url = Server::Mysql.fresh_database("pair");
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("{topic}-g");
+    let config = config(dir.path(), &[(&topic, "live_gift_total")], &group, &url, "");
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let owns_partitions = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("partitions assigned") && l.contains(&topic))
+    };
+
+    let mut a = spawn_run(&config, &[], &log_a);
+    wait_until(Duration::from_secs(120), "A to commit", &log_a, || {
+        count(&url, COMMITTED) > 0
+    });
+    // B joins second, so A stays the group's leader (see below).
+    let mut b = spawn_run(&config, &[], &log_b);
+    wait_until(
+        Duration::from_secs(120),
+        "B to get partitions",
+        &log_b,
+        || owns_partitions(&log_b),
+    );
+    let before = count(&url, COMMITTED);
+    wait_until(
+        Duration::from_secs(60),
+        "the pair to commit",
+        &log_b,
+        || count(&url, COMMITTED) > before + 5_000,
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let at_kill = count(&url, COMMITTED);
+    assert!(at_kill < 200_000, "B was killed with records left");
+
+    // Kafka hands B's partitions to A once B's 10 s session expires. The
+    // test broker (tansu 0.6) drops the expired member but keeps the old
+    // assignment until a member joins (and loses the group for good if the
+    // dead member was its leader), so B is started again after its session
+    // expired, as a supervisor would: the group then rebalances and B's
+    // partitions resume from B's last checkpoint.
+    std::thread::sleep(Duration::from_secs(13));
+    drop(b);
+    let mut b = spawn_run(&config, &[], &log_b);
+    wait_until(Duration::from_secs(300), "every record", &log_b, || {
+        count(&url, COMMITTED) == 200_000
+    });
+    // As a supervisor stops a service: SIGTERM.
+    stop_and_wait(&mut b, "TERM", &log_b);
+    interrupt_and_wait(&mut a, &log_a);
+    assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+}

@@ -1,0 +1,232 @@
+//! The SQL servers of the tests (MariaDB and PostgreSQL on loopback,
+//! started by `scripts/services start`): a fresh database per test, reads
+//! as integers, and the checks every dialect must pass alike.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use livestream_example::Topic;
+use sqlx::Row as _;
+
+use super::kafka::{broker, create_topic, produce};
+use super::process::{interrupt_and_wait, kill_five_times, spawn_run, wait_until};
+use super::*;
+
+/// A database server the tests write into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// MariaDB (root, empty password).
+    Mysql,
+    /// PostgreSQL (postgres, trust auth).
+    Postgres,
+}
+
+impl Server {
+    /// The server's URL, without a database.
+    pub fn url(self) -> String {
+        match self {
+            Server::Mysql => std::env::var("APIARY_TEST_MYSQL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+            Server::Postgres => std::env::var("APIARY_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        }
+    }
+
+    /// Creates an empty database named after `prefix`; returns its URL.
+    pub fn fresh_database(self, prefix: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!(
+            "apiary_{prefix}_{}_{}",
+            std::process::id(),
+            nanos % 1_000_000_000
+        );
+        // PostgreSQL connects to a database: its maintenance one.
+        let admin = match self {
+            Server::Mysql => self.url(),
+            Server::Postgres => format!("{}/postgres", self.url()),
+        };
+        runtime().block_on(async {
+            let pool = connect(&admin).await.unwrap_or_else(|e| {
+                panic!("cannot reach {admin} (run scripts/services start): {e}")
+            });
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        });
+        format!("{}/{name}", self.url())
+    }
+
+    /// The sum of `column` over `table` as a BIGINT (sums are DECIMAL in
+    /// MySQL, NUMERIC in PostgreSQL).
+    pub fn sum(self, column: &str, table: &str) -> String {
+        match self {
+            Server::Mysql => {
+                format!("SELECT CAST(COALESCE(SUM({column}), 0) AS SIGNED) FROM {table}")
+            }
+            Server::Postgres => format!("SELECT COALESCE(SUM({column}), 0)::bigint FROM {table}"),
+        }
+    }
+
+    /// How a query names the database it runs in.
+    pub fn current_schema(self) -> &'static str {
+        match self {
+            Server::Mysql => "DATABASE()",
+            Server::Postgres => "current_schema()",
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await
+}
+
+/// Runs SQL statements against a database.
+pub fn execute(url: &str, statements: &[&str]) {
+    runtime().block_on(async {
+        let pool = connect(url).await.unwrap();
+        for statement in statements {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+    });
+}
+
+/// Rows of a two-integer query, e.g. totals per key.
+pub fn pairs(url: &str, sql: &str) -> BTreeMap<i64, i64> {
+    runtime().block_on(async {
+        let pool = connect(url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        rows.iter()
+            .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1)))
+            .collect()
+    })
+}
+
+/// A one-number query (see [`Server::sum`]); 0 if the database cannot
+/// answer (yet).
+pub fn count(url: &str, sql: &str) -> i64 {
+    runtime().block_on(async {
+        let Ok(pool) = connect(url).await else {
+            return 0;
+        };
+        match sqlx::query(sql).fetch_one(&pool).await {
+            Ok(row) => row.try_get::<i64, _>(0).unwrap_or(0),
+            Err(_) => 0,
+        }
+    })
+}
+
+const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+const MODULES: &str = "SELECT module_id, module_gift_total_amount FROM module_gift_totals";
+const MEMBERS: &str = "SELECT grade, members FROM grade_members";
+
+/// The example's file pipeline into a fresh database of `server`: `check`
+/// writes nothing, and a run merges every total exactly, refuses the
+/// malformed records and writes each visit once. Returns the database's
+/// URL, the pipeline's config and the gifts it read.
+pub fn file_pipeline_merges_exactly(
+    server: Server,
+    dir: &Path,
+) -> (String, std::path::PathBuf, Generated) {
+    let url = server.fresh_database("file");
+    let gifts = generate(Topic::LiveGiftTotal, 20_000, 51, 0.005);
+    let visits = generate(Topic::LiveStreamingLog, 10_000, 52, 0.005);
+    let (g, v) = (dir.join("g.jsonl"), dir.join("v.jsonl"));
+    std::fs::write(&g, gifts.text()).unwrap();
+    std::fs::write(&v, visits.text()).unwrap();
+    let config = embedded_config(dir, &[(&g, "live_gift_total"), (&v, "live_streaming_log")]);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sqlite://out.db", &url);
+    std::fs::write(&config, text).unwrap();
+    let (out, _, stderr) = output(apiary().arg("check").arg(&config));
+    assert!(out.status.success(), "{stderr}");
+    let tables = format!(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {}",
+        server.current_schema()
+    );
+    assert_eq!(count(&url, &tables), 0, "check writes nothing");
+    run_until_idle(&config);
+    assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+    assert_eq!(pairs(&url, MODULES), gifts.module_totals(&dim_rooms()));
+    assert_eq!(pairs(&url, MEMBERS), visits.members_per_grade());
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        (gifts.malformed.len() + visits.malformed.len()) as i64
+    );
+    let keys: std::collections::BTreeSet<String> = visits
+        .valid()
+        .map(|r| {
+            format!(
+                "{}|{}|{}|{}",
+                r["user_id"], r["ip"], r["room_id"], r["arrive_time"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM live_streaming_log"),
+        keys.len() as i64
+    );
+    (url, config, gifts)
+}
+
+/// Kafka into a fresh database of `server`, one process restarted in
+/// place after each of five kill -9 at pseudo-random points, then run to
+/// the end: every total exact, every malformed record refused once.
+pub fn kill_9_loses_and_repeats_nothing(server: Server, name: &str, seed: u64) {
+    let gifts_topic = create_topic(&format!("{name}-gifts"), 4);
+    // One partition: grade-members' state is per lane (see its docs).
+    let visits_topic = create_topic(&format!("{name}-visits"), 1);
+    let gifts = generate(Topic::LiveGiftTotal, 200_000, seed, 0.001);
+    let visits = generate(Topic::LiveStreamingLog, 20_000, seed + 1, 0.0);
+    produce(&gifts_topic, &gifts.lines);
+    produce(&visits_topic, &visits.lines);
+    let url = server.fresh_database("kill");
+    let dir = tempfile::tempdir().unwrap();
+    // Every partition read by the one process, without the group protocol:
+    // the test is about the checkpoints, not the test broker's group
+    // coordination (see the README's test services).
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = \"{gifts_topic}-g\"\n\
+             topics = {{ {gifts_topic:?} = \"live_gift_total\", {visits_topic:?} = \"live_streaming_log\" }}\n\
+             assignment = \"all\"\nsession-timeout = \"10s\"\n\
+             [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n[batch]\nmax-records = 500\n",
+            plugins_dir(),
+            dim_rooms_lookup(),
+            broker(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let total: i64 = 220_000;
+    let committed = server.sum("next_offset", "apiary_offsets");
+    kill_five_times(&config, &log, total, seed, || count(&url, &committed));
+    let mut child = spawn_run(&config, &[], &log);
+    wait_until(Duration::from_secs(300), "every record", &log, || {
+        count(&url, &committed) == total
+    });
+    interrupt_and_wait(&mut child, &log);
+
+    assert_eq!(pairs(&url, TOTALS), gifts.gift_totals());
+    assert_eq!(pairs(&url, MODULES), gifts.module_totals(&dim_rooms()));
+    assert_eq!(pairs(&url, MEMBERS), visits.members_per_grade());
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        gifts.malformed.len() as i64
+    );
+}
