@@ -514,10 +514,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = parse(&MINIMAL.replace("sqlite://out.db", "postgres://x"))
+        let err = parse(&MINIMAL.replace("sqlite://out.db", "oracle://scott:tiger@x"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("sink.sql.url"), "{err}");
+        assert!(!err.contains("tiger"), "the password is not shown: {err}");
         let err = parse(&format!("{MINIMAL}\n[batch]\nmax-wait = \"soon\"\n"))
             .unwrap_err()
             .to_string();

@@ -75,6 +75,18 @@ impl RunSummary {
     }
 }
 
+/// The flags every source and lane of a run shares.
+#[derive(Clone, Default)]
+struct Flags {
+    /// Set when the run ends: sources stop reading, paused lanes let go.
+    stop: Arc<AtomicBool>,
+    /// Set by SIGINT or SIGTERM: lanes finish the batch in flight.
+    interrupt: Arc<AtomicBool>,
+    /// Reading a record, or a lane processing a batch, is activity: a lane
+    /// working through its queue is not idle.
+    activity: Arc<Activity>,
+}
+
 /// Runs a pipeline until it is interrupted, idle if asked to be, or a lane
 /// fails.
 pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<RunSummary> {
@@ -88,8 +100,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         outputs,
         ..
     } = assembly;
-    let stop = Arc::new(AtomicBool::new(false));
-    let interrupt = Arc::new(AtomicBool::new(false));
+    let flags = Flags::default();
     let live = Arc::new(LivePlugins::new(plugins));
     let metrics = Arc::new(Metrics::default());
     metrics.watch(live.clone(), lookups.clone());
@@ -107,16 +118,13 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             outputs: outputs.clone(),
             config: config.file.clone(),
         };
-        let stop = stop.clone();
+        let stop = flags.stop.clone();
         tokio::spawn(async move {
             if let Err(e) = reloader.run(stop).await {
                 tracing::error!("plugin watcher stopped, plugins will not reload: {e:#}");
             }
         })
     });
-    // Reading a record, or a lane processing a batch, is activity: a lane
-    // working through its queue is not idle.
-    let activity = Arc::new(Activity::default());
     let lanes = Arc::new(LaneSupervisor::new(
         LaneFactory {
             engine,
@@ -125,9 +133,9 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             store,
             store_config: config.sink.sql.clone(),
             outputs,
-            stop: stop.clone(),
-            interrupt: interrupt.clone(),
-            activity: activity.clone(),
+            stop: flags.stop.clone(),
+            interrupt: flags.interrupt.clone(),
+            activity: flags.activity.clone(),
             metrics,
             time: config.time.clone(),
         },
@@ -136,8 +144,33 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
 
     // From here on a stop request finishes the current batches; before,
     // nothing has been read and the default action (exit) loses nothing.
-    let mut stop_signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
-    let mut sources: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let stop_signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
+    let sources = start_sources(&config, &options, &lanes, &flags);
+    let failure = wait_for_end(sources, stop_signals, &options, &flags).await?;
+    if let Some(reloader) = reloader {
+        reloader.await?;
+    }
+    let summary = RunSummary {
+        lanes: lanes.take_finished(),
+        lookup_caches: lanes.lookups().cache_stats(),
+        reloads: live.counts(),
+    };
+    log_summary(&summary);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+/// Starts a reader per source file and the Kafka reader, each on its own
+/// thread, opening its lanes through `lanes`.
+fn start_sources(
+    config: &PipelineConfig,
+    options: &RunOptions,
+    lanes: &Arc<LaneSupervisor>,
+    flags: &Flags,
+) -> JoinSet<anyhow::Result<()>> {
+    let mut sources = JoinSet::new();
     for file in &config.source.file {
         let reader = FileReader {
             path: file.path.clone(),
@@ -155,11 +188,12 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             } else {
                 None
             },
-            interrupt: interrupt.clone(),
+            interrupt: flags.interrupt.clone(),
         };
-        let (lanes, activity, stop) = (lanes.clone(), activity.clone(), stop.clone());
+        let (lanes, flags) = (lanes.clone(), flags.clone());
         sources.spawn(async move {
-            tokio::task::spawn_blocking(move || reader.run(&*lanes, activity, stop)).await?
+            tokio::task::spawn_blocking(move || reader.run(&*lanes, flags.activity, flags.stop))
+                .await?
         });
     }
     if let Some(kafka) = &config.source.kafka {
@@ -170,19 +204,27 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             tokio::runtime::Handle::current(),
         )
         .until_end(options.until_end);
-        let (activity, stop) = (activity.clone(), stop.clone());
+        let flags = flags.clone();
         sources.spawn(async move {
-            tokio::task::spawn_blocking(move || reader.run(activity, stop)).await?
+            tokio::task::spawn_blocking(move || reader.run(flags.activity, flags.stop)).await?
         });
     }
+    sources
+}
 
-    // Stop on SIGINT or SIGTERM, on idleness if asked, or when a source
-    // fails.
+/// Waits for SIGINT or SIGTERM, idleness if asked, the sources' end or a
+/// source's failure; then stops every source and waits for them (each
+/// closes its lanes, which commit). The first failure, if any.
+async fn wait_for_end(
+    mut sources: JoinSet<anyhow::Result<()>>,
+    mut stop_signals: StopSignals,
+    options: &RunOptions,
+    flags: &Flags,
+) -> anyhow::Result<Option<anyhow::Error>> {
     let mut failure = None;
-    let mut summary = RunSummary::default();
     // Idle time counts ticks without a record, so time the process was
     // stopped (SIGSTOP, a suspended VM) is never taken for idleness.
-    let (mut idle, mut seen) = (Duration::ZERO, activity.last());
+    let (mut idle, mut seen) = (Duration::ZERO, flags.activity.last());
     loop {
         tokio::select! {
             signal = stop_signals.recv() => {
@@ -190,11 +232,11 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
                     signal,
                     "stop requested; finishing the batches in flight, then a last checkpoint"
                 );
-                interrupt.store(true, Ordering::Relaxed);
+                flags.interrupt.store(true, Ordering::Relaxed);
                 break;
             }
             _ = tokio::time::sleep(TICK) => {
-                let last = activity.last();
+                let last = flags.activity.last();
                 if last == seen {
                     idle += TICK;
                 } else {
@@ -214,17 +256,17 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             },
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    flags.stop.store(true, Ordering::Relaxed);
     while let Some(done) = sources.join_next().await {
         if let Err(e) = done? {
             failure.get_or_insert(e);
         }
     }
-    summary.lanes = lanes.take_finished();
-    if let Some(reloader) = reloader {
-        reloader.await?;
-    }
-    summary.reloads = live.counts();
+    Ok(failure)
+}
+
+/// Logs what reloads did and how the lookup caches fared.
+fn log_summary(summary: &RunSummary) {
     let pauses: Vec<Duration> = summary
         .lanes
         .iter()
@@ -241,7 +283,6 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             "plugin reloads; longest lane pause {longest:?}"
         );
     }
-    summary.lookup_caches = lanes.lookups().cache_stats();
     for (table, c) in &summary.lookup_caches {
         tracing::info!(
             table,
@@ -251,9 +292,5 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             "lookup cache hit rate {:.1}%",
             c.hit_rate() * 100.0
         );
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(summary),
     }
 }
