@@ -12,6 +12,7 @@ pub mod assembly;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod dialect;
 pub mod error;
 pub mod hbase;
 pub mod lookup;

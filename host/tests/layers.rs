@@ -106,6 +106,10 @@ fn the_vocabulary_and_the_sources_stay_low() {
     };
     allowed("model", &["time"]);
     allowed("source", &["config", "metrics", "model"]);
-    allowed("store", &["config", "error", "model", "time"]);
+    allowed("dialect", &["model"]);
+    allowed(
+        "store",
+        &["config", "dialect", "error", "model", "text", "time"],
+    );
     allowed("output", &["config", "hbase", "model"]);
 }

@@ -28,10 +28,6 @@ pub use source::{
     Assignment, BatchSection, FileSource, KafkaSource, KafkaTopics, SourceSection, StartOffset,
 };
 
-/// The URL schemes of the databases the checkpoint store speaks (one
-/// dialect each under `store::dialect`).
-const SQL_SCHEMES: &[&str] = &["sqlite", "mysql", "mariadb", "postgres", "postgresql"];
-
 /// A whole pipeline: where records come from, which plugins run, where rows go.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -251,8 +247,7 @@ impl PipelineConfig {
             }
         }
         let url = &self.sink.sql.url;
-        let scheme = url.split(':').next().unwrap_or_default();
-        if !SQL_SCHEMES.contains(&scheme) {
+        if crate::dialect::for_url(url).is_none() {
             return Err(invalid(
                 "sink.sql.url",
                 format!(

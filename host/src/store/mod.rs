@@ -6,7 +6,6 @@
 //! SQLite (the embedded default), MySQL/MariaDB and PostgreSQL share this
 //! code through sqlx's `Any` driver; what differs is in [`dialect`].
 
-pub mod dialect;
 pub mod reader;
 
 use std::collections::HashMap;
@@ -17,13 +16,13 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Executor as _, Row as _};
 
-pub use dialect::Dialect;
 pub use reader::{Reader, Table};
 
 use crate::config;
+use crate::dialect::{self, Dialect};
 use crate::error::SchemaMismatch;
 use crate::model::schema::TableSchema;
-use crate::model::wit::types::{ColumnType, MergeMode, Value};
+use crate::model::wit::types::{ColumnType, Value};
 use crate::model::{Checkpoint, LaneKey, StoredState, StoredValue};
 use crate::text::redact_url;
 
@@ -292,7 +291,7 @@ impl SqlStore {
                 format!("{} {}{null}", q(&c.name), self.dialect.column_type(c))
             })
             .collect();
-        let key = key_list(self.dialect, table);
+        let key = dialect::key_list(self.dialect, table);
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
             q(name),
@@ -430,7 +429,7 @@ impl SqlStore {
             let per_statement =
                 (self.dialect.max_params() / table.columns.len()).clamp(1, MAX_ROWS_PER_STATEMENT);
             for chunk in rows.chunks(per_statement) {
-                let sql = upsert_sql(self.dialect, table, name, chunk.len());
+                let sql = dialect::upsert_sql(self.dialect, table, name, chunk.len());
                 let mut query = sqlx::query(&sql);
                 for row in chunk {
                     for (value, column) in row.iter().zip(&table.columns) {
@@ -543,61 +542,6 @@ pub fn check_index(
     ))
 }
 
-/// The primary-key columns of `table`, quoted, comma-separated.
-fn key_list(dialect: &dyn Dialect, table: &TableSchema) -> String {
-    let key: Vec<String> = table
-        .key
-        .iter()
-        .map(|&i| dialect.quote(&table.columns[i].name))
-        .collect();
-    key.join(", ")
-}
-
-/// The multi-row upsert of `rows` rows into table `name` of shape `table`:
-/// each column merges by its mode, and nulls never win a merge except
-/// under `replace` (see the row buffer's merge).
-pub(crate) fn upsert_sql(
-    dialect: &dyn Dialect,
-    table: &TableSchema,
-    name: &str,
-    rows: usize,
-) -> String {
-    let q = |name: &str| dialect.quote(name);
-    let names: Vec<String> = table.columns.iter().map(|c| q(&c.name)).collect();
-    let values: Vec<&str> = table.columns.iter().map(|c| dialect.value(c.ty)).collect();
-    let one = format!("({})", values.join(","));
-    let insert = format!(
-        "INSERT INTO {} ({}) VALUES {}",
-        q(name),
-        names.join(","),
-        vec![one.as_str(); rows].join(",")
-    );
-    let stored_table = q(name);
-    let (greatest, least) = dialect.greatest_least();
-    let updates: Vec<String> = table
-        .columns
-        .iter()
-        .filter(|c| !c.key)
-        .map(|c| {
-            let name = q(&c.name);
-            let (o, n) = (
-                dialect.stored(&stored_table, &name),
-                dialect.incoming(&name),
-            );
-            let merged = match c.merge {
-                MergeMode::Replace => n,
-                MergeMode::Add if c.ty == ColumnType::Int => saturating_add(&o, &n),
-                MergeMode::Add => format!("COALESCE({o} + {n}, {o}, {n})"),
-                MergeMode::Max => format!("COALESCE({greatest}({o}, {n}), {o}, {n})"),
-                MergeMode::Min => format!("COALESCE({least}({o}, {n}), {o}, {n})"),
-            };
-            format!("{name} = {merged}")
-        })
-        .collect();
-    let sql = dialect.upsert(insert, &key_list(dialect, table), &updates);
-    dialect.numbered(&sql).into_owned()
-}
-
 /// The statements that write Apiary's own tables, in a dialect.
 struct OwnStatements {
     upsert_state: String,
@@ -659,20 +603,6 @@ impl OwnStatements {
             )),
         }
     }
-}
-
-/// `o + n` for `BIGINT` columns, saturating at the type's bounds on every
-/// dialect (SQLite would turn an overflow into a REAL, MySQL refuse it);
-/// a null side yields the other. Nested `CASE`s are evaluated lazily, so
-/// no bound is computed on the side where it would overflow.
-fn saturating_add(o: &str, n: &str) -> String {
-    const MAX: &str = "9223372036854775807";
-    const MIN: &str = "(-9223372036854775807 - 1)";
-    format!(
-        "CASE WHEN {o} IS NULL THEN {n} WHEN {n} IS NULL THEN {o} \
-         WHEN {n} > 0 THEN CASE WHEN {o} > {MAX} - {n} THEN {MAX} ELSE {o} + {n} END \
-         ELSE CASE WHEN {o} < {MIN} - {n} THEN {MIN} ELSE {o} + {n} END END"
-    )
 }
 
 /// Whether an error is worth retrying: the connection or the server went

@@ -86,8 +86,8 @@ impl Dialect for Postgres {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::dialect::tests::table;
-    use crate::store::upsert_sql;
+    use crate::dialect::tests::table;
+    use crate::dialect::upsert_sql;
 
     #[test]
     fn upsert_numbers_its_placeholders_and_casts_timestamps() {

@@ -1,7 +1,10 @@
-//! SQL dialects: what the checkpoint store says differently to each
-//! database. One unit per database, with its DDL, upsert, type mapping and
-//! limits; everything else in [`super`] is shared through sqlx's `Any`
-//! driver.
+//! SQL dialects: what the checkpoint store ([`crate::store`]) says
+//! differently to each database. One unit per database, with its DDL,
+//! upsert, type mapping and limits, and here the SQL built from them;
+//! everything else is shared through sqlx's `Any` driver.
+//!
+//! Adding a database is a file here implementing [`Dialect`] and one line
+//! in [`for_url`].
 //!
 //! Statements are written with `?` placeholders and numbered by
 //! [`Dialect::numbered`] where the database wants `$1, $2, …`.
@@ -16,8 +19,9 @@ pub use mysql::Mysql;
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
+use crate::model::TableSchema;
 use crate::model::schema::ColumnSchema;
-use crate::model::wit::types::ColumnType;
+use crate::model::wit::types::{ColumnType, MergeMode};
 
 /// Column types of Apiary's own tables.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +135,70 @@ pub fn for_url(url: &str) -> Option<&'static dyn Dialect> {
     }
 }
 
+/// The primary-key columns of `table`, quoted, comma-separated.
+pub fn key_list(dialect: &dyn Dialect, table: &TableSchema) -> String {
+    let key: Vec<String> = table
+        .key
+        .iter()
+        .map(|&i| dialect.quote(&table.columns[i].name))
+        .collect();
+    key.join(", ")
+}
+
+/// The multi-row upsert of `rows` rows into table `name` of shape `table`:
+/// each column merges by its mode, and nulls never win a merge except
+/// under `replace` (see the row buffer's merge).
+pub fn upsert_sql(dialect: &dyn Dialect, table: &TableSchema, name: &str, rows: usize) -> String {
+    let q = |name: &str| dialect.quote(name);
+    let names: Vec<String> = table.columns.iter().map(|c| q(&c.name)).collect();
+    let values: Vec<&str> = table.columns.iter().map(|c| dialect.value(c.ty)).collect();
+    let one = format!("({})", values.join(","));
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        q(name),
+        names.join(","),
+        vec![one.as_str(); rows].join(",")
+    );
+    let stored_table = q(name);
+    let (greatest, least) = dialect.greatest_least();
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !c.key)
+        .map(|c| {
+            let name = q(&c.name);
+            let (o, n) = (
+                dialect.stored(&stored_table, &name),
+                dialect.incoming(&name),
+            );
+            let merged = match c.merge {
+                MergeMode::Replace => n,
+                MergeMode::Add if c.ty == ColumnType::Int => saturating_add(&o, &n),
+                MergeMode::Add => format!("COALESCE({o} + {n}, {o}, {n})"),
+                MergeMode::Max => format!("COALESCE({greatest}({o}, {n}), {o}, {n})"),
+                MergeMode::Min => format!("COALESCE({least}({o}, {n}), {o}, {n})"),
+            };
+            format!("{name} = {merged}")
+        })
+        .collect();
+    let sql = dialect.upsert(insert, &key_list(dialect, table), &updates);
+    dialect.numbered(&sql).into_owned()
+}
+
+/// `o + n` for `BIGINT` columns, saturating at the type's bounds on every
+/// dialect (SQLite would turn an overflow into a REAL, MySQL refuse it);
+/// a null side yields the other. Nested `CASE`s are evaluated lazily, so
+/// no bound is computed on the side where it would overflow.
+fn saturating_add(o: &str, n: &str) -> String {
+    const MAX: &str = "9223372036854775807";
+    const MIN: &str = "(-9223372036854775807 - 1)";
+    format!(
+        "CASE WHEN {o} IS NULL THEN {n} WHEN {n} IS NULL THEN {o} \
+         WHEN {n} > 0 THEN CASE WHEN {o} > {MAX} - {n} THEN {MAX} ELSE {o} + {n} END \
+         ELSE CASE WHEN {o} < {MIN} - {n} THEN {MIN} ELSE {o} + {n} END END"
+    )
+}
+
 /// `?` placeholders as `$1, $2, …`.
 fn dollar_numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + sql.len() / 8);
@@ -152,8 +220,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::TableSchema;
-    use crate::model::wit::types::{Column, MergeMode, OutputSchema};
+    use crate::model::wit::types::{Column, OutputSchema};
 
     /// A table with a key, a counter, a maximum, a text and a timestamp.
     pub fn table() -> Arc<TableSchema> {

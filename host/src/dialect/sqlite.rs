@@ -81,8 +81,8 @@ impl Dialect for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::dialect::tests::table;
-    use crate::store::upsert_sql;
+    use crate::dialect::tests::table;
+    use crate::dialect::upsert_sql;
 
     #[test]
     fn upsert_merges_by_column_mode() {
