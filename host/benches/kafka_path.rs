@@ -30,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let broker = std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9094".into());
     let mysql =
         std::env::var("BENCH_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let postgres = std::env::var("BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let partitions = 4;
     let gifts_topic = format!("bench-gifts-{}", std::process::id());
     let visits_topic = format!("bench-visits-{}", std::process::id());
@@ -83,6 +85,20 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("{mysql}/{db}");
     let maria = apiary_run(dir.path(), "maria", &broker, &gifts_topic, &url, records).await?;
     let log = apiary_run(dir.path(), "visits", &broker, &visits_topic, &url, visits).await?;
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&sqlx::PgPool::connect(&format!("{postgres}/postgres")).await?)
+        .await?;
+    let url = format!("{postgres}/{db}");
+    let pg = apiary_run(dir.path(), "pg", &broker, &gifts_topic, &url, records).await?;
+    let pg_log = apiary_run(
+        dir.path(),
+        "pg-visits",
+        &broker,
+        &visits_topic,
+        &url,
+        visits,
+    )
+    .await?;
 
     let bare_rate = rate(records, bare);
     println!("| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 |");
@@ -105,6 +121,16 @@ async fn main() -> anyhow::Result<()> {
         (
             "apiary, visits → viewer-log + grade-members → MariaDB",
             &log,
+            visits,
+        ),
+        (
+            "apiary, gifts → gift-type-totals → PostgreSQL",
+            &pg,
+            records,
+        ),
+        (
+            "apiary, visits → viewer-log + grade-members → PostgreSQL",
+            &pg_log,
             visits,
         ),
     ] {

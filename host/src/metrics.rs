@@ -236,171 +236,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        // A metric of the lanes that have a value for it.
-        let per_lane = |out: &mut String,
-                        name: &str,
-                        help: &str,
-                        value: &dyn Fn(&LaneMetrics) -> Option<f64>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let kind = if name.ends_with("_total") || name.ends_with("_sum") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (lane, m) in &lanes {
-                if let Some(v) = value(m) {
-                    let _ = writeln!(out, "{name}{{lane=\"{}\"}} {v}", escape(lane));
-                }
-            }
-        };
-        let counter =
-            |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
-                per_lane(out, name, help, &|m| Some(value(m)))
-            };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        counter(
-            &mut out,
-            "apiary_records_total",
-            "Records processed.",
-            &|m| get(&m.records),
-        );
-        counter(
-            &mut out,
-            "apiary_events_total",
-            "Events the parser produced.",
-            &|m| get(&m.events),
-        );
-        counter(
-            &mut out,
-            "apiary_rows_total",
-            "Rows the rules produced, before folding.",
-            &|m| get(&m.rows),
-        );
-        counter(
-            &mut out,
-            "apiary_batches_total",
-            "Batches processed.",
-            &|m| get(&m.batches),
-        );
-        counter(
-            &mut out,
-            "apiary_batch_seconds_sum",
-            "Time spent processing batches.",
-            &|m| get(&m.batch_micros) / 1e6,
-        );
-        counter(
-            &mut out,
-            "apiary_checkpoints_total",
-            "Checkpoints committed.",
-            &|m| get(&m.checkpoints),
-        );
-        counter(
-            &mut out,
-            "apiary_checkpoint_seconds_sum",
-            "Time spent committing checkpoints.",
-            &|m| get(&m.checkpoint_micros) / 1e6,
-        );
-        counter(
-            &mut out,
-            "apiary_committed_offset",
-            "Next offset of the lane's last checkpoint.",
-            &|m| get(&m.committed_offset),
-        );
-        // Only lanes whose source reports an end: Kafka partitions this
-        // process reads.
-        let source_metric =
-            |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
-                per_lane(out, name, help, &|m| m.lag().map(|_| value(m)))
-            };
-        source_metric(
-            &mut out,
-            "apiary_consumer_lag",
-            "Records in the lane's partition after its last checkpoint.",
-            &|m| m.lag().unwrap_or_default() as f64,
-        );
-        source_metric(
-            &mut out,
-            "apiary_partition_paused",
-            "1 while the lane's partition is paused because the lane has no room.",
-            &|m| f64::from(u8::from(m.source_paused.load(Ordering::Relaxed))),
-        );
-        source_metric(
-            &mut out,
-            "apiary_partition_pauses_total",
-            "Times the lane's partition was paused.",
-            &|m| get(&m.source_pauses),
-        );
-        per_lane(
-            &mut out,
-            "apiary_watermark_ms",
-            "Event time up to which the lane has seen everything, in epoch milliseconds.",
-            &|m| m.snapshot().watermark_ms.map(|ms| ms as f64),
-        );
-        for (index, name, help) in [
-            (
-                0,
-                "apiary_state_keys",
-                "State entries a plugin holds in the lane.",
-            ),
-            (
-                1,
-                "apiary_state_bytes",
-                "Bytes of state keys and values a plugin holds in the lane.",
-            ),
-            (
-                2,
-                "apiary_timers",
-                "Event-time timers a plugin has set in the lane.",
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for (lane, m) in &lanes {
-                let sizes = m.plugin_state.lock().unwrap_or_else(|e| e.into_inner());
-                for (plugin, keys, bytes, timers) in sizes.iter() {
-                    let n = [keys, bytes, timers][index];
-                    let _ = writeln!(
-                        out,
-                        "{name}{{lane=\"{}\",plugin=\"{}\"}} {n}",
-                        escape(lane),
-                        escape(plugin)
-                    );
-                }
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP apiary_dead_letters_total Records refused, by plugin."
-        );
-        let _ = writeln!(out, "# TYPE apiary_dead_letters_total counter");
-        for (lane, m) in &lanes {
-            let counts = m.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
-            for (plugin, n) in counts.iter() {
-                let _ = writeln!(
-                    out,
-                    "apiary_dead_letters_total{{lane=\"{}\",plugin=\"{}\"}} {n}",
-                    escape(lane),
-                    escape(plugin)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP apiary_plugin_log_dropped_total Plugin log lines dropped over the plugin's log-rate."
-        );
-        let _ = writeln!(out, "# TYPE apiary_plugin_log_dropped_total counter");
-        for (lane, m) in &lanes {
-            let counts = m.log_dropped.lock().unwrap_or_else(|e| e.into_inner());
-            for (plugin, n) in counts.iter() {
-                let _ = writeln!(
-                    out,
-                    "apiary_plugin_log_dropped_total{{lane=\"{}\",plugin=\"{}\"}} {n}",
-                    escape(lane),
-                    escape(plugin)
-                );
-            }
-        }
+        render_lanes(&mut out, &lanes);
+        render_lane_plugins(&mut out, &lanes);
         if let Some(plugins) = &*self.plugins.lock().unwrap_or_else(|e| e.into_inner()) {
             let c = plugins.counts();
             let _ = writeln!(
@@ -480,6 +317,168 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Each lane's counters and gauges, one family after another.
+fn render_lanes(out: &mut String, lanes: &BTreeMap<String, Arc<LaneMetrics>>) {
+    // A metric of the lanes that have a value for it.
+    let per_lane =
+        |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> Option<f64>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let kind = if name.ends_with("_total") || name.ends_with("_sum") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (lane, m) in lanes {
+                if let Some(v) = value(m) {
+                    let _ = writeln!(out, "{name}{{lane=\"{}\"}} {v}", escape(lane));
+                }
+            }
+        };
+    let counter =
+        |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
+            per_lane(out, name, help, &|m| Some(value(m)))
+        };
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    counter(out, "apiary_records_total", "Records processed.", &|m| {
+        get(&m.records)
+    });
+    counter(
+        out,
+        "apiary_events_total",
+        "Events the parser produced.",
+        &|m| get(&m.events),
+    );
+    counter(
+        out,
+        "apiary_rows_total",
+        "Rows the rules produced, before folding.",
+        &|m| get(&m.rows),
+    );
+    counter(out, "apiary_batches_total", "Batches processed.", &|m| {
+        get(&m.batches)
+    });
+    counter(
+        out,
+        "apiary_batch_seconds_sum",
+        "Time spent processing batches.",
+        &|m| get(&m.batch_micros) / 1e6,
+    );
+    counter(
+        out,
+        "apiary_checkpoints_total",
+        "Checkpoints committed.",
+        &|m| get(&m.checkpoints),
+    );
+    counter(
+        out,
+        "apiary_checkpoint_seconds_sum",
+        "Time spent committing checkpoints.",
+        &|m| get(&m.checkpoint_micros) / 1e6,
+    );
+    counter(
+        out,
+        "apiary_committed_offset",
+        "Next offset of the lane's last checkpoint.",
+        &|m| get(&m.committed_offset),
+    );
+    // Only lanes whose source reports an end: Kafka partitions this
+    // process reads.
+    let source_metric =
+        |out: &mut String, name: &str, help: &str, value: &dyn Fn(&LaneMetrics) -> f64| {
+            per_lane(out, name, help, &|m| m.lag().map(|_| value(m)))
+        };
+    source_metric(
+        out,
+        "apiary_consumer_lag",
+        "Records in the lane's partition after its last checkpoint.",
+        &|m| m.lag().unwrap_or_default() as f64,
+    );
+    source_metric(
+        out,
+        "apiary_partition_paused",
+        "1 while the lane's partition is paused because the lane has no room.",
+        &|m| f64::from(u8::from(m.source_paused.load(Ordering::Relaxed))),
+    );
+    source_metric(
+        out,
+        "apiary_partition_pauses_total",
+        "Times the lane's partition was paused.",
+        &|m| get(&m.source_pauses),
+    );
+    per_lane(
+        out,
+        "apiary_watermark_ms",
+        "Event time up to which the lane has seen everything, in epoch milliseconds.",
+        &|m| m.snapshot().watermark_ms.map(|ms| ms as f64),
+    );
+}
+
+/// What each lane counts per plugin: state sizes, refused records and
+/// dropped log lines.
+fn render_lane_plugins(out: &mut String, lanes: &BTreeMap<String, Arc<LaneMetrics>>) {
+    for (index, name, help) in [
+        (
+            0,
+            "apiary_state_keys",
+            "State entries a plugin holds in the lane.",
+        ),
+        (
+            1,
+            "apiary_state_bytes",
+            "Bytes of state keys and values a plugin holds in the lane.",
+        ),
+        (
+            2,
+            "apiary_timers",
+            "Event-time timers a plugin has set in the lane.",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (lane, m) in lanes {
+            let sizes = m.plugin_state.lock().unwrap_or_else(|e| e.into_inner());
+            for (plugin, keys, bytes, timers) in sizes.iter() {
+                let n = [keys, bytes, timers][index];
+                let _ = writeln!(
+                    out,
+                    "{name}{{lane=\"{}\",plugin=\"{}\"}} {n}",
+                    escape(lane),
+                    escape(plugin)
+                );
+            }
+        }
+    }
+    type Counts = fn(&LaneMetrics) -> &Mutex<BTreeMap<String, u64>>;
+    let counted: [(&str, &str, Counts); 2] = [
+        (
+            "apiary_dead_letters_total",
+            "Records refused, by plugin.",
+            |m| &m.dead_letters,
+        ),
+        (
+            "apiary_plugin_log_dropped_total",
+            "Plugin log lines dropped over the plugin's log-rate.",
+            |m| &m.log_dropped,
+        ),
+    ];
+    for (name, help, counts) in counted {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (lane, m) in lanes {
+            let counts = counts(m).lock().unwrap_or_else(|e| e.into_inner());
+            for (plugin, n) in counts.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{lane=\"{}\",plugin=\"{}\"}} {n}",
+                    escape(lane),
+                    escape(plugin)
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -68,15 +68,7 @@ fn run_writes_both_topics_of_the_dashboard() {
 
     assert_eq!(sqlite_pairs(&db, TOTALS), gifts.gift_totals());
     // One row per distinct primary key (user_id, ip, room_id, arrive_time).
-    let keys: BTreeSet<String> = visits
-        .valid()
-        .map(|r| {
-            format!(
-                "{}|{}|{}|{}",
-                r["user_id"], r["ip"], r["room_id"], r["arrive_time"]
-            )
-        })
-        .collect();
+    let keys = visits.distinct_visits();
     assert_eq!(
         sqlite_count(&db, "SELECT COUNT(*) FROM live_streaming_log"),
         keys.len() as i64

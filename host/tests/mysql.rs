@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use livestream_example::Topic;
 use support::kafka::{broker, create_topic, produce};
 use support::process::{interrupt_and_wait, spawn_run, stop_and_wait, wait_until};
-use support::sql::{Server, count, execute, pairs};
-use support::sql::{file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing};
+use support::sql::{Server, count, pairs};
+use support::sql::{
+    a_table_of_another_shape_is_named, file_pipeline_merges_exactly,
+    kill_9_loses_and_repeats_nothing,
+};
 use support::*;
 
 /// The restart test stops the shared server: tests here run one at a time.
@@ -63,26 +66,9 @@ fn file_pipeline_merges_into_mysql() {
 #[test]
 fn table_of_another_shape_and_bad_credentials_stop_with_clear_errors() {
     let _serial = serial();
-    let url = Server::Mysql.fresh_database("schema");
-    execute(
-        &url,
-        &[
-            "CREATE TABLE gift_type_totals (gift_type BIGINT NOT NULL PRIMARY KEY, gift_total_amount VARCHAR(20))",
-        ],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, generate(Topic::LiveGiftTotal, 10, 1, 0.0).text()).unwrap();
-    let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("sqlite://out.db", &url)).unwrap();
-    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
-    assert!(!out.status.success());
-    assert!(stderr.contains("table `gift_type_totals`"), "{stderr}");
-    assert!(
-        stderr.contains("column `gift_total_amount` has type VARCHAR(20)"),
-        "{stderr}"
-    );
+    let (config, text, url) =
+        a_table_of_another_shape_is_named(Server::Mysql, dir.path(), "VARCHAR(20)");
 
     let wrong = url.replacen("root@", "root:wrong-password@", 1);
     std::fs::write(&config, text.replace("sqlite://out.db", &wrong)).unwrap();

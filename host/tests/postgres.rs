@@ -7,10 +7,7 @@ mod support;
 
 use std::sync::Mutex;
 
-use livestream_example::Topic;
-use support::sql::{
-    Server, count, execute, file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing,
-};
+use support::sql::{Server, count, file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing};
 use support::*;
 
 /// The kill test shares the broker: tests here run one at a time.
@@ -57,24 +54,11 @@ fn file_pipeline_merges_into_postgres() {
 #[test]
 fn a_table_of_another_shape_is_named() {
     let _serial = serial();
-    let url = Server::Postgres.fresh_database("schema");
-    execute(
-        &url,
-        &["CREATE TABLE gift_type_totals \
-           (gift_type BIGINT PRIMARY KEY, gift_total_amount VARCHAR(20))"],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, generate(Topic::LiveGiftTotal, 10, 1, 0.0).text()).unwrap();
-    let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("sqlite://out.db", &url)).unwrap();
-    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
-    assert!(!out.status.success());
-    assert!(stderr.contains("table `gift_type_totals`"), "{stderr}");
-    assert!(
-        stderr.contains("column `gift_total_amount` has type CHARACTER VARYING"),
-        "{stderr}"
+    support::sql::a_table_of_another_shape_is_named(
+        Server::Postgres,
+        dir.path(),
+        "CHARACTER VARYING",
     );
 }
 

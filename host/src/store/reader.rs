@@ -242,72 +242,74 @@ async fn collect<R: sqlx::Row>(
     Ok(table)
 }
 
-fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Vec<serde_json::Value>> {
+/// Every cell of `row` as JSON: null, or what `cell` makes of cell `i`
+/// whose value has the database type named.
+fn cells<R: sqlx::Row>(
+    row: &R,
+    cell: impl Fn(usize, &str) -> Result<serde_json::Value, sqlx::Error>,
+) -> anyhow::Result<Vec<serde_json::Value>>
+where
+    usize: sqlx::ColumnIndex<R>,
+{
     (0..row.len())
         .map(|i| {
             let raw = row.try_get_raw(i)?;
             if raw.is_null() {
                 return Ok(serde_json::Value::Null);
             }
-            // SQLite types each value, whatever the column says.
-            Ok(match raw.type_info().name() {
-                "INTEGER" => row.try_get_unchecked::<i64, _>(i)?.into(),
-                "REAL" => number(row.try_get_unchecked::<f64, _>(i)?),
-                "BLOB" => String::from_utf8_lossy(&row.try_get_unchecked::<Vec<u8>, _>(i)?).into(),
-                _ => row.try_get_unchecked::<String, _>(i)?.into(),
-            })
+            let ty = raw.type_info().name().to_ascii_uppercase();
+            drop(raw);
+            Ok(cell(i, &ty)?)
         })
         .collect()
+}
+
+fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Vec<serde_json::Value>> {
+    // SQLite types each value, whatever the column says.
+    cells(row, |i, ty| {
+        Ok(match ty {
+            "INTEGER" => row.try_get_unchecked::<i64, _>(i)?.into(),
+            "REAL" => number(row.try_get_unchecked::<f64, _>(i)?),
+            "BLOB" => String::from_utf8_lossy(&row.try_get_unchecked::<Vec<u8>, _>(i)?).into(),
+            _ => row.try_get_unchecked::<String, _>(i)?.into(),
+        })
+    })
 }
 
 fn mysql_row(row: &sqlx::mysql::MySqlRow) -> anyhow::Result<Vec<serde_json::Value>> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i)?;
-            if raw.is_null() {
-                return Ok(serde_json::Value::Null);
-            }
-            let ty = raw.type_info().name().to_ascii_uppercase();
-            let text =
-                String::from_utf8_lossy(&row.try_get_unchecked::<Vec<u8>, _>(i)?).into_owned();
-            let numeric = ty.contains("INT")
-                || ty.contains("DECIMAL")
-                || ty.contains("DOUBLE")
-                || ty.contains("FLOAT")
-                || ty == "YEAR";
-            Ok(if !numeric {
-                text.into()
-            } else if let Ok(n) = text.parse::<i64>() {
-                n.into()
-            } else {
-                text.parse::<f64>().map(number).unwrap_or(text.into())
-            })
-        })
-        .collect()
+    cells(row, |i, ty| {
+        let text = String::from_utf8_lossy(&row.try_get_unchecked::<Vec<u8>, _>(i)?).into_owned();
+        let numeric = ["INT", "DECIMAL", "DOUBLE", "FLOAT"]
+            .iter()
+            .any(|n| ty.contains(n))
+            || ty == "YEAR";
+        Ok(from_text(text, numeric))
+    })
 }
 
 fn postgres_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<Vec<serde_json::Value>> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i)?;
-            if raw.is_null() {
-                return Ok(serde_json::Value::Null);
+    cells(row, |i, ty| {
+        let text = row.try_get_unchecked::<String, _>(i)?;
+        Ok(match ty {
+            "BOOL" => (text == "t").into(),
+            "INT2" | "INT4" | "INT8" | "OID" | "FLOAT4" | "FLOAT8" | "NUMERIC" => {
+                from_text(text, true)
             }
-            let ty = raw.type_info().name().to_ascii_uppercase();
-            let text = row.try_get_unchecked::<String, _>(i)?;
-            Ok(match ty.as_str() {
-                "INT2" | "INT4" | "INT8" | "OID" => {
-                    text.parse::<i64>().map_or(text.into(), Into::into)
-                }
-                "FLOAT4" | "FLOAT8" | "NUMERIC" => match text.parse::<i64>() {
-                    Ok(n) => n.into(),
-                    Err(_) => text.parse::<f64>().map(number).unwrap_or(text.into()),
-                },
-                "BOOL" => (text == "t").into(),
-                _ => text.into(),
-            })
+            _ => text.into(),
         })
-        .collect()
+    })
+}
+
+/// A value read as text: a JSON number where the column is numeric and
+/// the text parses, else the text.
+fn from_text(text: String, numeric: bool) -> serde_json::Value {
+    if !numeric {
+        text.into()
+    } else if let Ok(n) = text.parse::<i64>() {
+        n.into()
+    } else {
+        text.parse::<f64>().map(number).unwrap_or(text.into())
+    }
 }
 
 /// A float as JSON; NaN and infinities (which JSON lacks) as null.

@@ -110,6 +110,19 @@ impl Generated {
             .map(|(_, line)| serde_json::from_str(line).expect("valid line is JSON"))
     }
 
+    /// The distinct primary keys of the valid visits (user_id, ip,
+    /// room_id, arrive_time): one `live_streaming_log` row each.
+    pub fn distinct_visits(&self) -> std::collections::BTreeSet<String> {
+        self.valid()
+            .map(|r| {
+                format!(
+                    "{}|{}|{}|{}",
+                    r["user_id"], r["ip"], r["room_id"], r["arrive_time"]
+                )
+            })
+            .collect()
+    }
+
     /// Sum of `gift_total_amount` per `gift_type` over the valid gifts.
     pub fn gift_totals(&self) -> BTreeMap<i64, i64> {
         let mut totals = BTreeMap::new();

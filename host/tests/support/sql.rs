@@ -166,15 +166,7 @@ pub fn file_pipeline_merges_exactly(
         count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
         (gifts.malformed.len() + visits.malformed.len()) as i64
     );
-    let keys: std::collections::BTreeSet<String> = visits
-        .valid()
-        .map(|r| {
-            format!(
-                "{}|{}|{}|{}",
-                r["user_id"], r["ip"], r["room_id"], r["arrive_time"]
-            )
-        })
-        .collect();
+    let keys = visits.distinct_visits();
     assert_eq!(
         count(&url, "SELECT COUNT(*) FROM live_streaming_log"),
         keys.len() as i64
@@ -229,4 +221,33 @@ pub fn kill_9_loses_and_repeats_nothing(server: Server, name: &str, seed: u64) {
         count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
         gifts.malformed.len() as i64
     );
+}
+
+/// A `gift_type_totals` of another shape made in a fresh database of
+/// `server`: the run stops, naming the table and the column's stored type
+/// `stored`. Returns the config and its text, for more runs.
+pub fn a_table_of_another_shape_is_named(
+    server: Server,
+    dir: &Path,
+    stored: &str,
+) -> (std::path::PathBuf, String, String) {
+    let url = server.fresh_database("schema");
+    execute(
+        &url,
+        &["CREATE TABLE gift_type_totals \
+           (gift_type BIGINT NOT NULL PRIMARY KEY, gift_total_amount VARCHAR(20))"],
+    );
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, generate(Topic::LiveGiftTotal, 10, 1, 0.0).text()).unwrap();
+    let config = embedded_config(dir, &[(&input, "live_gift_total")]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("sqlite://out.db", &url)).unwrap();
+    let (out, _, stderr) = output(apiary().arg("run").arg(&config));
+    assert!(!out.status.success());
+    assert!(stderr.contains("table `gift_type_totals`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("column `gift_total_amount` has type {stored}")),
+        "{stderr}"
+    );
+    (config, text, url)
 }
