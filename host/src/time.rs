@@ -1,6 +1,7 @@
 //! Timestamp rendering: timestamps travel as milliseconds since the Unix
 //! epoch and are written as `YYYY-MM-DD HH:MM:SS.mmm` text in a fixed UTC
-//! offset, which both SQLite and MySQL `DATETIME(3)` accept.
+//! offset, which SQLite, MySQL's `DATETIME(3)` and PostgreSQL's
+//! `TIMESTAMP(3)` all accept.
 
 /// Parses `+08:00`, `-05:30`, `Z` or `UTC` into seconds east of UTC.
 pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
