@@ -34,9 +34,8 @@ impl Assembly {
         let engine = Engine::with_limits(config.plugins.clone())?;
         let lookups = Arc::new(Lookups::load(&config.lookup, config.hbase.as_ref())?);
         let plugins = PluginSet::load_dir(&engine, &config.plugins.dir, &lookups)?;
-        let tables: Vec<_> = plugins.tables().cloned().collect();
-        let outputs = output::from_config(config, &tables)?;
-        let store_tables = output::store_tables(&tables, &outputs);
+        let outputs = output::from_config(config)?;
+        let store_tables = routes(&plugins, &outputs)?;
         for index in &config.sink.sql.index {
             store::check_index(index, &store_tables)?;
         }

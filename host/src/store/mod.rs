@@ -333,16 +333,13 @@ impl SqlStore {
         &self,
         lane: &LaneKey,
     ) -> anyhow::Result<Option<(i64, Option<i64>)>> {
-        let row = sqlx::query(&self.dialect.numbered(
-            "SELECT next_offset, watermark FROM apiary_offsets \
-             WHERE consumer = ? AND stream = ? AND part = ?",
-        ))
-        .bind(&lane.consumer)
-        .bind(&lane.stream)
-        .bind(lane.partition)
-        .fetch_optional(&self.pool)
-        .await
-        .with_context(|| format!("cannot read the checkpoint of lane {lane}"))?;
+        let row = sqlx::query(&self.own.select_position)
+            .bind(&lane.consumer)
+            .bind(&lane.stream)
+            .bind(lane.partition)
+            .fetch_optional(&self.pool)
+            .await
+            .with_context(|| format!("cannot read the checkpoint of lane {lane}"))?;
         let position = row
             .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
             .transpose()?;
@@ -352,17 +349,14 @@ impl SqlStore {
     /// The stored state and timers of `plugin` in a lane.
     pub async fn load_state(&self, lane: &LaneKey, plugin: &str) -> anyhow::Result<StoredState> {
         let failed = || format!("cannot read the state of `{plugin}` in lane {lane}");
-        let rows = sqlx::query(&self.dialect.numbered(
-            "SELECT skey, value, expires FROM apiary_state \
-             WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
-        ))
-        .bind(&lane.consumer)
-        .bind(&lane.stream)
-        .bind(lane.partition)
-        .bind(plugin)
-        .fetch_all(&self.pool)
-        .await
-        .with_context(failed)?;
+        let rows = sqlx::query(&self.own.select_state)
+            .bind(&lane.consumer)
+            .bind(&lane.stream)
+            .bind(lane.partition)
+            .bind(plugin)
+            .fetch_all(&self.pool)
+            .await
+            .with_context(failed)?;
         let values: HashMap<String, StoredValue> = rows
             .iter()
             .map(|r| {
@@ -374,17 +368,14 @@ impl SqlStore {
             })
             .collect::<Result<_, sqlx::Error>>()
             .with_context(failed)?;
-        let rows = sqlx::query(&self.dialect.numbered(
-            "SELECT ttime, tkey FROM apiary_timers \
-             WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?",
-        ))
-        .bind(&lane.consumer)
-        .bind(&lane.stream)
-        .bind(lane.partition)
-        .bind(plugin)
-        .fetch_all(&self.pool)
-        .await
-        .with_context(failed)?;
+        let rows = sqlx::query(&self.own.select_timers)
+            .bind(&lane.consumer)
+            .bind(&lane.stream)
+            .bind(lane.partition)
+            .bind(plugin)
+            .fetch_all(&self.pool)
+            .await
+            .with_context(failed)?;
         let timers = rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -542,8 +533,12 @@ pub fn check_index(
     ))
 }
 
-/// The statements that write Apiary's own tables, in a dialect.
+/// The statements that read and write Apiary's own tables, in a dialect,
+/// numbered once when the store opens.
 struct OwnStatements {
+    select_position: String,
+    select_state: String,
+    select_timers: String,
     upsert_state: String,
     delete_state: String,
     insert_timer: String,
@@ -569,6 +564,15 @@ impl OwnStatements {
         let lane = ["consumer", "stream", "part"];
         let sql = |text: String| dialect.numbered(&text).into_owned();
         Self {
+            select_position: sql("SELECT next_offset, watermark FROM apiary_offsets \
+                 WHERE consumer = ? AND stream = ? AND part = ?"
+                .into()),
+            select_state: sql("SELECT skey, value, expires FROM apiary_state \
+                 WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?"
+                .into()),
+            select_timers: sql("SELECT ttime, tkey FROM apiary_timers \
+                 WHERE consumer = ? AND stream = ? AND part = ? AND plugin = ?"
+                .into()),
             upsert_state: sql(upsert(
                 "apiary_state",
                 &[&lane[..], &["plugin", "skey", "value", "expires"]].concat(),
