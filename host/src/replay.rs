@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use serde_json::{Map, Value as Json, json};
+use serde_json::json;
 
 use crate::lookup::Lookups;
 use crate::model::TableSchema;
@@ -107,7 +107,7 @@ fn print_rows(
 ) -> anyhow::Result<()> {
     for (table, cells) in rows {
         for row in cells.chunks(table.columns.len()) {
-            let line = json!({"output": table.output, "row": row_json(table, row)});
+            let line = json!({"output": table.output, "row": table.row_json(row)});
             writeln!(out, "{line}")?;
             summary.rows += 1;
         }
@@ -118,27 +118,4 @@ fn print_rows(
 /// 1-based input line of the record at `index`.
 fn line_of(batch: &RawBatch, index: usize) -> i64 {
     batch.records[index].offset + 1
-}
-
-/// A row as a JSON object, columns in declaration order.
-pub fn row_json(table: &TableSchema, row: &[Value]) -> Json {
-    let mut object = Map::with_capacity(row.len());
-    for (column, value) in table.columns.iter().zip(row) {
-        object.insert(column.name.clone(), value_json(value));
-    }
-    Json::Object(object)
-}
-
-/// A cell as JSON: timestamps as UTC `YYYY-MM-DD HH:MM:SS.mmm` text, bytes
-/// as an array of numbers.
-pub fn value_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Int(v) => json!(v),
-        Value::Float(v) => json!(v),
-        Value::Text(v) => json!(v),
-        Value::Bytes(v) => json!(v),
-        Value::Timestamp(ms) => json!(crate::time::format_millis(*ms, 0)),
-        Value::Boolean(v) => json!(v),
-    }
 }

@@ -92,6 +92,7 @@ impl Core {
             activity: Arc::new(Activity::default()),
             metrics: Arc::new(Metrics::default()),
             time: TimeSection::default(),
+            repartitions: None,
         };
         let supervisor = Arc::new(LaneSupervisor::new(factory, runtime.handle().clone()));
         Self {

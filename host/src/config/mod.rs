@@ -15,6 +15,7 @@ use crate::error::ConfigError;
 mod dashboard;
 mod hbase;
 mod lookup;
+mod output;
 mod plugins;
 mod sink;
 mod source;
@@ -22,6 +23,7 @@ mod source;
 pub use dashboard::{ChartKind, DashboardSection, PIPELINE_PANEL, Panel};
 pub use hbase::{HBaseOutput, HBaseSection};
 pub use lookup::{LookupCache, LookupTable};
+pub use output::{KafkaOutput, OutputSection};
 pub use plugins::{PluginLimits, PluginParams, PluginsSection, params_of};
 pub use sink::{SinkSection, SqlIndex, SqlSink};
 pub use source::{
@@ -49,6 +51,9 @@ pub struct PipelineConfig {
     pub lookup: std::collections::BTreeMap<String, LookupTable>,
     /// The HBase REST gateway, for lookups and outputs.
     pub hbase: Option<HBaseSection>,
+    /// Rule outputs routed to other systems.
+    #[serde(default)]
+    pub output: OutputSection,
     /// Where Prometheus scrapes the metrics.
     pub metrics: Option<MetricsSection>,
     /// Event time: how watermarks follow the events.
@@ -211,6 +216,29 @@ impl PipelineConfig {
             if kafka.topics.physical().is_empty() {
                 return Err(invalid("source.kafka.topics", "names no topic".into()));
             }
+            for (logical, repartition) in &kafka.repartition {
+                let key = format!("source.kafka.repartition.{logical}");
+                let physical = kafka.topics.physical();
+                if !physical.iter().any(|t| kafka.topics.logical(t) == logical) {
+                    return Err(invalid(
+                        &key,
+                        format!("`{logical}` is not a topic of [source.kafka] topics"),
+                    ));
+                }
+                if !(1..=1024).contains(&repartition.partitions) {
+                    return Err(invalid(
+                        &key,
+                        "partitions must be between 1 and 1024".to_owned(),
+                    ));
+                }
+                let internal = kafka.internal_topic(logical).unwrap_or_default();
+                if physical.contains(&internal.as_str()) {
+                    return Err(invalid(
+                        &key,
+                        format!("the internal topic `{internal}` is also a source topic"),
+                    ));
+                }
+            }
         }
         for file in &self.source.file {
             if file.topic.is_empty() {
@@ -229,7 +257,7 @@ impl PipelineConfig {
                     .map(|f| ("source.file.path", f.path.display().to_string())),
             )
             .chain(self.source.kafka.iter().flat_map(|k| {
-                k.topics
+                k.lane_topics()
                     .physical()
                     .into_iter()
                     .map(|t| ("source.kafka.topics", t.to_owned()))
@@ -243,6 +271,18 @@ impl PipelineConfig {
                         "`{name}` is {} bytes long; at most {MAX_STREAM_BYTES} are stored",
                         name.len()
                     ),
+                ));
+            }
+        }
+        for (name, output) in &self.output.kafka {
+            let key = format!("output.kafka.{name}");
+            if output.topic.trim().is_empty() {
+                return Err(invalid(&key, "topic must not be empty".into()));
+            }
+            if output.brokers.is_none() && self.source.kafka.is_none() {
+                return Err(invalid(
+                    &key,
+                    "brokers is needed without a [source.kafka] to take them from".into(),
                 ));
             }
         }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::one_or_many;
+use crate::model::KeyField;
 
 /// `[source]`: the pipeline's input.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +58,29 @@ pub struct KafkaSource {
     /// `sasl.*`, `ssl.*`, …); they override Apiary's own settings.
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Logical topics whose events are re-keyed through an internal topic
+    /// before the rules see them: `[source.kafka.repartition.<topic>]`.
+    #[serde(default)]
+    pub repartition: std::collections::BTreeMap<String, Repartition>,
+}
+
+/// `[source.kafka.repartition.<topic>]`: the topic's events reach the rules
+/// through an internal topic keyed by an event field, so each key is in
+/// exactly one lane however the source was partitioned.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Repartition {
+    /// The event field that keys it: `user_id` or `room_id`.
+    pub by: KeyField,
+    /// Partitions of the internal topic (its lanes downstream).
+    #[serde(default = "default_repartition_partitions")]
+    pub partitions: i32,
+    /// The internal topic; default `<group>.repartition.<topic>`.
+    pub topic: Option<String>,
+    /// Replication factor the internal topic is created with; -1: the
+    /// broker's default.
+    #[serde(default = "default_replication")]
+    pub replication: i32,
 }
 
 /// The topics of a Kafka source.
@@ -69,6 +93,37 @@ pub enum KafkaTopics {
 }
 
 impl KafkaSource {
+    /// The internal topic of logical topic `logical`'s repartition.
+    pub fn internal_topic(&self, logical: &str) -> Option<String> {
+        let repartition = self.repartition.get(logical)?;
+        Some(
+            repartition
+                .topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.repartition.{logical}", self.group)),
+        )
+    }
+
+    /// Every physical topic the group reads, mapped to its logical topic:
+    /// the configured ones and the internal topics of the repartitions.
+    pub fn lane_topics(&self) -> KafkaTopics {
+        if self.repartition.is_empty() {
+            return self.topics.clone();
+        }
+        let mut map: std::collections::BTreeMap<String, String> = self
+            .topics
+            .physical()
+            .into_iter()
+            .map(|t| (t.to_owned(), self.topics.logical(t).to_owned()))
+            .collect();
+        for logical in self.repartition.keys() {
+            if let Some(internal) = self.internal_topic(logical) {
+                map.insert(internal, logical.clone());
+            }
+        }
+        KafkaTopics::Mapped(map)
+    }
+
     /// The librdkafka settings shared by the consumer and the producers:
     /// brokers, then the user's properties, which win.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
@@ -184,6 +239,14 @@ impl Default for BatchSection {
             max_bytes: default_batch_bytes(),
         }
     }
+}
+
+fn default_replication() -> i32 {
+    -1
+}
+
+fn default_repartition_partitions() -> i32 {
+    8
 }
 
 fn default_fetch_wait() -> Duration {

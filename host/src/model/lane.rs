@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::schema::TableSchema;
 use super::state::{StateChange, TimerChange};
-use super::wit::types::{RawBatch, Value};
+use super::wit::types::{Header, RawBatch, RawRecord, Span, Value};
 
 /// Identifies a lane's position: which consumer (Kafka group, or pipeline
 /// name for files), which physical stream (topic, or file path) and which
@@ -76,4 +76,40 @@ pub struct Checkpoint {
     pub watermark: Option<i64>,
     /// Refused records.
     pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A batch of `records` of `batch` that carries only their own bytes: a
+/// retry of a few records does not copy the whole batch's data.
+pub fn sub_batch(batch: &RawBatch, records: &[RawRecord]) -> RawBatch {
+    let mut data = Vec::new();
+    let mut copy = |span: Span| {
+        let start = data.len() as u32;
+        let from = span.start as usize;
+        data.extend_from_slice(&batch.data[from..from + span.len as usize]);
+        Span {
+            start,
+            len: span.len,
+        }
+    };
+    let records = records
+        .iter()
+        .map(|r| RawRecord {
+            key: r.key.map(&mut copy),
+            value: copy(r.value),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| Header {
+                    name: copy(h.name),
+                    value: copy(h.value),
+                })
+                .collect(),
+            ..r.clone()
+        })
+        .collect();
+    RawBatch {
+        topic: batch.topic.clone(),
+        data,
+        records,
+    }
 }

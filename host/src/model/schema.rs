@@ -35,6 +35,17 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// A row as a JSON object, columns in declaration order.
+    pub fn row_json(&self, row: &[Value]) -> serde_json::Value {
+        let object = self
+            .columns
+            .iter()
+            .zip(row)
+            .map(|(column, value)| (column.name.clone(), value_json(value)))
+            .collect();
+        serde_json::Value::Object(object)
+    }
+
     /// Validates an output declared by `plugin`.
     pub fn from_output(plugin: &str, output: &OutputSchema) -> Result<Self, String> {
         let table = output.table.clone().unwrap_or_else(|| output.name.clone());
@@ -263,6 +274,21 @@ fn check_identifier(what: &str, name: &str) -> Result<(), String> {
         Err(format!(
             "{what} name `{name}` is not a plain identifier (letters, digits, `_`; at most 64)"
         ))
+    }
+}
+
+/// A cell as JSON: timestamps as UTC `YYYY-MM-DD HH:MM:SS.mmm` text, bytes
+/// as an array of numbers.
+pub fn value_json(value: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Int(v) => json!(v),
+        Value::Float(v) => json!(v),
+        Value::Text(v) => json!(v),
+        Value::Bytes(v) => json!(v),
+        Value::Timestamp(ms) => json!(crate::time::format_millis(*ms, 0)),
+        Value::Boolean(v) => json!(v),
     }
 }
 

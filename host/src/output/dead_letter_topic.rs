@@ -1,15 +1,12 @@
 //! Dead letters produced to a Kafka topic: the refused record's own key and
 //! value, and where it came from and why in headers.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use futures_util::future::BoxFuture;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use futures_util::future::BoxFuture;
-
+use super::kafka::{idempotent, send_all};
 use super::{Output, Pending};
 use crate::config::{KafkaSource, PipelineConfig};
 use crate::model::DeadLetter;
@@ -42,11 +39,7 @@ impl DeadLetterTopic {
     /// A producer to `topic` on the source's cluster, with its security
     /// settings; idempotent, so retries do not duplicate.
     pub fn new(source: &KafkaSource, topic: &str) -> anyhow::Result<Self> {
-        let mut config = source.client_config();
-        config.set("enable.idempotence", "true");
-        config.set("acks", "all");
-        config.set("linger.ms", "5");
-        let producer = config
+        let producer = idempotent(source.client_config())
             .create()
             .context("cannot create the dead-letter producer")?;
         Ok(Self {
@@ -57,65 +50,43 @@ impl DeadLetterTopic {
 
     /// Produces every dead letter and waits until the broker has them all.
     pub async fn send(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let mut deliveries = Vec::with_capacity(letters.len());
-        for letter in letters {
-            let offset = letter.offset.to_string();
-            let partition = letter.partition.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "apiary.topic",
-                    value: Some(&letter.stream),
-                })
-                .insert(Header {
-                    key: "apiary.partition",
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: "apiary.offset",
-                    value: Some(&offset),
-                })
-                .insert(Header {
-                    key: "apiary.plugin",
-                    value: Some(&letter.plugin),
-                })
-                .insert(Header {
-                    key: "apiary.reason",
-                    value: Some(&letter.reason),
-                });
-            let mut record = FutureRecord::to(&self.topic)
-                .payload(&letter.value[..])
-                .headers(headers);
-            if let Some(key) = &letter.key {
-                record = record.key(&key[..]);
-            }
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err((e, _)) => {
-                        return Err(e).with_context(|| {
-                            format!("cannot produce to dead-letter topic `{}`", self.topic)
-                        });
-                    }
+        let located: Vec<(String, String)> = letters
+            .iter()
+            .map(|l| (l.partition.to_string(), l.offset.to_string()))
+            .collect();
+        let records = letters
+            .iter()
+            .zip(&located)
+            .map(|(letter, (partition, offset))| {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "apiary.topic",
+                        value: Some(&letter.stream),
+                    })
+                    .insert(Header {
+                        key: "apiary.partition",
+                        value: Some(partition),
+                    })
+                    .insert(Header {
+                        key: "apiary.offset",
+                        value: Some(offset),
+                    })
+                    .insert(Header {
+                        key: "apiary.plugin",
+                        value: Some(&letter.plugin),
+                    })
+                    .insert(Header {
+                        key: "apiary.reason",
+                        value: Some(&letter.reason),
+                    });
+                let record = FutureRecord::to(&self.topic)
+                    .payload(&letter.value[..])
+                    .headers(headers);
+                match &letter.key {
+                    Some(key) => record.key(&key[..]),
+                    None => record,
                 }
-            }
-        }
-        for delivery in deliveries {
-            delivery
-                .await
-                .context("dead-letter producer closed")?
-                .map_err(|(e, _)| e)
-                .with_context(|| format!("dead-letter topic `{}` refused a record", self.topic))?;
-        }
-        Ok(())
+            });
+        send_all(&self.producer, records, "dead-letter topic").await
     }
 }

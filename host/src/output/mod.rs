@@ -1,5 +1,6 @@
 //! Outputs: the non-transactional writes a lane makes before each
-//! checkpoint commits (HBase puts, the Kafka dead-letter topic).
+//! checkpoint commits (HBase puts, Kafka topics, the Kafka dead-letter
+//! topic).
 //!
 //! The checkpoint store ([`crate::store`]) is the one transactional sink:
 //! rows, state, dead letters and offsets commit there together. An output
@@ -11,6 +12,7 @@
 
 mod dead_letter_topic;
 mod hbase;
+mod kafka;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use futures_util::future::BoxFuture;
 
 pub use dead_letter_topic::DeadLetterTopic;
 pub use hbase::HBase;
+pub use kafka::{KafkaOutputs, idempotent};
 
 use crate::config::PipelineConfig;
 use crate::model::{DeadLetter, LaneKey, TableRows, TableSchema};
@@ -27,6 +30,8 @@ use crate::model::{DeadLetter, LaneKey, TableRows, TableSchema};
 pub struct Pending<'a> {
     /// The lane.
     pub lane: &'a LaneKey,
+    /// Where the checkpoint these writes precede ends.
+    pub next_offset: i64,
     /// The folded rows of the outputs this output routes.
     pub rows: &'a [TableRows],
     /// Every record refused since the last checkpoint.
@@ -67,6 +72,7 @@ pub fn from_config(config: &PipelineConfig) -> anyhow::Result<Vec<Arc<dyn Output
     let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
     outputs.extend(DeadLetterTopic::from_config(config)?.map(|o| Arc::new(o) as _));
     outputs.extend(HBase::from_config(config)?.map(|o| Arc::new(o) as _));
+    outputs.extend(KafkaOutputs::from_config(config)?.map(|o| Arc::new(o) as _));
     Ok(outputs)
 }
 

@@ -10,8 +10,10 @@ use tokio::sync::mpsc;
 use anyhow::Context as _;
 
 use super::buffer::RowBuffer;
+use super::repartition::{APPLIED_STATE, Applied, Forwarder, Role};
 use crate::config;
 use crate::metrics::LaneMetrics;
+use crate::model::lane::sub_batch;
 use crate::model::wit::types::RawBatch;
 use crate::model::{Checkpoint, DeadLetter, LaneKey, SourceBatch};
 use crate::output::{Output, Pending};
@@ -83,6 +85,10 @@ pub struct Lane {
     activity: Option<Arc<Activity>>,
     live: Option<LiveLink>,
     metrics: Arc<LaneMetrics>,
+    /// First stage of a repartition: where the lane's records go.
+    forwarder: Option<Forwarder>,
+    /// Second stage of a repartition: the source offsets applied.
+    applied: Option<Applied>,
 }
 
 /// Where a lane looks for newer plugins, and which it runs.
@@ -129,7 +135,21 @@ impl Lane {
             on_commit: None,
             live: None,
             metrics: Arc::default(),
+            forwarder: None,
+            applied: None,
         }
+    }
+
+    /// Plays `role` in a repartition: forwards its records to the internal
+    /// topic, or applies each forwarded record once (`stored`: what its
+    /// last checkpoint applied).
+    pub fn with_role(mut self, role: Option<Role>, stored: Applied) -> Self {
+        match role {
+            Some(Role::Forward(forwarder)) => self.forwarder = Some(forwarder),
+            Some(Role::Apply(_)) => self.applied = Some(stored),
+            None => {}
+        }
+        self
     }
 
     /// Writes to `outputs`, in order, before each checkpoint commits;
@@ -238,8 +258,9 @@ impl Lane {
                         self.metrics.set_quarantined(None);
                         self.metrics.set_held(false);
                     }
-                    // Refused records are held until the checkpoint too.
-                    let held = self.buffer.bytes() + self.dead_letter_bytes;
+                    // Refused and forwarded records are held until the checkpoint too.
+                    let forwarded = self.forwarder.as_ref().map_or(0, Forwarder::pending_bytes);
+                    let held = self.buffer.bytes() + self.dead_letter_bytes + forwarded;
                     if self.buffer.len() >= self.max_rows
                         || held >= self.max_bytes
                         || self.plugins.state_write_due()
@@ -386,19 +407,45 @@ impl Lane {
     /// trace and must be processed again).
     fn process(&mut self, batch: &SourceBatch) -> anyhow::Result<Option<Held>> {
         let SourceBatch {
-            batch, next_offset, ..
+            batch: read,
+            next_offset,
+            ..
         } = batch;
         let started = Instant::now();
         self.stats.first_batch_at.get_or_insert(started);
+        // A repartition's replay may have forwarded records twice.
+        let unapplied = self.applied.as_ref().and_then(|a| a.unapplied(read));
+        if let Some(applied) = &mut self.applied {
+            applied.note_watermarks(read);
+            self.plugins.cap_watermark(applied.watermark_cap());
+        }
+        let batch = match &unapplied {
+            Some(records) => {
+                tracing::info!(
+                    lane = %self.key,
+                    count = read.records.len() - records.len(),
+                    "records forwarded again by a replay of the repartition passed over"
+                );
+                &sub_batch(read, records)
+            }
+            None => read,
+        };
         let BatchResult {
             rows,
             rejected,
             events,
             timers,
+            targets,
         } = match self.plugins.process_isolating(&self.engine, batch)? {
             Ok(result) => result,
             Err(held) => return Ok(Some(held)),
         };
+        if let Some(applied) = &mut self.applied {
+            applied.apply(batch);
+        }
+        if let Some(forwarder) = &mut self.forwarder {
+            forwarder.send(&self.key, batch, &targets, self.plugins.watermark())?;
+        }
         let mut row_count = 0;
         for (table, cells) in rows {
             row_count += (cells.len() / table.columns.len()) as u64;
@@ -407,7 +454,7 @@ impl Lane {
         for (index, plugin, reason) in rejected {
             self.dead_letter(batch, index, plugin, reason);
         }
-        self.stats.records += batch.records.len() as u64;
+        self.stats.records += read.records.len() as u64;
         self.stats.events += events as u64;
         self.stats.rows += row_count;
         self.stats.timers += timers as u64;
@@ -422,7 +469,7 @@ impl Lane {
         }
         self.stats.last_batch_at = Some(now);
         self.metrics
-            .batch(batch.records.len(), events, row_count, now - started);
+            .batch(read.records.len(), events, row_count, now - started);
         Ok(None)
     }
 
@@ -445,6 +492,24 @@ impl Lane {
         self.dead_letters.push(letter);
     }
 
+    /// The plugins' state changes, and the repartition's applied offsets.
+    fn state_changes(
+        &mut self,
+    ) -> Vec<(
+        String,
+        Vec<crate::model::StateChange>,
+        Vec<crate::model::TimerChange>,
+    )> {
+        let mut changes = self.plugins.take_state_changes();
+        if let Some(applied) = &mut self.applied {
+            let applied = applied.take_changes();
+            if !applied.is_empty() {
+                changes.push((APPLIED_STATE.to_owned(), applied, Vec::new()));
+            }
+        }
+        changes
+    }
+
     /// Commits rows, state, dead letters and the next offset at once.
     async fn checkpoint(&mut self) -> anyhow::Result<()> {
         if self.next_offset == self.committed_offset && self.buffer.is_empty() {
@@ -463,6 +528,12 @@ impl Lane {
         }
         let rows_written: usize = self.buffer.len();
         let mut rows = self.buffer.take();
+        // What was forwarded must be on the broker before the offsets
+        // that cover it commit.
+        if let Some(forwarder) = &mut self.forwarder {
+            tokio::task::block_in_place(|| forwarder.flush())
+                .with_context(|| format!("lane {}", self.key))?;
+        }
         // Outputs first: if the commit below fails, the lane replays and
         // writes the same again.
         for output in &self.outputs {
@@ -472,6 +543,7 @@ impl Lane {
             rows = rest;
             let pending = Pending {
                 lane: &self.key,
+                next_offset: self.next_offset,
                 rows: &routed,
                 dead_letters: &self.dead_letters,
                 utc_offset_secs: self.store.utc_offset_secs(),
@@ -482,7 +554,7 @@ impl Lane {
             lane: self.key.clone(),
             next_offset: self.next_offset,
             rows,
-            state: self.plugins.take_state_changes(),
+            state: self.state_changes(),
             watermark: self.plugins.watermark(),
             dead_letters: std::mem::take(&mut self.dead_letters),
         };

@@ -5,6 +5,7 @@
 mod buffer;
 mod lane;
 mod reload;
+mod repartition;
 mod signals;
 mod supervisor;
 
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 pub use buffer::RowBuffer;
 pub use lane::{Lane, LaneStats, LiveLink};
 pub use reload::Reloader;
+pub use repartition::Repartitions;
 pub use supervisor::{LaneFactory, LaneSupervisor, QUEUE_BATCHES};
 
 use crate::assembly::{self, Assembly};
@@ -100,6 +102,16 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
         outputs,
         ..
     } = assembly;
+    let repartitions = match &config.source.kafka {
+        Some(kafka) => Repartitions::open(kafka).await?,
+        None => None,
+    };
+    if repartitions.is_some() && options.until_end {
+        anyhow::bail!(
+            "--until-end cannot bound a repartitioned pipeline: what its first stage \
+             forwards lies past the internal topics' end; use --stop-when-idle"
+        );
+    }
     let flags = Flags::default();
     let live = Arc::new(LivePlugins::new(plugins));
     let metrics = Arc::new(Metrics::default());
@@ -138,6 +150,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             activity: flags.activity.clone(),
             metrics,
             time: config.time.clone(),
+            repartitions,
         },
         tokio::runtime::Handle::current(),
     ));

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::lane::{Lane, LaneStats, LiveLink};
+use super::repartition::{APPLIED_STATE, Applied, Repartitions, Role};
 use crate::config;
 use crate::lookup::Lookups;
 use crate::metrics::Metrics;
@@ -50,6 +51,8 @@ pub struct LaneFactory {
     pub metrics: Arc<Metrics>,
     /// Event time.
     pub time: config::TimeSection,
+    /// The Kafka source's repartitions, if it has any.
+    pub repartitions: Option<Arc<Repartitions>>,
 }
 
 impl LaneFactory {
@@ -59,6 +62,18 @@ impl LaneFactory {
     pub async fn open(&self, key: LaneKey, topic: &str) -> anyhow::Result<(Lane, Option<i64>)> {
         let position = self.store.load_position(&key).await?;
         let (stored, watermark) = (position.map(|p| p.0), position.and_then(|p| p.1));
+        let role = match &self.repartitions {
+            Some(repartitions) => repartitions.role(&key, topic)?,
+            None => None,
+        };
+        let route = role.as_ref().map(|(route, _)| *route);
+        let applied = match &role {
+            Some((_, Role::Apply(sources))) => {
+                let stored = self.store.load_state(&key, APPLIED_STATE).await?;
+                Applied::from_state(stored, sources.clone())
+            }
+            _ => Applied::default(),
+        };
         let (generation, set) = self.plugins.current();
         let mut states = HashMap::new();
         for plugin in set.all() {
@@ -76,7 +91,8 @@ impl LaneFactory {
         )
         .with_context(|| format!("lane {key}"))?
         .with_time(self.time.allowed_lateness, watermark)
-        .with_interrupt(self.interrupt.clone());
+        .with_interrupt(self.interrupt.clone())
+        .with_route(route);
         tracing::info!(lane = %key, topic, start = ?stored, ?watermark, "lane opens");
         let lane_metrics = self.metrics.lane(&key.to_string());
         let lane = Lane::new(
@@ -88,6 +104,7 @@ impl LaneFactory {
             &self.store_config,
         )
         .with_outputs(self.outputs.clone())
+        .with_role(role.map(|(_, role)| role), applied)
         .with_stop(self.stop.clone())
         .with_interrupt(self.interrupt.clone())
         .with_activity(self.activity.clone())

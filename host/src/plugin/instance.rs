@@ -11,12 +11,14 @@ use super::ctx::{PluginCtx, PluginState};
 use super::engine::Engine;
 use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
 use crate::lookup::Lookups;
+use crate::model::lane::sub_batch;
+use crate::model::route::partition_of;
 use crate::model::schema::TableSchema;
 use crate::model::wit::types::{
-    Event, EventBatch, FiredTimer, Header, OutputRows, RawBatch, RawRecord, Span, Value,
+    Event, EventBatch, FiredTimer, OutputRows, RawBatch, RawRecord, Value,
 };
 use crate::model::wit::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
-use crate::model::{StateChange, TimerChange};
+use crate::model::{EventRoute, StateChange, TimerChange};
 use crate::text::{MAX_REASON_BYTES, bounded};
 
 /// Timers handed to one `on-timers` call at most.
@@ -198,6 +200,10 @@ pub struct BatchResult {
     pub events: usize,
     /// Timers that fired.
     pub timers: usize,
+    /// With [`EventRoute::Forward`]: each record that produced events, by
+    /// index in the raw batch, with each internal partition its events
+    /// belong to; in record order.
+    pub targets: Vec<(usize, i32)>,
 }
 
 /// A batch that failed as a whole: which plugin, and why.
@@ -252,6 +258,14 @@ pub struct LanePlugins {
     lateness: i64,
     /// Set when the process is asked to stop: isolation gives up.
     interrupt: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the lane's events go, in a repartitioned topic.
+    route: Option<EventRoute>,
+    /// How far the watermark may go (a repartition's second stage: its
+    /// slowest source partition's watermark).
+    watermark_cap: Option<i64>,
+    /// The largest event time seen, which the watermark follows up to the
+    /// cap.
+    latest: Option<i64>,
 }
 
 impl LanePlugins {
@@ -298,7 +312,25 @@ impl LanePlugins {
             batch_watermark: None,
             lateness: 0,
             interrupt: Arc::default(),
+            route: None,
+            watermark_cap: None,
+            latest: None,
         })
+    }
+
+    /// Holds the watermark at or below `cap` from the next batch on.
+    pub fn cap_watermark(&mut self, cap: Option<i64>) {
+        self.watermark_cap = cap;
+    }
+
+    /// Routes the lane's events as `route` says; the first stage of a
+    /// repartition runs no rule.
+    pub fn with_route(mut self, route: Option<EventRoute>) -> Self {
+        if let Some(EventRoute::Forward { .. }) = route {
+            self.rules.clear();
+        }
+        self.route = route;
+        self
     }
 
     /// Sets the allowed lateness and the watermark the lane resumes at.
@@ -496,6 +528,12 @@ impl LanePlugins {
             quarantined => return Ok(quarantined),
         };
         first.rows.extend(second.rows);
+        first.targets.extend(
+            second
+                .targets
+                .into_iter()
+                .map(|(index, partition)| (index + half, partition)),
+        );
         first.events += second.events;
         first.timers += second.timers;
         first.rejected.extend(
@@ -633,12 +671,29 @@ impl LanePlugins {
                 e.record_index
             )));
         }
-        result.events = parsed.events.len();
-        let latest = parsed.events.iter().filter_map(|e| e.time).max();
+        let mut parsed_events = parsed.events;
+        match self.route {
+            Some(EventRoute::Forward { by, partitions }) => {
+                result.targets = parsed_events
+                    .iter()
+                    .map(|e| (e.record_index as usize, partition_of(by, e, partitions)))
+                    .collect();
+                result.targets.sort_unstable();
+                result.targets.dedup();
+            }
+            Some(EventRoute::Keep {
+                by,
+                partitions,
+                partition,
+            }) => parsed_events.retain(|e| partition_of(by, e, partitions) == partition),
+            None => {}
+        }
+        result.events = parsed_events.len();
+        let latest = parsed_events.iter().filter_map(|e| e.time).max();
         let events = EventBatch {
             topic: batch.topic.clone(),
             platform: parsed.platform,
-            events: parsed.events,
+            events: parsed_events,
             watermark: self.watermark,
         };
         for index in 0..self.rules.len() {
@@ -668,9 +723,13 @@ impl LanePlugins {
                 Some(engine) => self.isolate_rule(engine, index, input, &mut result)?,
             }
         }
-        if let Some(latest) = latest {
-            let candidate = latest.saturating_sub(self.lateness).saturating_sub(1);
-            if self.watermark.is_none_or(|w| candidate > w) {
+        self.latest = self.latest.max(latest);
+        if let Some(latest) = self.latest {
+            let mut candidate = latest.saturating_sub(self.lateness).saturating_sub(1);
+            if let Some(cap) = self.watermark_cap {
+                candidate = candidate.min(cap);
+            }
+            if candidate > i64::MIN && self.watermark.is_none_or(|w| candidate > w) {
                 self.watermark = Some(candidate);
                 self.fire(candidate, &mut result).map_err(Stop::Failed)?;
             }
@@ -785,7 +844,8 @@ impl LanePlugins {
             .drain(..)
             .map(|r| (r.loaded.info.name.clone(), r))
             .collect();
-        for rule in &set.rules {
+        let forwards = matches!(self.route, Some(EventRoute::Forward { .. }));
+        for rule in set.rules.iter().filter(|_| !forwards) {
             let instance = match old.remove(&rule.info.name) {
                 Some(same) if Arc::ptr_eq(&same.loaded, rule) => same,
                 previous => {
@@ -908,42 +968,6 @@ fn call_rule(
     result.rows.extend(rows);
     result.rejected.extend(rejected);
     Ok(())
-}
-
-/// A batch of `records` of `batch` that carries only their own bytes: a
-/// retry of a few records does not copy the whole batch's data.
-fn sub_batch(batch: &RawBatch, records: &[RawRecord]) -> RawBatch {
-    let mut data = Vec::new();
-    let mut copy = |span: Span| {
-        let start = data.len() as u32;
-        let from = span.start as usize;
-        data.extend_from_slice(&batch.data[from..from + span.len as usize]);
-        Span {
-            start,
-            len: span.len,
-        }
-    };
-    let records = records
-        .iter()
-        .map(|r| RawRecord {
-            key: r.key.map(&mut copy),
-            value: copy(r.value),
-            headers: r
-                .headers
-                .iter()
-                .map(|h| Header {
-                    name: copy(h.name),
-                    value: copy(h.value),
-                })
-                .collect(),
-            ..r.clone()
-        })
-        .collect();
-    RawBatch {
-        topic: batch.topic.clone(),
-        data,
-        records,
-    }
 }
 
 fn kind_of(body: &crate::model::wit::types::EventBody) -> crate::model::wit::types::EventKind {

@@ -59,6 +59,11 @@ impl KafkaReader {
         lanes: Arc<dyn Lanes>,
         runtime: Handle,
     ) -> Self {
+        // The internal topics of repartitions are read like the others.
+        let source = KafkaSource {
+            topics: source.lane_topics(),
+            ..source
+        };
         Self {
             source,
             batch,

@@ -394,6 +394,11 @@ impl SqlStore {
         loop {
             match self.try_commit(checkpoint).await {
                 Ok(()) => return Ok(()),
+                // Other lanes hold every connection: wait for a turn, which
+                // is no failure of the database.
+                Err(e) if self.pool_busy() && timed_out(&e) => {
+                    tracing::debug!(lane = %checkpoint.lane, "every connection busy; waiting");
+                }
                 Err(e) if attempt < self.max_retries && is_transient(self.dialect, &e) => {
                     let delay = self.retry_backoff * 2u32.pow(attempt);
                     attempt += 1;
@@ -407,6 +412,12 @@ impl SqlStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether every connection of the pool is open and in use.
+    fn pool_busy(&self) -> bool {
+        let open = self.pool.size() as usize;
+        open > 0 && self.pool.num_idle() == 0
     }
 
     async fn try_commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
@@ -612,6 +623,13 @@ impl OwnStatements {
 /// Whether an error is worth retrying: the connection or the server went
 /// away, or the transaction lost a lock race. Bad credentials, missing
 /// tables and wrong types are not.
+/// Whether `error` is the pool's wait for a connection running out.
+fn timed_out(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(sqlx::Error::PoolTimedOut)))
+}
+
 fn is_transient(dialect: &dyn Dialect, error: &anyhow::Error) -> bool {
     error
         .chain()

@@ -114,6 +114,18 @@ pub fn pairs(url: &str, sql: &str) -> BTreeMap<i64, i64> {
     })
 }
 
+/// Rows of a text-and-integer query, e.g. members per province and grade
+/// (`CONCAT(province, '/', grade), members`).
+pub fn labelled(url: &str, sql: &str) -> BTreeMap<String, i64> {
+    runtime().block_on(async {
+        let pool = connect(url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        rows.iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect()
+    })
+}
+
 /// A one-number query (see [`Server::sum`]); 0 if the database cannot
 /// answer (yet).
 pub fn count(url: &str, sql: &str) -> i64 {

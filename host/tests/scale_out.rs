@@ -1,0 +1,330 @@
+//! Scale-out on a complete group coordinator: librdkafka's mock cluster,
+//! started by the test on loopback, with `apiary run` processes in one
+//! group that rebalances when a member dies. Visits come unkeyed, round
+//! robin over their partitions (the seed's producer), and reach the
+//! rules through a repartition by `user_id`, as do gifts.
+//! Needs MariaDB (`scripts/services start`) and the built plugins.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use apiary::model::route::key_partition;
+use livestream_example::Topic;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use support::process::{spawn_run, stop_and_wait, wait_until};
+use support::sql::{Server, count, labelled, pairs};
+use support::*;
+
+const GROUP: &str = "scale";
+const VISITS: &str = "live_streaming_log";
+const GIFTS: &str = "live_gift_total";
+/// Partitions of the gifts' topic.
+const GIFT_PARTITIONS: i32 = 8;
+/// Partitions of the gifts' internal topic.
+const INTERNAL_GIFTS: i32 = 8;
+const MEMBERS: &str = "SELECT grade, members FROM grade_members";
+const PROVINCE_MEMBERS: &str =
+    "SELECT CONCAT(province, '/', grade), members FROM province_grade_members";
+const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
+/// Hourly windows (see the config), in time order.
+const WINDOWS: &str =
+    "SELECT ROW_NUMBER() OVER (ORDER BY window_end), gift_total_amount FROM gifts_6h";
+
+fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer")
+}
+
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, (), String>,
+) {
+    while let Err((_, back)) = producer.send(record) {
+        record = back;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Produces `lines` to `topic` with no key, round robin over its
+/// `partitions`, as the seed's collector does; in `chunks`, a pause after
+/// each, so the pipeline is mid-stream throughout.
+fn produce_round_robin(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    lines: &[String],
+    chunks: usize,
+) {
+    let producer = producer(brokers);
+    let per_chunk = lines.len().div_ceil(chunks);
+    for (c, chunk) in lines.chunks(per_chunk).enumerate() {
+        for (i, line) in chunk.iter().enumerate() {
+            let at = (c * per_chunk + i) as i32;
+            send(
+                &producer,
+                BaseRecord::to(topic)
+                    .partition(at % partitions)
+                    .payload(line),
+            );
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+        if c + 1 < chunks {
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+}
+
+fn config(dir: &Path, brokers: &str, url: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[pipeline]\nname = {GROUP:?}\n[plugins]\ndir = {:?}\n\
+         [plugins.params.gift-windows]\nsize = \"1h\"\nslide = \"1h\"\n{}\
+         [source.kafka]\nbrokers = {brokers:?}\ngroup = {GROUP:?}\n\
+         topics = [{VISITS:?}, {GIFTS:?}]\nsession-timeout = \"6s\"\n\
+         [source.kafka.repartition.{VISITS}]\nby = \"user_id\"\npartitions = 8\nreplication = 1\n\
+         [source.kafka.repartition.{GIFTS}]\nby = \"user_id\"\npartitions = {INTERNAL_GIFTS}\n\
+         replication = 1\n\
+         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n\
+         [batch]\nmax-records = 500\n[time]\nallowed-lateness = \"3h\"\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Distinct users per `province/grade` over the valid visits.
+fn members_per_province_and_grade(visits: &Generated) -> BTreeMap<String, i64> {
+    let mut members: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for v in visits.valid() {
+        let key = format!("{}/{}", v["province"].as_str().unwrap(), v["grade"]);
+        members
+            .entry(key)
+            .or_default()
+            .insert(v["user_id"].as_i64().unwrap());
+    }
+    members
+        .into_iter()
+        .map(|(k, users)| (k, users.len() as i64))
+        .collect()
+}
+
+/// Gift amounts per hour of event time, numbered in time order from 1.
+fn hourly_windows(gifts: &Generated) -> BTreeMap<i64, i64> {
+    let mut hours: BTreeMap<i64, i64> = BTreeMap::new();
+    for g in gifts.valid() {
+        let time = livestream_format::parse_timestamp(g["create_time"].as_str().unwrap()).unwrap();
+        *hours.entry(time.div_euclid(3_600_000)).or_default() +=
+            g["gift_total_amount"].as_i64().unwrap();
+    }
+    hours
+        .into_values()
+        .enumerate()
+        .map(|(i, amount)| (i as i64 + 1, amount))
+        .collect()
+}
+
+/// Gifts a day after the last, worth nothing, from each source partition
+/// to each internal partition (by their users): they move every gift
+/// lane's watermark, and every source partition's, past the last hour, so
+/// its window closes.
+fn closing_gifts(gifts: &Generated) -> Vec<String> {
+    let last: serde_json::Value = serde_json::from_str(gifts.lines.last().unwrap()).unwrap();
+    let time = livestream_format::parse_timestamp(last["create_time"].as_str().unwrap()).unwrap();
+    let mut later = String::new();
+    livestream_format::push_timestamp(&mut later, time + 86_400_000);
+    let mut users: BTreeMap<i32, i64> = BTreeMap::new();
+    for user in 1.. {
+        users
+            .entry(key_partition(user, INTERNAL_GIFTS))
+            .or_insert(user);
+        if users.len() == INTERNAL_GIFTS as usize {
+            break;
+        }
+    }
+    users
+        .into_values()
+        .flat_map(|user| std::iter::repeat_n(user, GIFT_PARTITIONS as usize))
+        .map(|user| {
+            let mut gift = last.clone();
+            gift["user_id"] = user.into();
+            gift["create_time"] = later.clone().into();
+            gift["gift_total_amount"] = 0.into();
+            gift.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn three_processes_one_killed_count_members_totals_and_windows_exactly() {
+    let cluster = MockCluster::new(3).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(VISITS, 4, 1).unwrap();
+    cluster.create_topic(GIFTS, GIFT_PARTITIONS, 1).unwrap();
+    // The mock cannot create topics through the admin API.
+    let internal = format!("{GROUP}.repartition.{VISITS}");
+    cluster.create_topic(&internal, 8, 1).unwrap();
+
+    cluster
+        .create_topic(&format!("{GROUP}.repartition.{GIFTS}"), INTERNAL_GIFTS, 1)
+        .unwrap();
+
+    let visits = generate(Topic::LiveStreamingLog, 120_000, 151, 0.0);
+    let gifts = generate(Topic::LiveGiftTotal, 80_000, 152, 0.0);
+    let mut gift_lines = gifts.lines.clone();
+    gift_lines.extend(closing_gifts(&gifts));
+    let expected_members = visits.members_per_grade();
+    let expected_province = members_per_province_and_grade(&visits);
+    let expected_totals = gifts.gift_totals();
+    let expected_windows = hourly_windows(&gifts);
+    // A user counted in two lanes would show here: the topic is unkeyed.
+    let member_total: i64 = expected_members.values().sum();
+
+    let url = Server::Mysql.fresh_database("scale");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &brokers, &url);
+    let logs: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| dir.path().join(format!("{n}.log")))
+        .collect();
+    let owns_partitions = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("lane opens"))
+    };
+    let members_now = || count(&url, &Server::Mysql.sum("members", "grade_members"));
+
+    // The collectors go on producing while the processes run, so the
+    // kill below finds records forwarded but not yet checkpointed.
+    let collectors = {
+        let (brokers, visits) = (brokers.clone(), visits.lines.clone());
+        std::thread::spawn(move || {
+            produce_round_robin(&brokers, VISITS, 4, &visits, 12);
+            produce_round_robin(&brokers, GIFTS, GIFT_PARTITIONS, &gift_lines, 4);
+        })
+    };
+    let mut a = spawn_run(&config, &[], &logs[0]);
+    let mut b = spawn_run(&config, &[], &logs[1]);
+    let mut c = spawn_run(&config, &[], &logs[2]);
+    for log in &logs[..3] {
+        wait_until(
+            Duration::from_secs(120),
+            "a member to get partitions",
+            log,
+            || owns_partitions(log),
+        );
+    }
+    wait_until(
+        Duration::from_secs(120),
+        "members to be counted",
+        &logs[1],
+        || members_now() > member_total / 10,
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert!(
+        members_now() < member_total,
+        "b was killed with visits left to count"
+    );
+    // A fourth member joins later; b's partitions go to the others once
+    // its session expires, and resume from b's last checkpoints.
+    let mut d = spawn_run(&config, &[], &logs[3]);
+    let done = || {
+        pairs(&url, MEMBERS) == expected_members
+            && labelled(&url, PROVINCE_MEMBERS) == expected_province
+            && pairs(&url, TOTALS) == expected_totals
+            && pairs(&url, WINDOWS) == expected_windows
+    };
+    collectors.join().unwrap();
+    // Until exact, or the asserts below say how far off it is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (process, log) in [(&mut a, &logs[0]), (&mut c, &logs[2]), (&mut d, &logs[3])] {
+        stop_and_wait(process, "TERM", log);
+    }
+    // Nothing more arrived with the last checkpoints.
+    assert_eq!(pairs(&url, MEMBERS), expected_members);
+    assert_eq!(labelled(&url, PROVINCE_MEMBERS), expected_province);
+    assert_eq!(pairs(&url, TOTALS), expected_totals);
+    assert_eq!(pairs(&url, WINDOWS), expected_windows);
+    let forwarded = ["a", "c", "d"]
+        .iter()
+        .any(|n| count_in(&dir.path().join(format!("{n}.log")), &internal) > 0);
+    assert!(forwarded, "the internal topic was read");
+}
+
+/// What a first stage forwards twice (its replay after a crash before its
+/// checkpoint) counts once: gifts written straight into the internal
+/// topic, the second half of them twice, as such a replay leaves them.
+#[test]
+fn records_a_replay_forwarded_again_count_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(GIFTS, 2, 1).unwrap();
+    let internal = format!("replay.repartition.{GIFTS}");
+    cluster.create_topic(&internal, 4, 1).unwrap();
+    let gifts = generate(Topic::LiveGiftTotal, 4_000, 153, 0.0);
+    let producer = producer(&brokers);
+    let forward = |range: std::ops::Range<usize>| {
+        for i in range {
+            let line = &gifts.lines[i];
+            let gift: serde_json::Value = serde_json::from_str(line).unwrap();
+            let user = gift["user_id"].as_i64().unwrap();
+            let source = format!("{GIFTS}:{}:{}", i % 2, i / 2);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "apiary.source",
+                value: Some(&source),
+            });
+            let record = BaseRecord::to(&internal)
+                .partition(key_partition(user, 4))
+                .payload(line)
+                .headers(headers);
+            send(&producer, record);
+        }
+    };
+    forward(0..4_000);
+    forward(2_000..4_000);
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    let text = format!(
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {brokers:?}\ngroup = \"replay\"\n\
+         topics = [{GIFTS:?}]\n[source.kafka.repartition.{GIFTS}]\nby = \"user_id\"\n\
+         partitions = 4\nreplication = 1\n[sink.sql]\nurl = \"sqlite://out.db\"\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (out, _, stderr) = run_with_limit(
+        apiary()
+            .env("APIARY_LOG", "info")
+            .arg("run")
+            .arg(&config)
+            .args(["--stop-when-idle", "3s"]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "apiary run failed: {stderr}");
+    let db = dir.path().join("out.db");
+    assert_eq!(
+        sqlite_pairs(
+            &db,
+            "SELECT gift_type, gift_total_amount FROM gift_type_totals"
+        ),
+        gifts.gift_totals()
+    );
+    assert!(stderr.contains("passed over"), "{stderr}");
+}
