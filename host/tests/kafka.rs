@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use livestream_example::Topic;
+use rdkafka::Message as _;
 use support::kafka::{create_topic, header, produce, read_topic};
 use support::process::{interrupt_and_wait, signal, spawn_run, wait_exit, wait_until};
 use support::*;
@@ -177,4 +178,50 @@ fn an_unreachable_broker_is_reported_and_retried() {
     let status = wait_exit(&mut child, Duration::from_secs(30), &log);
     assert!(status.success(), "{}", read());
     assert!(!read().contains("panicked"));
+}
+
+#[test]
+fn an_output_routed_to_kafka_carries_each_rows_changes_under_its_key() {
+    let topic = create_topic("top-gifters", 2);
+    let gifts = generate(Topic::LiveGiftTotal, 5_000, 171, 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("gifts.jsonl");
+    std::fs::write(&input, gifts.text()).unwrap();
+    let config = embedded_config(dir.path(), &[(&input, "live_gift_total")]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "interval = \"200ms\"\n[output.kafka.top_gifters]\ntopic = {topic:?}\nbrokers = {:?}\n",
+        support::kafka::broker()
+    );
+    std::fs::write(&config, text).unwrap();
+    run_until_idle(&config);
+
+    // Every record is one user's change over one checkpoint; they add up
+    // to the user's total.
+    let records = read_topic(&topic, usize::MAX, Duration::from_secs(8));
+    assert!(!records.is_empty(), "nothing reached {topic}");
+    let mut totals: std::collections::BTreeMap<i64, i64> = Default::default();
+    for record in &records {
+        let key: serde_json::Value = serde_json::from_slice(record.key().unwrap()).unwrap();
+        let row: serde_json::Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+        assert_eq!(key, serde_json::json!({"user_id": row["user_id"]}));
+        assert!(
+            header(record, "apiary.lane")
+                .unwrap()
+                .ends_with("gifts.jsonl[0]")
+        );
+        *totals.entry(row["user_id"].as_i64().unwrap()).or_default() +=
+            row["gift_total_amount"].as_i64().unwrap();
+    }
+    let mut expected: std::collections::BTreeMap<i64, i64> = Default::default();
+    for gift in gifts.valid() {
+        *expected
+            .entry(gift["user_id"].as_i64().unwrap())
+            .or_default() += gift["gift_total_amount"].as_i64().unwrap();
+    }
+    assert_eq!(totals, expected);
+    // Routed to Kafka, the output has no table.
+    let db = dir.path().join("out.db");
+    let tables = sqlite_text(&db, "SELECT name FROM sqlite_master WHERE type = 'table'");
+    assert!(!tables.iter().any(|t| t == "top_gifters"), "{tables:?}");
 }

@@ -7,8 +7,9 @@
 //! checkpointed by the host with the rows, so a restart neither forgets a
 //! member nor counts one twice. Each batch emits `+n` per grade for the
 //! users it saw first (`members` merges with `add`). State is per lane: a
-//! user seen in two partitions counts once per partition, so route visits
-//! by user id to count exactly.
+//! user seen in two lanes counts once per lane, so visits must reach it
+//! keyed by user id: from a topic keyed that way, or through
+//! `[source.kafka.repartition.live_streaming_log] by = "user_id"`.
 //!
 //! Versions before the bitmaps kept one entry per member, `g<grade>/u<user>`.
 //! A user missing from the bitmap is looked up under that key once: if it

@@ -7,7 +7,9 @@
 //! batch emits `+n` per pair for the users it saw first (`members` merges
 //! with `add`). Visits without a province or a grade are passed over, and
 //! a province name longer than a key column holds (255 characters) is
-//! refused. State is per lane: route visits by user id to count exactly.
+//! refused. State is per lane: visits must reach it keyed by user id (a
+//! topic keyed that way, or `[source.kafka.repartition.live_streaming_log]
+//! by = "user_id"`) to count exactly.
 //!
 //! Parameter `forget-after` (a duration, e.g. `30d`): a pair that sees no
 //! visit for that long in event time is forgotten, and its later visitors
