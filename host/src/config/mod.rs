@@ -478,6 +478,60 @@ mod tests {
         assert_eq!(config.source.file.len(), 1);
     }
 
+    const KAFKA: &str = r#"
+        [plugins]
+        dir = "plugins"
+        [source.kafka]
+        brokers = "k:9092"
+        group = "g"
+        topics = { "prod.visits" = "live_streaming_log" }
+        [sink.sql]
+        url = "sqlite://out.db"
+    "#;
+
+    #[test]
+    fn a_repartition_reads_its_internal_topic_as_the_same_logical_topic() {
+        let text =
+            format!("{KAFKA}\n[source.kafka.repartition.live_streaming_log]\nby = \"user_id\"\n");
+        let config = parse(&text).unwrap();
+        let kafka = config.source.kafka.unwrap();
+        let topics = kafka.lane_topics();
+        assert_eq!(
+            topics.physical(),
+            ["g.repartition.live_streaming_log", "prod.visits"]
+        );
+        assert_eq!(
+            topics.logical("g.repartition.live_streaming_log"),
+            "live_streaming_log"
+        );
+        assert_eq!(kafka.repartition["live_streaming_log"].partitions, 8);
+    }
+
+    #[test]
+    fn a_repartition_of_an_unread_topic_or_a_bad_field_is_refused() {
+        let unread =
+            format!("{KAFKA}\n[source.kafka.repartition.live_gift_total]\nby = \"user_id\"\n");
+        let error = parse(&unread).unwrap_err().to_string();
+        assert!(
+            error.contains("source.kafka.repartition.live_gift_total"),
+            "{error}"
+        );
+        assert!(error.contains("not a topic of"), "{error}");
+        let field =
+            format!("{KAFKA}\n[source.kafka.repartition.live_streaming_log]\nby = \"ip\"\n");
+        let error = parse(&field).unwrap_err().to_string();
+        assert!(error.contains("user_id"), "{error}");
+        let none = format!(
+            "{KAFKA}\n[source.kafka.repartition.live_streaming_log]\nby = \"room_id\"\npartitions = 0\n"
+        );
+        assert!(
+            parse(&none)
+                .unwrap_err()
+                .to_string()
+                .contains("between 1 and 1024")
+        );
+    }
+
     #[test]
     fn several_files_as_array_of_tables() {
         let config = parse(
