@@ -15,7 +15,7 @@ use crate::config;
 use crate::metrics::LaneMetrics;
 use crate::model::lane::sub_batch;
 use crate::model::wit::types::RawBatch;
-use crate::model::{Checkpoint, DeadLetter, LaneKey, SourceBatch};
+use crate::model::{Checkpoint, DeadLetter, LaneKey, SourceBatch, StateChange, TimerChange};
 use crate::output::{Output, Pending};
 use crate::plugin::{BatchResult, Engine, Held, LanePlugins, LivePlugins};
 use crate::source::{Activity, CommitHook, span_bytes};
@@ -493,13 +493,7 @@ impl Lane {
     }
 
     /// The plugins' state changes, and the repartition's applied offsets.
-    fn state_changes(
-        &mut self,
-    ) -> Vec<(
-        String,
-        Vec<crate::model::StateChange>,
-        Vec<crate::model::TimerChange>,
-    )> {
+    fn state_changes(&mut self) -> Vec<(String, Vec<StateChange>, Vec<TimerChange>)> {
         let mut changes = self.plugins.take_state_changes();
         if let Some(applied) = &mut self.applied {
             let applied = applied.take_changes();

@@ -41,7 +41,13 @@ pub struct SqlStore {
     retry_backoff: std::time::Duration,
     /// Tables created or checked already.
     known_tables: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// One per connection: lanes queue here for their turn to commit, so
+    /// the pool's short acquire timeout means an outage, never a queue.
+    commit_turns: Arc<tokio::sync::Semaphore>,
 }
+
+/// Connections of a store's pool.
+const CONNECTIONS: u32 = 4;
 
 impl SqlStore {
     /// Connects to the configured database, creating a SQLite file if it is
@@ -70,7 +76,7 @@ impl SqlStore {
         // A short acquire timeout turns an outage into logged, backed-off
         // checkpoint retries instead of a silent wait inside the pool.
         let mut options = AnyPoolOptions::new()
-            .max_connections(4)
+            .max_connections(CONNECTIONS)
             .acquire_timeout(std::time::Duration::from_secs(5));
         let session = dialect.session(read_only);
         if !session.is_empty() {
@@ -99,6 +105,7 @@ impl SqlStore {
             max_retries: config.max_retries,
             retry_backoff: config.retry_backoff,
             known_tables: Arc::default(),
+            commit_turns: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS as usize)),
         })
     }
 
@@ -390,15 +397,15 @@ impl SqlStore {
     /// restarting server) are retried with exponential backoff; the whole
     /// transaction is replayed, so nothing is lost or doubled.
     pub async fn commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        let _turn = self
+            .commit_turns
+            .acquire()
+            .await
+            .context("the checkpoint store is closed")?;
         let mut attempt = 0;
         loop {
             match self.try_commit(checkpoint).await {
                 Ok(()) => return Ok(()),
-                // Other lanes hold every connection: wait for a turn, which
-                // is no failure of the database.
-                Err(e) if self.pool_busy() && timed_out(&e) => {
-                    tracing::debug!(lane = %checkpoint.lane, "every connection busy; waiting");
-                }
                 Err(e) if attempt < self.max_retries && is_transient(self.dialect, &e) => {
                     let delay = self.retry_backoff * 2u32.pow(attempt);
                     attempt += 1;
@@ -412,12 +419,6 @@ impl SqlStore {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Whether every connection of the pool is open and in use.
-    fn pool_busy(&self) -> bool {
-        let open = self.pool.size() as usize;
-        open > 0 && self.pool.num_idle() == 0
     }
 
     async fn try_commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
@@ -623,13 +624,6 @@ impl OwnStatements {
 /// Whether an error is worth retrying: the connection or the server went
 /// away, or the transaction lost a lock race. Bad credentials, missing
 /// tables and wrong types are not.
-/// Whether `error` is the pool's wait for a connection running out.
-fn timed_out(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| matches!(cause.downcast_ref(), Some(sqlx::Error::PoolTimedOut)))
-}
-
 fn is_transient(dialect: &dyn Dialect, error: &anyhow::Error) -> bool {
     error
         .chain()
