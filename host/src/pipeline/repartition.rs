@@ -85,8 +85,10 @@ impl Repartitions {
         if source.repartition.is_empty() {
             return Ok(None);
         }
-        let admin: AdminClient<DefaultClientContext> = source
-            .client_config()
+        let mut config = source.client_config();
+        // Reading a missing topic's partitions must not create it.
+        config.set("allow.auto.create.topics", "false");
+        let admin: AdminClient<DefaultClientContext> = config
             .create()
             .context("cannot create a Kafka admin client for the repartition topics")?;
         let mut stages = BTreeMap::new();
