@@ -56,3 +56,28 @@ pub struct SchemaMismatch {
     /// Which column differs, and how.
     pub message: String,
 }
+
+/// A checkpoint refused because another process checkpointed the lane
+/// since this one last did: the lane has moved to another owner (a group
+/// rebalance while this process was stalled), and committing would write
+/// what the new owner writes too.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "lane {lane} was checkpointed by another process (its stored offset is {}, this process \
+     last stored {}): the lane belongs to another process now, and this one stops it without \
+     committing",
+    offset_text(*stored),
+    offset_text(*expected)
+)]
+pub struct Fenced {
+    /// The lane.
+    pub lane: crate::model::LaneKey,
+    /// The offset this process last stored, if any.
+    pub expected: Option<i64>,
+    /// The offset the store holds.
+    pub stored: Option<i64>,
+}
+
+fn offset_text(offset: Option<i64>) -> String {
+    offset.map_or_else(|| "none".to_owned(), |o| o.to_string())
+}

@@ -34,6 +34,7 @@ struct Core {
     runtime: tokio::runtime::Runtime,
     supervisor: Arc<LaneSupervisor>,
     store: SqlStore,
+    store_config: SqlSink,
     live: Arc<LivePlugins>,
     engine: Engine,
     lookups: Arc<Lookups>,
@@ -80,25 +81,21 @@ impl Core {
         runtime.block_on(store.prepare_tables(&tables)).unwrap();
         let live = Arc::new(LivePlugins::new(set));
         let (stop, interrupt) = (Arc::default(), Arc::<AtomicBool>::default());
-        let factory = LaneFactory {
-            engine: engine.clone(),
-            plugins: live.clone(),
-            lookups: lookups.clone(),
-            store: store.clone(),
-            store_config,
-            outputs: Vec::new(),
-            stop: Arc::clone(&stop),
-            interrupt: interrupt.clone(),
-            activity: Arc::new(Activity::default()),
-            metrics: Arc::new(Metrics::default()),
-            time: TimeSection::default(),
-            repartitions: None,
-        };
+        let factory = factory(
+            &engine,
+            &live,
+            &lookups,
+            &store,
+            &store_config,
+            &stop,
+            &interrupt,
+        );
         let supervisor = Arc::new(LaneSupervisor::new(factory, runtime.handle().clone()));
         Self {
-            runtime,
             supervisor,
+            runtime,
             store,
+            store_config,
             live,
             engine,
             lookups,
@@ -106,6 +103,20 @@ impl Core {
             stop,
             plugins,
         }
+    }
+
+    /// Lanes of another process over the same database and plugins.
+    fn another_process(&self) -> LaneSupervisor {
+        let factory = factory(
+            &self.engine,
+            &self.live,
+            &self.lookups,
+            &self.store,
+            &self.store_config,
+            &self.stop,
+            &self.interrupt,
+        );
+        LaneSupervisor::new(factory, self.runtime.handle().clone())
     }
 
     fn lane(partition: i32) -> LaneKey {
@@ -157,6 +168,32 @@ impl Core {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Opens lanes over `store` with the plugins of `live`.
+fn factory(
+    engine: &Engine,
+    live: &Arc<LivePlugins>,
+    lookups: &Arc<Lookups>,
+    store: &SqlStore,
+    store_config: &SqlSink,
+    stop: &Arc<AtomicBool>,
+    interrupt: &Arc<AtomicBool>,
+) -> LaneFactory {
+    LaneFactory {
+        engine: engine.clone(),
+        plugins: live.clone(),
+        lookups: lookups.clone(),
+        store: store.clone(),
+        store_config: store_config.clone(),
+        outputs: Vec::new(),
+        stop: Arc::clone(stop),
+        interrupt: interrupt.clone(),
+        activity: Arc::new(Activity::default()),
+        metrics: Arc::new(Metrics::default()),
+        time: TimeSection::default(),
+        repartitions: None,
     }
 }
 
@@ -222,6 +259,46 @@ fn a_lane_checkpoints_by_count_and_by_time_and_resumes_where_it_stopped() {
     core.wait("a checkpoint by time", || core.position(&key) == Some(10));
     drop(input);
     core.supervisor.close(&key).unwrap();
+}
+
+/// A process that lost its lane to another (its session expired while it
+/// stalled, say) cannot commit over the new owner's checkpoints: its next
+/// checkpoint is refused and the lane stops, naming why.
+#[test]
+fn a_lane_checkpointed_by_another_process_is_fenced_off() {
+    let lines = generate(Topic::LiveGiftTotal, 1_500, 8, 0.0).lines;
+    let core = Core::new(&[], "max-rows = 1\ninterval = \"1h\"");
+    let key = Core::lane(0);
+    let mut sent = batches(&key, &lines, 0, 500).into_iter();
+    let stalled = core.open(&key);
+    stalled.batches.blocking_send(sent.next().unwrap()).unwrap();
+    core.wait("the first checkpoint", || core.position(&key) == Some(500));
+    // The lane's new owner resumes from the last checkpoint.
+    let owner = core.another_process();
+    let resumed = owner.open(key.clone(), TOPIC, None).unwrap();
+    assert_eq!(resumed.start, Some(500));
+    resumed.batches.blocking_send(sent.next().unwrap()).unwrap();
+    core.wait("the new owner's checkpoint", || {
+        core.position(&key) == Some(1_000)
+    });
+    // The old owner wakes up with the same records.
+    let again = batches(&key, &lines[500..1_000], 500, 500);
+    stalled
+        .batches
+        .blocking_send(again.into_iter().next().unwrap())
+        .unwrap();
+    drop(stalled);
+    let error = core.supervisor.close(&key).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("checkpointed by another process") && message.contains("1000"),
+        "{message}"
+    );
+    resumed.batches.blocking_send(sent.next().unwrap()).unwrap();
+    drop(resumed);
+    owner.close(&key).unwrap();
+    assert_eq!(core.position(&key), Some(1_500));
+    assert_eq!(core.pairs(TOTALS), gift_totals_of(lines.iter()));
 }
 
 #[test]

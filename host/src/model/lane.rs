@@ -68,6 +68,9 @@ pub struct Checkpoint {
     pub lane: LaneKey,
     /// Offset of the first record not yet covered.
     pub next_offset: i64,
+    /// The next offset the lane's owner last stored (`None`: the lane had
+    /// no checkpoint). The commit is refused if the store holds another.
+    pub previous_offset: Option<i64>,
     /// Folded rows per table.
     pub rows: Vec<TableRows>,
     /// Changed state entries and timers per plugin name.

@@ -65,6 +65,9 @@ pub struct Lane {
     dead_letter_bytes: usize,
     next_offset: i64,
     committed_offset: i64,
+    /// The offset the store holds for the lane, as this process last saw
+    /// it: a checkpoint commits only over it.
+    stored_offset: Option<i64>,
     committed_watermark: Option<i64>,
     /// Move the watermark on by processing time after this long idle.
     idle_timeout: Option<Duration>,
@@ -81,6 +84,9 @@ pub struct Lane {
     /// Set by SIGINT or SIGTERM: finish the batch in flight, checkpoint,
     /// and leave the queued batches to the next run.
     interrupt: Arc<AtomicBool>,
+    /// Set when the source lets the lane go (its partition was revoked):
+    /// like `interrupt`, for this lane only.
+    let_go: Arc<AtomicBool>,
     /// Touched after each batch, so a busy lane does not look idle.
     activity: Option<Arc<Activity>>,
     live: Option<LiveLink>,
@@ -102,10 +108,10 @@ pub struct LiveLink {
 }
 
 impl Lane {
-    /// A lane that resumes at `start`.
+    /// A lane that resumes at its `stored` offset (at 0 without one).
     pub fn new(
         key: LaneKey,
-        start: i64,
+        stored: Option<i64>,
         plugins: LanePlugins,
         engine: Engine,
         store: SqlStore,
@@ -119,8 +125,9 @@ impl Lane {
             store,
             dead_letters: Vec::new(),
             dead_letter_bytes: 0,
-            next_offset: start,
-            committed_offset: start,
+            next_offset: stored.unwrap_or(0),
+            committed_offset: stored.unwrap_or(0),
+            stored_offset: stored,
             committed_watermark: None,
             idle_timeout: None,
             last_record: (Instant::now(), None),
@@ -131,6 +138,7 @@ impl Lane {
             outputs: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             interrupt: Arc::new(AtomicBool::new(false)),
+            let_go: Arc::new(AtomicBool::new(false)),
             activity: None,
             on_commit: None,
             live: None,
@@ -206,6 +214,13 @@ impl Lane {
         self
     }
 
+    /// Sets the flag that lets this lane go: it then commits what it
+    /// processed and leaves its queue unread, as on a stop request.
+    pub fn with_let_go(mut self, let_go: Arc<AtomicBool>) -> Self {
+        self.let_go = let_go;
+        self
+    }
+
     /// Calls `hook` after each committed checkpoint (to mirror the offset
     /// to Kafka for lag monitoring).
     pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
@@ -225,7 +240,7 @@ impl Lane {
             tokio::select! {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
-                    if self.interrupt.load(Ordering::Relaxed) {
+                    if self.interrupt.load(Ordering::Relaxed) || self.let_go.load(Ordering::Relaxed) {
                         break;
                     }
                     loop {
@@ -547,6 +562,7 @@ impl Lane {
         let checkpoint = Checkpoint {
             lane: self.key.clone(),
             next_offset: self.next_offset,
+            previous_offset: self.stored_offset,
             rows,
             state: self.state_changes(),
             watermark: self.plugins.watermark(),
@@ -564,6 +580,7 @@ impl Lane {
         }
         self.store.commit(&checkpoint).await?;
         self.committed_offset = self.next_offset;
+        self.stored_offset = Some(self.next_offset);
         self.committed_watermark = checkpoint.watermark;
         self.metrics.plugin_state(self.plugins.state_sizes());
         self.stats.checkpoints += 1;

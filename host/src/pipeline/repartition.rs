@@ -15,8 +15,10 @@
 //! passes over a record it has applied already, so what a replay of the
 //! first stage produced again counts once.
 //!
-//! Event time crosses the hop too: each forwarded record carries its first
-//! stage's watermark (`apiary.watermark`), and a second-stage lane's
+//! Event time crosses the hop too: the last record of a batch forwarded to
+//! each internal partition carries its first stage's watermark after the
+//! batch (`apiary.watermark`; earlier records of the batch may be older
+//! than it, so they carry none), and a second-stage lane's
 //! watermark never passes the lowest of its source partitions' (Flink's
 //! rule for an operator with several inputs), so a source partition that
 //! lags does not find its windows closed when its events arrive. Until
@@ -234,9 +236,12 @@ impl Forwarder {
     }
 
     /// Produces each record of `batch` named in `targets` to its internal
-    /// partition, as it was read plus the `apiary.source` header and the
-    /// lane's `watermark` after the batch. Blocks while the producer's
-    /// queue is full.
+    /// partition, as it was read plus the `apiary.source` header. The last
+    /// record of the batch for each partition also carries the lane's
+    /// `watermark` after the batch: earlier ones must not, since records
+    /// of the same batch may be older than that watermark, and the second
+    /// stage would find them late. Blocks while the producer's queue is
+    /// full.
     pub fn send(
         &mut self,
         lane: &LaneKey,
@@ -245,6 +250,8 @@ impl Forwarder {
         watermark: Option<i64>,
     ) -> anyhow::Result<()> {
         let watermark = watermark.map(|w| w.to_string());
+        // `targets` is in record order: the last entry per partition wins.
+        let last: HashMap<i32, usize> = targets.iter().map(|&(i, p)| (p, i)).collect();
         for &(index, partition) in targets {
             let record = &batch.records[index];
             let source = format!("{}:{}:{}", lane.stream, lane.partition, record.offset);
@@ -263,7 +270,7 @@ impl Forwarder {
                 key: SOURCE_HEADER,
                 value: Some(&source),
             });
-            if let Some(watermark) = &watermark {
+            if let Some(watermark) = watermark.as_ref().filter(|_| last[&partition] == index) {
                 headers = headers.insert(Header {
                     key: WATERMARK_HEADER,
                     value: Some(watermark),

@@ -4,7 +4,7 @@
 //! counts for the run's summary.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -97,7 +97,7 @@ impl LaneFactory {
         let lane_metrics = self.metrics.lane(&key.to_string());
         let lane = Lane::new(
             key,
-            stored.unwrap_or(0),
+            stored,
             plugins,
             self.engine.clone(),
             self.store.clone(),
@@ -125,7 +125,8 @@ type LaneTask = JoinHandle<anyhow::Result<(LaneKey, LaneStats)>>;
 pub struct LaneSupervisor {
     factory: LaneFactory,
     runtime: Handle,
-    running: Mutex<HashMap<LaneKey, LaneTask>>,
+    /// Each running lane, with its let-go flag.
+    running: Mutex<HashMap<LaneKey, (LaneTask, Arc<AtomicBool>)>>,
     finished: Mutex<Vec<(LaneKey, LaneStats)>>,
 }
 
@@ -165,12 +166,14 @@ impl Lanes for LaneSupervisor {
         if let Some(hook) = on_commit {
             lane = lane.with_commit_hook(hook);
         }
+        let let_go = Arc::new(AtomicBool::new(false));
+        lane = lane.with_let_go(let_go.clone());
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let task = self.runtime.spawn(lane.run(rx));
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), task);
+            .insert(key.clone(), (task, let_go));
         Ok(LaneInput {
             start,
             batches: tx,
@@ -179,14 +182,27 @@ impl Lanes for LaneSupervisor {
     }
 
     fn close(&self, key: &LaneKey) -> anyhow::Result<()> {
-        let task = self
+        self.finish(key, false)
+    }
+
+    fn let_go(&self, key: &LaneKey) -> anyhow::Result<()> {
+        self.finish(key, true)
+    }
+}
+
+impl LaneSupervisor {
+    /// Waits for the lane `key` to finish, after its queued batches or
+    /// (`let_go`) after the batch in hand; keeps its counts.
+    fn finish(&self, key: &LaneKey, let_go: bool) -> anyhow::Result<()> {
+        let running = self
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        let Some(task) = task else {
+        let Some((task, flag)) = running else {
             return Ok(());
         };
+        flag.store(let_go, Ordering::Relaxed);
         match self.runtime.block_on(task) {
             Ok(Ok(done)) => {
                 self.finished

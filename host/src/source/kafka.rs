@@ -5,9 +5,13 @@
 //! batches for its lane (by count and by time). Rebalances are served on
 //! that thread: an assigned partition opens a lane and starts at the offset
 //! of the lane's last checkpoint in the sink (which is authoritative: Kafka's
-//! committed offsets are only mirrored, for lag monitoring); a revoked
-//! partition hands its partial batch to its lane, which drains and commits a
-//! last checkpoint before the partition is let go.
+//! committed offsets are only mirrored, for lag monitoring); the lane of a
+//! revoked partition finishes the batch in hand and commits before the
+//! partition is let go, leaving its queued batches to the next owner, so a
+//! rebalance is not held up by a long queue. A checkpoint commits only over
+//! the lane's own last one: a lane another process has checkpointed since
+//! (the group moved it while this process stalled) is fenced off, and is
+//! opened again from the new checkpoint if the partition is still read here.
 //!
 //! Memory is bounded by librdkafka's prefetch queue, one per process
 //! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus
@@ -36,6 +40,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::{Activity, BatchBuilder, Lanes};
 use crate::config::{Assignment, BatchSection, KafkaSource, StartOffset};
+use crate::error::Fenced;
 use crate::metrics::LaneMetrics;
 use crate::model::{LaneKey, SourceBatch};
 
@@ -183,7 +188,7 @@ impl KafkaReader {
         }
         // Every lane drains and commits its last checkpoint.
         let mut lanes = consumer.context().lock();
-        lanes.close_all();
+        lanes.close_all(Closing::Drain);
         let failure = lanes.failure.take();
         drop(lanes);
         commit_offsets(&consumer, &commits, CommitMode::Sync);
@@ -521,7 +526,8 @@ impl ConsumerContext for LaneContext {
                     ?partitions,
                     "partitions revoked; their lanes commit before letting go"
                 );
-                lanes.close(&partitions);
+                // Lanes fenced off here belong to another process already.
+                lanes.close(&partitions, Closing::LetGo);
                 if cooperative {
                     consumer.incremental_unassign(tpl).map(|_| ())
                 } else {
@@ -530,7 +536,7 @@ impl ConsumerContext for LaneContext {
             }
             other => {
                 tracing::error!("rebalance failed: {other:?}; closing every lane");
-                lanes.close_all();
+                lanes.close_all(Closing::LetGo);
                 consumer.unassign()
             }
         };
@@ -538,6 +544,15 @@ impl ConsumerContext for LaneContext {
             lanes.fail(anyhow::anyhow!("cannot apply the group's assignment: {e}"));
         }
     }
+}
+
+/// How a lane closes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// After every batch the source has read for it (the run ends).
+    Drain,
+    /// After the batch in hand (its partition was revoked).
+    LetGo,
 }
 
 /// The open lanes of this consumer, by (topic, partition).
@@ -656,7 +671,8 @@ impl Assigned {
             && !Self::send(&self.runtime, self.source.pause_after, lane, consumer)
         {
             let stopped = (message.topic().to_owned(), message.partition());
-            self.close(&[stopped]);
+            let fenced = self.close(&[stopped], Closing::Drain);
+            self.reopen(&fenced, consumer);
         }
     }
 
@@ -674,7 +690,8 @@ impl Assigned {
                 }
             }
         }
-        self.close(&stopped);
+        let fenced = self.close(&stopped, Closing::Drain);
+        self.reopen(&fenced, consumer);
     }
 
     /// Offers each held batch to its lane again, resuming the partition of
@@ -702,7 +719,8 @@ impl Assigned {
                 }
             }
         }
-        self.close(&stopped);
+        let fenced = self.close(&stopped, Closing::Drain);
+        self.reopen(&fenced, consumer);
         for error in failed {
             self.fail(error);
         }
@@ -749,8 +767,11 @@ impl Assigned {
     }
 
     /// Closes the lanes of `partitions`: each gets its partial batch, then
-    /// drains and commits a last checkpoint; this waits for that.
-    fn close(&mut self, partitions: &[(String, i32)]) {
+    /// drains and commits a last checkpoint (or, let go, commits after the
+    /// batch in hand); this waits for that. Returns the partitions whose
+    /// lanes were fenced off (another process checkpointed them).
+    fn close(&mut self, partitions: &[(String, i32)], closing: Closing) -> Vec<(String, i32)> {
+        let mut fenced = Vec::new();
         for partition in partitions {
             let (topic, number) = partition;
             let Some(mut lane) = self
@@ -770,15 +791,49 @@ impl Assigned {
             // is dropped. Batches it cannot take are not committed, so
             // whoever resumes the partition reads them again (a stopped lane
             // reports its own error below); in order, so none is skipped.
-            let partial = (!lane.builder.is_empty()).then(|| lane.take_batch());
-            for batch in lane.held.take().into_iter().chain(partial) {
-                if lane.tx.try_send(batch).is_err() {
-                    break;
+            if closing == Closing::Drain {
+                let partial = (!lane.builder.is_empty()).then(|| lane.take_batch());
+                for batch in lane.held.take().into_iter().chain(partial) {
+                    if lane.tx.try_send(batch).is_err() {
+                        break;
+                    }
                 }
             }
             drop(lane.tx);
-            if let Err(e) = self.lanes.close(&lane.key) {
-                self.fail(e);
+            let closed = match closing {
+                Closing::Drain => self.lanes.close(&lane.key),
+                Closing::LetGo => self.lanes.let_go(&lane.key),
+            };
+            match closed {
+                Ok(()) => {}
+                Err(e) if e.downcast_ref::<Fenced>().is_some() => {
+                    tracing::warn!("{e:#}");
+                    fenced.push(partition.clone());
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+        fenced
+    }
+
+    /// Opens the lanes of `partitions` again, fenced off while the group
+    /// still has this process read them: each resumes from the checkpoint
+    /// that fenced it, and whichever process checkpoints first wins each
+    /// time until the group settles who owns it.
+    fn reopen(&mut self, partitions: &[(String, i32)], consumer: &Consumer_) {
+        for (topic, partition) in partitions {
+            let start = match self.open(topic, *partition) {
+                Ok(start) => start,
+                Err(e) => {
+                    self.fail(e);
+                    continue;
+                }
+            };
+            let offset = start.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(e) = consumer.seek(topic, *partition, offset, Duration::from_secs(10)) {
+                self.fail(anyhow::anyhow!(
+                    "cannot read {topic}[{partition}] again from its checkpoint: {e}"
+                ));
             }
         }
     }
@@ -794,13 +849,13 @@ impl Assigned {
         list
     }
 
-    fn close_all(&mut self) {
+    fn close_all(&mut self, closing: Closing) {
         let all: Vec<(String, i32)> = self
             .open
             .iter()
             .flat_map(|(topic, lanes)| lanes.keys().map(move |p| (topic.clone(), *p)))
             .collect();
-        self.close(&all);
+        self.close(&all, closing);
     }
 
     /// Keeps the first failure; the reader stops at its next poll.

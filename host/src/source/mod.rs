@@ -42,6 +42,14 @@ pub trait Lanes: Send + Sync {
     /// lane has drained its queue and committed a last checkpoint. The
     /// lane's own error, if it failed.
     fn close(&self, key: &LaneKey) -> anyhow::Result<()>;
+
+    /// Closes the lane of a partition taken from the source (a group
+    /// rebalance), once the source has dropped the lane's sender: the lane
+    /// finishes the batch in hand, commits, and leaves its queued batches
+    /// to whoever reads the partition next, so a rebalance waits for one
+    /// batch per lane rather than for every queued one. The lane's own
+    /// error, if it failed.
+    fn let_go(&self, key: &LaneKey) -> anyhow::Result<()>;
 }
 
 /// An open lane, as its source sees it.

@@ -20,7 +20,7 @@ pub use reader::{Reader, Table};
 
 use crate::config;
 use crate::dialect::{self, Dialect};
-use crate::error::SchemaMismatch;
+use crate::error::{Fenced, SchemaMismatch};
 use crate::model::schema::TableSchema;
 use crate::model::wit::types::{ColumnType, Value};
 use crate::model::{Checkpoint, LaneKey, StoredState, StoredValue};
@@ -404,7 +404,7 @@ impl SqlStore {
             .context("the checkpoint store is closed")?;
         let mut attempt = 0;
         loop {
-            match self.try_commit(checkpoint).await {
+            match self.try_commit(checkpoint, attempt > 0).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < self.max_retries && is_transient(self.dialect, &e) => {
                     let delay = self.retry_backoff * 2u32.pow(attempt);
@@ -421,13 +421,69 @@ impl SqlStore {
         }
     }
 
-    async fn try_commit(&self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+    /// Writes the lane's next offset if the store still holds the one the
+    /// lane last stored (none, for a lane without a checkpoint); false if
+    /// it holds another.
+    async fn move_offset(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        checkpoint: &Checkpoint,
+    ) -> anyhow::Result<bool> {
+        let lane = &checkpoint.lane;
+        let failed = || format!("cannot record the offset of lane {lane}");
+        let Some(previous) = checkpoint.previous_offset else {
+            let inserted = sqlx::query(&self.own.insert_offset)
+                .bind(lane.consumer.as_str())
+                .bind(lane.stream.as_str())
+                .bind(lane.partition)
+                .bind(checkpoint.next_offset)
+                .bind(checkpoint.watermark)
+                .execute(&mut **tx)
+                .await;
+            return match inserted {
+                Ok(_) => Ok(true),
+                // Another process inserted it first.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+                Err(e) => Err(e).with_context(failed),
+            };
+        };
+        let updated = sqlx::query(&self.own.update_offset)
+            .bind(checkpoint.next_offset)
+            .bind(checkpoint.watermark)
+            .bind(lane.consumer.as_str())
+            .bind(lane.stream.as_str())
+            .bind(lane.partition)
+            .bind(previous)
+            .execute(&mut **tx)
+            .await
+            .with_context(failed)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn try_commit(&self, checkpoint: &Checkpoint, retried: bool) -> anyhow::Result<()> {
         let lane = &checkpoint.lane;
         // Outside the transaction: DDL commits implicitly in MySQL.
         for (table, name, _) in &checkpoint.rows {
             self.ensure_table(table, name).await?;
         }
         let mut tx = self.pool.begin().await.context("cannot begin checkpoint")?;
+        // First, so the lane's offset row stays locked until the commit.
+        if !self.move_offset(&mut tx, checkpoint).await? {
+            tx.rollback()
+                .await
+                .context("cannot roll a checkpoint back")?;
+            let stored = self.load_position(lane).await?.map(|p| p.0);
+            if retried && stored == Some(checkpoint.next_offset) {
+                // The attempt that failed had committed after all.
+                return Ok(());
+            }
+            return Err(Fenced {
+                lane: lane.clone(),
+                expected: checkpoint.previous_offset,
+                stored,
+            }
+            .into());
+        }
         for (table, name, rows) in &checkpoint.rows {
             let per_statement =
                 (self.dialect.max_params() / table.columns.len()).clamp(1, MAX_ROWS_PER_STATEMENT);
@@ -501,15 +557,6 @@ impl SqlStore {
                 .await
                 .context("cannot write a dead letter")?;
         }
-        sqlx::query(&own.upsert_offset)
-            .bind(lane.consumer.as_str())
-            .bind(lane.stream.as_str())
-            .bind(lane.partition)
-            .bind(checkpoint.next_offset)
-            .bind(checkpoint.watermark)
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("cannot record the offset of lane {lane}"))?;
         tx.commit().await.context("cannot commit checkpoint")?;
         Ok(())
     }
@@ -556,7 +603,9 @@ struct OwnStatements {
     insert_timer: String,
     delete_timer: String,
     insert_dead_letter: String,
-    upsert_offset: String,
+    insert_offset: String,
+    /// Moves a lane's offset on from the one its owner last stored.
+    update_offset: String,
 }
 
 impl OwnStatements {
@@ -611,12 +660,12 @@ impl OwnStatements {
                  record_offset, record_key, record_value, plugin, reason) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 .into()),
-            upsert_offset: sql(upsert(
-                "apiary_offsets",
-                &[&lane[..], &["next_offset", "watermark"]].concat(),
-                &lane,
-                &["next_offset", "watermark"],
-            )),
+            insert_offset: sql("INSERT INTO apiary_offsets \
+                 (consumer, stream, part, next_offset, watermark) VALUES (?, ?, ?, ?, ?)"
+                .into()),
+            update_offset: sql("UPDATE apiary_offsets SET next_offset = ?, watermark = ? \
+                 WHERE consumer = ? AND stream = ? AND part = ? AND next_offset = ?"
+                .into()),
         }
     }
 }
