@@ -95,6 +95,16 @@ pub struct Lane {
     forwarder: Option<Forwarder>,
     /// Second stage of a repartition: the source offsets applied.
     applied: Option<Applied>,
+    /// The checkpoint committing in the background, if one is.
+    in_flight: Option<InFlight>,
+}
+
+/// A checkpoint being committed while its lane goes on.
+struct InFlight {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    next_offset: i64,
+    rows_written: usize,
+    started: Instant,
 }
 
 /// Where a lane looks for newer plugins, and which it runs.
@@ -145,6 +155,7 @@ impl Lane {
             metrics: Arc::default(),
             forwarder: None,
             applied: None,
+            in_flight: None,
         }
     }
 
@@ -280,13 +291,13 @@ impl Lane {
                         || held >= self.max_bytes
                         || self.plugins.state_write_due()
                     {
-                        self.checkpoint().await?;
+                        self.checkpoint_behind().await?;
                         last_checkpoint = Instant::now();
                     }
                 }
                 _ = tokio::time::sleep_until(due.into()) => {
                     tokio::task::block_in_place(|| self.advance_when_idle())?;
-                    self.checkpoint().await?;
+                    self.checkpoint_behind().await?;
                     last_checkpoint = Instant::now();
                 }
             }
@@ -519,11 +530,23 @@ impl Lane {
         changes
     }
 
-    /// Commits rows, state, dead letters and the next offset at once.
+    /// Commits rows, state, dead letters and the next offset at once, and
+    /// waits until they are durable.
     async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.checkpoint_behind().await?;
+        self.finish_commit().await
+    }
+
+    /// Starts committing rows, state, dead letters and the next offset at
+    /// once, in the background, so the lane processes its next batches
+    /// meanwhile (the database's time overlaps the plugins'). One commit
+    /// is in flight at a time: this first waits for the previous one. The
+    /// lane then holds at most two checkpoints' rows.
+    async fn checkpoint_behind(&mut self) -> anyhow::Result<()> {
         if self.next_offset == self.committed_offset && self.buffer.is_empty() {
             return Ok(());
         }
+        self.finish_commit().await?;
         let started = Instant::now();
         if let Some(first) = self.dead_letters.first() {
             tracing::warn!(
@@ -536,28 +559,12 @@ impl Lane {
             );
         }
         let rows_written: usize = self.buffer.len();
-        let mut rows = self.buffer.take();
+        let rows = self.buffer.take();
         // What was forwarded must be on the broker before the offsets
         // that cover it commit.
         if let Some(forwarder) = &mut self.forwarder {
             tokio::task::block_in_place(|| forwarder.flush())
                 .with_context(|| format!("lane {}", self.key))?;
-        }
-        // Outputs first: if the commit below fails, the lane replays and
-        // writes the same again.
-        for output in &self.outputs {
-            let (routed, rest): (Vec<_>, Vec<_>) = rows
-                .into_iter()
-                .partition(|(t, _, _)| output.routes(&t.output));
-            rows = rest;
-            let pending = Pending {
-                lane: &self.key,
-                next_offset: self.next_offset,
-                rows: &routed,
-                dead_letters: &self.dead_letters,
-                utc_offset_secs: self.store.utc_offset_secs(),
-            };
-            output.write(pending).await?;
         }
         let checkpoint = Checkpoint {
             lane: self.key.clone(),
@@ -578,20 +585,60 @@ impl Lane {
             );
             self.metrics.log_dropped(&plugin, dropped);
         }
-        self.store.commit(&checkpoint).await?;
+        self.metrics.plugin_state(self.plugins.state_sizes());
         self.committed_offset = self.next_offset;
         self.stored_offset = Some(self.next_offset);
         self.committed_watermark = checkpoint.watermark;
-        self.metrics.plugin_state(self.plugins.state_sizes());
+        let (outputs, store) = (self.outputs.clone(), self.store.clone());
+        let utc_offset_secs = store.utc_offset_secs();
+        let task = tokio::spawn(async move {
+            let mut checkpoint = checkpoint;
+            // Outputs first: if the commit below fails, the lane replays
+            // and writes the same again.
+            for output in &outputs {
+                let (routed, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut checkpoint.rows)
+                    .into_iter()
+                    .partition(|(t, _, _)| output.routes(&t.output));
+                checkpoint.rows = rest;
+                let pending = Pending {
+                    lane: &checkpoint.lane,
+                    next_offset: checkpoint.next_offset,
+                    rows: &routed,
+                    dead_letters: &checkpoint.dead_letters,
+                    utc_offset_secs,
+                };
+                output.write(pending).await?;
+            }
+            store.commit(&checkpoint).await
+        });
+        self.in_flight = Some(InFlight {
+            task,
+            next_offset: self.next_offset,
+            rows_written,
+            started,
+        });
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any.
+    async fn finish_commit(&mut self) -> anyhow::Result<()> {
+        let Some(commit) = self.in_flight.take() else {
+            return Ok(());
+        };
+        commit
+            .task
+            .await
+            .map_err(|e| anyhow::anyhow!("lane {}: checkpoint task failed: {e}", self.key))??;
+        let took = commit.started.elapsed();
         self.stats.checkpoints += 1;
-        self.stats.rows_written += rows_written as u64;
-        self.stats.checkpoint_times.push(started.elapsed());
-        self.metrics.checkpoint(self.next_offset, started.elapsed());
+        self.stats.rows_written += commit.rows_written as u64;
+        self.stats.checkpoint_times.push(took);
+        self.metrics.checkpoint(commit.next_offset, took);
         self.stats.last_commit_at = Some(Instant::now());
         if let Some(hook) = &self.on_commit {
-            hook(&self.key, self.next_offset);
+            hook(&self.key, commit.next_offset);
         }
-        tracing::debug!(lane = %self.key, offset = self.next_offset, took = ?started.elapsed(), "checkpoint");
+        tracing::debug!(lane = %self.key, offset = commit.next_offset, ?took, "checkpoint");
         Ok(())
     }
 }
