@@ -99,12 +99,22 @@ pub struct Lane {
     in_flight: Option<InFlight>,
 }
 
+/// What a commit task returns: how long the commit took.
+type CommitResult = Result<anyhow::Result<Duration>, tokio::task::JoinError>;
+
+/// When the commit in flight finishes (never, without one).
+async fn committed(in_flight: &mut Option<InFlight>) -> CommitResult {
+    match in_flight {
+        Some(commit) => (&mut commit.task).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A checkpoint being committed while its lane goes on.
 struct InFlight {
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<Duration>>,
     next_offset: i64,
     rows_written: usize,
-    started: Instant,
 }
 
 /// Where a lane looks for newer plugins, and which it runs.
@@ -249,6 +259,13 @@ impl Lane {
         'lane: loop {
             let due = last_checkpoint + self.interval;
             tokio::select! {
+                // A finished commit shows in the metrics, and in Kafka's
+                // offsets, at once rather than at the next checkpoint.
+                result = committed(&mut self.in_flight), if self.in_flight.is_some() => {
+                    if let Some(commit) = self.in_flight.take() {
+                        self.complete(commit, result)?;
+                    }
+                }
                 batch = rx.recv() => {
                     let Some(batch) = batch else { break };
                     if self.interrupt.load(Ordering::Relaxed) || self.let_go.load(Ordering::Relaxed) {
@@ -609,27 +626,30 @@ impl Lane {
                 };
                 output.write(pending).await?;
             }
-            store.commit(&checkpoint).await
+            store.commit(&checkpoint).await?;
+            Ok(started.elapsed())
         });
         self.in_flight = Some(InFlight {
             task,
             next_offset: self.next_offset,
             rows_written,
-            started,
         });
         Ok(())
     }
 
     /// Waits for the commit in flight, if any.
     async fn finish_commit(&mut self) -> anyhow::Result<()> {
-        let Some(commit) = self.in_flight.take() else {
+        let Some(mut commit) = self.in_flight.take() else {
             return Ok(());
         };
-        commit
-            .task
-            .await
+        let result = (&mut commit.task).await;
+        self.complete(commit, result)
+    }
+
+    /// Counts a finished commit, or returns its failure.
+    fn complete(&mut self, commit: InFlight, result: CommitResult) -> anyhow::Result<()> {
+        let took = result
             .map_err(|e| anyhow::anyhow!("lane {}: checkpoint task failed: {e}", self.key))??;
-        let took = commit.started.elapsed();
         self.stats.checkpoints += 1;
         self.stats.rows_written += commit.rows_written as u64;
         self.stats.checkpoint_times.push(took);
