@@ -5,6 +5,8 @@
 //! Needs the memory-engine test broker: `scripts/services start` (port 9094;
 //! `BENCH_KAFKA` overrides). `BENCH_RECORDS` sets N (default 1,000,000).
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -111,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    let bare_rate = rate(records, bare);
+    let bare_rate = common::rate(records, bare);
     println!("| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 |");
     println!("|---|---:|---:|---:|---:|");
     println!(
@@ -150,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
             visits,
         ),
     ] {
-        let r = rate(n, run.took);
+        let r = common::rate(n, run.took);
         println!(
             "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} |",
             r / 1e3,
@@ -270,26 +272,12 @@ async fn apiary_run(
     let read: u64 = summary.lanes.iter().map(|(_, s)| s.records).sum();
     let reads = if repartitioned { 2 * records } else { records };
     anyhow::ensure!(read as usize == reads, "apiary read {read} of {reads}");
-    let mut times: Vec<Duration> = summary
-        .lanes
-        .iter()
-        .flat_map(|(_, s)| s.checkpoint_times.clone())
-        .collect();
-    times.sort();
-    let at = |q: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
+    let (times, _) = common::checkpoint_times(&summary);
+    let at = |q| common::quantile(&times, q);
     Ok(Run {
         took: summary.busy_time().unwrap_or_default(),
         rows_written: summary.lanes.iter().map(|(_, s)| s.rows_written).sum(),
         p50: at(0.5),
         p99: at(0.99),
     })
-}
-
-fn rate(records: usize, took: Duration) -> f64 {
-    records as f64 / took.as_secs_f64()
 }

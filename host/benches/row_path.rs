@@ -16,6 +16,8 @@
 //! `BENCH_ROWS` sets N (default 1,000,000); `BENCH_LANES=1` runs the one-lane
 //! row only.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,11 +111,11 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|");
     println!(
         "| mariadb client, {ROWS_PER_STATEMENT}-row upserts, one connection | {} | baseline of 1 lane | | | |",
-        fmt(upsert_rate)
+        common::fmt(upsert_rate)
     );
     println!(
         "| mariadb client, LOAD DATA LOCAL INFILE | {} | baseline of 4 lanes | | | |",
-        fmt(load_rate)
+        common::fmt(load_rate)
     );
     for (lanes, _, written, run, rss) in &runs {
         let rate = *written as f64 / run.took.as_secs_f64();
@@ -126,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         let commits = run.in_commits.as_secs_f64() / run.took.as_secs_f64() / *lanes as f64;
         println!(
             "| apiary, {lanes} file lane(s), exactly-once | {} | {:.2} (≥ {target}) | {:.1}ms / {:.1}ms | {:.0} % | {rss} MiB |",
-            fmt(rate),
+            common::fmt(rate),
             rate / baseline,
             run.p50.as_secs_f64() * 1e3,
             run.p99.as_secs_f64() * 1e3,
@@ -188,19 +190,8 @@ async fn apiary_run(
         "apiary read {read} of {}",
         visits.len()
     );
-    let mut times: Vec<Duration> = summary
-        .lanes
-        .iter()
-        .flat_map(|(_, s)| s.checkpoint_times.clone())
-        .collect();
-    let in_commits = times.iter().sum();
-    times.sort();
-    let at = |q: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
+    let (times, in_commits) = common::checkpoint_times(&summary);
+    let at = |q| common::quantile(&times, q);
     Ok(Run {
         took: summary.busy_time().unwrap_or_default(),
         in_commits,
@@ -348,13 +339,4 @@ fn peak_rss_mib() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
-}
-
-/// A rate as `1.23M` or, below a million, `456k`.
-fn fmt(rate: f64) -> String {
-    if rate >= 1e6 {
-        format!("{:.2}M", rate / 1e6)
-    } else {
-        format!("{:.0}k", rate / 1e3)
-    }
 }

@@ -46,3 +46,24 @@ pub fn fmt(rate: f64) -> String {
         format!("{:.0}k", rate / 1e3)
     }
 }
+
+/// Every lane's checkpoint times in a run's summary, sorted, with their
+/// sum.
+pub fn checkpoint_times(summary: &apiary::pipeline::RunSummary) -> (Vec<Duration>, Duration) {
+    let mut times: Vec<Duration> = summary
+        .lanes
+        .iter()
+        .flat_map(|(_, s)| s.checkpoint_times.clone())
+        .collect();
+    times.sort();
+    let total = times.iter().sum();
+    (times, total)
+}
+
+/// The `q` quantile of `sorted` (zero when empty).
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
