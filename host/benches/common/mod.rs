@@ -1,5 +1,5 @@
-//! What the plugin benches share: a plugin directory of chosen files, the
-//! best of three timed runs, and rates.
+//! What the benches share: a plugin directory of chosen files, the best
+//! of three timed runs, rates, checkpoint quantiles and peak memory.
 
 #![allow(dead_code)]
 
@@ -66,4 +66,24 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
         .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
         .copied()
         .unwrap_or_default()
+}
+
+/// Starts this process's peak resident memory afresh (Linux's
+/// `clear_refs`), so that the next reading covers what runs from here.
+pub fn reset_peak_rss() {
+    // Best effort: without it, the peak covers the whole process.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since it started or since
+/// `reset_peak_rss`, in MiB (zero where `/proc` cannot tell).
+pub fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
