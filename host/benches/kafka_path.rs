@@ -53,23 +53,29 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
 
-    let gifts: Vec<String> = Generator::new(Topic::LiveGiftTotal, 1)
-        .take(records)
-        .collect();
-    let bytes = gifts.iter().map(String::len).sum::<usize>() / records;
+    // Generated as they are produced, never held: the peak RSS column is
+    // the readers'.
     let started = Instant::now();
-    produce(&broker, &gifts_topic, &gifts)?;
+    let bytes = produce(
+        &broker,
+        &gifts_topic,
+        Generator::new(Topic::LiveGiftTotal, 1).take(records),
+    )? / records;
     println!(
-        "{records} gift records of ~{bytes} bytes in {partitions} partitions, produced in {:.1?}",
+        "{records} gift records of ~{bytes} bytes in {partitions} partitions, generated and produced in {:.1?}",
         started.elapsed()
     );
-    let visit_lines: Vec<String> = Generator::new(Topic::LiveStreamingLog, 2)
-        .take(visits)
-        .collect();
-    produce(&broker, &visits_topic, &visit_lines)?;
+    produce(
+        &broker,
+        &visits_topic,
+        Generator::new(Topic::LiveStreamingLog, 2).take(visits),
+    )?;
     println!("{visits} visit records in {partitions} partitions\n");
 
+    common::reset_peak_rss();
+    let bare_start = common::rss_mib();
     let bare = bare_consumer(&broker, &gifts_topic, records)?;
+    let bare_rss = common::peak_rss_mib();
     let dir = tempfile::tempdir()?;
     let sqlite = apiary_run(
         dir.path(),
@@ -114,10 +120,12 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     let bare_rate = common::rate(records, bare);
-    println!("| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 |");
-    println!("|---|---:|---:|---:|---:|");
     println!(
-        "| bare rdkafka consumer (poll only), gifts | {:.0}k | 1.00 | – | – |",
+        "| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 | peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| bare rdkafka consumer (poll only), gifts | {:.0}k | 1.00 | – | – | {bare_rss} MiB (from {bare_start}) |",
         bare_rate / 1e3
     );
     for (name, run, n) in [
@@ -154,34 +162,43 @@ async fn main() -> anyhow::Result<()> {
     ] {
         let r = common::rate(n, run.took);
         println!(
-            "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} |",
+            "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} | {} MiB (from {}) |",
             r / 1e3,
             r / bare_rate,
             run.rows_written as f64 / run.took.as_secs_f64() / 1e3,
             run.p50,
             run.p99,
+            run.peak_rss_mib,
+            run.start_rss_mib,
         );
     }
     Ok(())
 }
 
-fn produce(broker: &str, topic: &str, lines: &[String]) -> anyhow::Result<()> {
+/// Produces `lines` to `topic`; their bytes in all.
+fn produce(
+    broker: &str,
+    topic: &str,
+    lines: impl Iterator<Item = String>,
+) -> anyhow::Result<usize> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "2000000")
         .create()?;
-    for (i, line) in lines.iter().enumerate() {
+    let mut bytes = 0;
+    for (i, line) in lines.enumerate() {
+        bytes += line.len();
         let key = (i % 4096).to_string();
-        let mut record = BaseRecord::to(topic).key(&key).payload(line);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&line);
         while let Err((_, back)) = producer.send(record) {
             record = back;
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     producer.flush(Duration::from_secs(300))?;
-    Ok(())
+    Ok(bytes)
 }
 
 /// Poll-only consumer with the same fetch tuning Apiary uses.
@@ -216,6 +233,9 @@ struct Run {
     rows_written: u64,
     p50: Duration,
     p99: Duration,
+    /// The process's peak RSS during the run, and its RSS at the start.
+    peak_rss_mib: u64,
+    start_rss_mib: u64,
 }
 
 /// Runs the pipeline in-process with exactly-once checkpoints on, from a
@@ -261,6 +281,8 @@ async fn apiary_run(
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text)?;
     let config = PipelineConfig::load(&path)?;
+    common::reset_peak_rss();
+    let start_rss_mib = common::rss_mib();
     let summary = pipeline::run(
         config,
         RunOptions {
@@ -279,5 +301,7 @@ async fn apiary_run(
         rows_written: summary.lanes.iter().map(|(_, s)| s.rows_written).sum(),
         p50: at(0.5),
         p99: at(0.99),
+        peak_rss_mib: common::peak_rss_mib(),
+        start_rss_mib,
     })
 }

@@ -189,13 +189,14 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
         // Commit time per lane, as a share of the run.
         let commits = run.in_commits.as_secs_f64() / run.took.as_secs_f64() / *lanes as f64;
         println!(
-            "| apiary, {lanes} file lane(s), exactly-once | {} | {:.2} (≥ {target}) | {:.1}ms / {:.1}ms | {:.0} % | {} MiB |",
+            "| apiary, {lanes} file lane(s), exactly-once | {} | {:.2} (≥ {target}) | {:.1}ms / {:.1}ms | {:.0} % | {} MiB (from {}) |",
             common::fmt(rate),
             rate / baseline,
             run.p50.as_secs_f64() * 1e3,
             run.p99.as_secs_f64() * 1e3,
             commits * 100.0,
             run.peak_rss_mib,
+            run.start_rss_mib,
         );
     }
     println!();
@@ -208,8 +209,9 @@ struct Run {
     in_commits: Duration,
     p50: Duration,
     p99: Duration,
-    /// The process's peak RSS during the run.
+    /// The process's peak RSS during the run, and its RSS at the start.
     peak_rss_mib: u64,
+    start_rss_mib: u64,
 }
 
 /// Runs the pipeline in-process over `lanes` files of `visits` generated
@@ -242,6 +244,7 @@ async fn apiary_run(dir: &Path, url: &str, visits: usize, lanes: usize) -> anyho
     let path = dir.join(format!("rows-{lanes}.toml"));
     std::fs::write(&path, text)?;
     common::reset_peak_rss();
+    let start_rss_mib = common::rss_mib();
     let summary = pipeline::run(
         PipelineConfig::load(&path)?,
         RunOptions {
@@ -260,6 +263,7 @@ async fn apiary_run(dir: &Path, url: &str, visits: usize, lanes: usize) -> anyho
         p50: at(0.5),
         p99: at(0.99),
         peak_rss_mib: common::peak_rss_mib(),
+        start_rss_mib,
     })
 }
 

@@ -78,11 +78,21 @@ pub fn reset_peak_rss() {
 /// This process's peak resident memory since it started or since
 /// `reset_peak_rss`, in MiB (zero where `/proc` cannot tell).
 pub fn peak_rss_mib() -> u64 {
+    status_mib("VmHWM:")
+}
+
+/// This process's resident memory now, in MiB.
+pub fn rss_mib() -> u64 {
+    status_mib("VmRSS:")
+}
+
+/// A field of `/proc/self/status` given in kB, in MiB.
+fn status_mib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)

@@ -159,18 +159,30 @@ impl KafkaReader {
         // per record: per-record work is what bounds the read rate.
         let tick = (max_wait / 4).clamp(Duration::from_millis(1), Duration::from_millis(10));
         let mut last_tick = Instant::now();
+        // The clock is read per 64 messages or idle poll, not per message.
+        let mut since_clock = 0u32;
+        let mut read_since_tick = false;
         while !stop.load(Ordering::Relaxed) {
             let message = consumer.poll(tick);
             let mut lanes = consumer.context().lock();
+            let idle = message.is_none();
             match message {
                 Some(Ok(message)) => {
-                    activity.touch();
+                    read_since_tick = true;
                     lanes.push(&message, &consumer);
                 }
                 Some(Err(e)) => tracing::warn!("Kafka: {e}"),
                 None => {}
             }
-            if last_tick.elapsed() >= tick {
+            since_clock += 1;
+            let read_clock = idle || since_clock >= 64;
+            if read_clock {
+                since_clock = 0;
+            }
+            if read_clock && last_tick.elapsed() >= tick {
+                if std::mem::take(&mut read_since_tick) {
+                    activity.touch();
+                }
                 last_tick = Instant::now();
                 lanes.send_held(&consumer);
                 lanes.send_due(max_wait, &consumer);
