@@ -3,16 +3,32 @@
 
 Usage: report.py DIR SMALL LARGE NAME[=LABEL]...
 
-DIR holds NAME-SMALL.json and NAME-LARGE.json for every system NAME. The
-net figures divide the records of the large run beyond the small one by
-the time beyond the small run's: the small run is the system's fixed cost
-(start-up, plan, shutdown), paid once per job whatever the input.
+DIR holds NAME-SMALL-I.json and NAME-LARGE-I.json (I = 1, 2, …) for every
+system NAME; repeated runs of a size count by their median wall and CPU
+time. The net figures divide the records of the large run beyond the
+small one by the time beyond the small run's: the small run is the
+system's fixed cost (start-up, plan, shutdown), paid once per job whatever
+the input.
 """
 
+import glob
 import json
+import statistics
 import sys
 
 TARGET = 3.0
+
+
+def load(out, name, n):
+    """The runs of NAME on N records, as one: median times, largest RSS."""
+    runs = [json.load(open(path)) for path in sorted(glob.glob(f"{out}/{name}-{n}-*.json"))]
+    return {
+        "wall": statistics.median(r["wall"] for r in runs),
+        "cpu": statistics.median(r["cpu"] for r in runs),
+        "rss_kib": max(r["rss_kib"] for r in runs),
+        "processes": runs[0]["processes"],
+        "repeats": len(runs),
+    }
 
 
 def main():
@@ -23,7 +39,7 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|")
     per_cpu = {}
     for name, label in systems:
-        runs = [json.load(open(f"{out}/{name}-{n}.json")) for n in (small, large)]
+        runs = [load(out, name, n) for n in (small, large)]
         for n, run in zip((small, large), runs):
             net = ("–", "–")
             if n == large:
@@ -34,14 +50,15 @@ def main():
                 if wall > 0 and cpu > 0:
                     per_cpu[name] = extra / cpu
                     net = (f"{extra / wall / 1e3:,.0f}k", f"{per_cpu[name] / 1e3:,.0f}k")
-            print(f"| {label or name} | {n:,} | {run['wall']:.2f} | {run['cpu']:.2f} | "
+            times = f" (median of {run['repeats']})" if run["repeats"] > 1 else ""
+            print(f"| {label or name} | {n:,}{times} | {run['wall']:.2f} | {run['cpu']:.2f} | "
                   f"{net[0]} | {net[1]} | {run['rss_kib'] / 1024:,.0f} |")
 
     # Where the CPU went: shows the JVM that PyFlink starts is counted.
     print()
     for name, label in systems:
         for n in (small, large):
-            run = json.load(open(f"{out}/{name}-{n}.json"))
+            run = load(out, name, n)
             parts = " + ".join(f"{p['name']} {p['cpu']:.2f}" for p in run["processes"])
             print(f"CPU s of {label or name}, {n:,} records: {parts}")
 
