@@ -67,3 +67,154 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
     let _serial = serial();
     kill_9_loses_and_repeats_nothing(Server::Postgres, "pg-kill", 71);
 }
+
+/// Rows go to PostgreSQL as one array per column, in the arrays' text
+/// form: values that look like that form (quotes, backslashes, braces,
+/// commas, the word NULL, an empty string), bytes, floats PostgreSQL
+/// spells its own way and timestamps come back exactly as written, and a
+/// second checkpoint merges into them.
+#[test]
+fn rows_written_as_arrays_read_back_exactly() {
+    use apiary::model::schema::TableSchema;
+    use apiary::model::wit::types::{Column, ColumnType, MergeMode, OutputSchema, Value};
+    use apiary::model::{Checkpoint, LaneKey};
+    use sqlx::Row as _;
+
+    let _serial = serial();
+    let url = Server::Postgres.fresh_database("arrays");
+    let column = |name: &str, type_, merge| Column {
+        name: name.into(),
+        type_,
+        merge,
+        nullable: true,
+    };
+    let table = std::sync::Arc::new(
+        TableSchema::from_output(
+            "test",
+            &OutputSchema {
+                name: "odd_values".into(),
+                table: None,
+                columns: vec![
+                    column("id", ColumnType::Int, MergeMode::Replace),
+                    column("label", ColumnType::Text, MergeMode::Replace),
+                    column("raw", ColumnType::Bytes, MergeMode::Replace),
+                    column("ratio", ColumnType::Float, MergeMode::Replace),
+                    column("flag", ColumnType::Boolean, MergeMode::Replace),
+                    column("at", ColumnType::Timestamp, MergeMode::Replace),
+                    column("hits", ColumnType::Int, MergeMode::Add),
+                ],
+                primary_key: vec!["id".into()],
+            },
+        )
+        .unwrap(),
+    );
+    let labels = [
+        "plain",
+        "",
+        "NULL",
+        "a \"quoted\" word",
+        "back\\slash\\",
+        "{braces},commas",
+        "  spaces  ",
+        "直播 😀",
+        "'); DROP TABLE odd_values; --",
+    ];
+    let floats = [
+        0.1,
+        -0.0,
+        1e300,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        f64::NAN,
+        f64::NEG_INFINITY,
+        1.0 / 3.0,
+        f64::INFINITY,
+    ];
+    let rows: Vec<Vec<Value>> = (0..labels.len())
+        .map(|i| {
+            vec![
+                Value::Int(i as i64),
+                Value::Text(labels[i].into()),
+                Value::Bytes(vec![i as u8, b'"', b'\\', b'{', 0, 255]),
+                Value::Float(floats[i]),
+                Value::Boolean(i % 2 == 0),
+                Value::Timestamp(1_700_000_000_123 + i as i64 * 86_400_001),
+                Value::Int(1),
+            ]
+        })
+        // A row of nulls but its key and count.
+        .chain(std::iter::once({
+            let mut nulls = vec![Value::Int(99)];
+            nulls.extend(std::iter::repeat_n(Value::Null, 5));
+            nulls.push(Value::Int(1));
+            nulls
+        }))
+        .collect();
+    let sink: apiary::config::SqlSink = toml::from_str(&format!("url = {url:?}")).unwrap();
+    let lane = LaneKey {
+        consumer: "arrays".into(),
+        stream: "test".into(),
+        partition: 0,
+    };
+    let checkpoint = |previous: Option<i64>, next: i64| Checkpoint {
+        lane: lane.clone(),
+        next_offset: next,
+        previous_offset: previous,
+        rows: vec![(table.clone(), "odd_values".into(), rows.clone())],
+        state: Vec::new(),
+        watermark: None,
+        dead_letters: Vec::new(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let read = runtime.block_on(async {
+        let store = apiary::store::SqlStore::connect(&sink).await.unwrap();
+        store.commit(&checkpoint(None, 10)).await.unwrap();
+        store.commit(&checkpoint(Some(10), 20)).await.unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(
+            "SELECT id, label, raw, ratio, flag, to_char(at, 'YYYY-MM-DD HH24:MI:SS.MS'), hits \
+             FROM odd_values ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(read.len(), rows.len());
+    for (row, wrote) in read.iter().zip(&rows) {
+        let id: i64 = row.get(0);
+        let text = |v: &Value| match v {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        };
+        assert_eq!(
+            row.get::<Option<String>, _>(1),
+            text(&wrote[1]),
+            "label of {id}"
+        );
+        let bytes = match &wrote[2] {
+            Value::Bytes(b) => Some(b.clone()),
+            _ => None,
+        };
+        assert_eq!(row.get::<Option<Vec<u8>>, _>(2), bytes, "raw of {id}");
+        let got = row.get::<Option<f64>, _>(3);
+        match wrote[3] {
+            Value::Float(f) if f.is_nan() => assert!(got.is_some_and(f64::is_nan), "ratio of {id}"),
+            Value::Float(f) => {
+                assert_eq!(got.map(f64::to_bits), Some(f.to_bits()), "ratio of {id}")
+            }
+            _ => assert_eq!(got, None, "ratio of {id}"),
+        }
+        let flag = match wrote[4] {
+            Value::Boolean(b) => Some(b),
+            _ => None,
+        };
+        assert_eq!(row.get::<Option<bool>, _>(4), flag, "flag of {id}");
+        let at = match wrote[5] {
+            Value::Timestamp(ms) => Some(apiary::time::format_millis(ms, 0)),
+            _ => None,
+        };
+        assert_eq!(row.get::<Option<String>, _>(5), at, "at of {id}");
+        // Two checkpoints of the same rows: `add` merged them.
+        assert_eq!(row.get::<i64, _>(6), 2, "hits of {id}");
+    }
+}

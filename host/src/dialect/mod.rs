@@ -21,7 +21,7 @@ pub use sqlite::Sqlite;
 
 use crate::model::TableSchema;
 use crate::model::schema::ColumnSchema;
-use crate::model::wit::types::{ColumnType, MergeMode};
+use crate::model::wit::types::{ColumnType, MergeMode, Value};
 
 /// Column types of Apiary's own tables.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +116,16 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// Counts the indexes named `?` (second) on table `?` (first).
     fn index_query(&self) -> &'static str;
 
+    /// The SQL array type holding values of a column of type `ty`, where
+    /// the dialect writes rows as one array per column
+    /// ([`array_upsert_sql`]): one short statement for any number of rows,
+    /// which the database plans once, in place of thousands of bound
+    /// parameters. `None` (the default) binds every value.
+    fn array_type(&self, ty: ColumnType) -> Option<&'static str> {
+        let _ = ty;
+        None
+    }
+
     /// Bind parameters one statement may carry.
     fn max_params(&self) -> usize;
 
@@ -159,9 +169,105 @@ pub fn upsert_sql(dialect: &dyn Dialect, table: &TableSchema, name: &str, rows: 
         names.join(","),
         vec![one.as_str(); rows].join(",")
     );
+    let sql = dialect.upsert(
+        insert,
+        &key_list(dialect, table),
+        &merges(dialect, table, name),
+    );
+    dialect.numbered(&sql).into_owned()
+}
+
+/// The upsert of any number of rows into table `name` of shape `table`
+/// from one array per column (`INSERT … SELECT * FROM UNNEST(…)`), where
+/// the dialect has array types; it merges as [`upsert_sql`] does. Its
+/// parameters are the columns' arrays in the text form of
+/// [`array_literal`].
+pub fn array_upsert_sql(dialect: &dyn Dialect, table: &TableSchema, name: &str) -> Option<String> {
+    let q = |name: &str| dialect.quote(name);
+    let names: Vec<String> = table.columns.iter().map(|c| q(&c.name)).collect();
+    let arrays = table
+        .columns
+        .iter()
+        .map(|c| Some(format!("CAST(? AS {})", dialect.array_type(c.ty)?)))
+        .collect::<Option<Vec<String>>>()?;
+    let insert = format!(
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({})",
+        q(name),
+        names.join(","),
+        arrays.join(", ")
+    );
+    let sql = dialect.upsert(
+        insert,
+        &key_list(dialect, table),
+        &merges(dialect, table, name),
+    );
+    Some(dialect.numbered(&sql).into_owned())
+}
+
+/// Column `column` of `rows` as one array in the SQL standard's text form
+/// (`{1,NULL,"text"}`), which PostgreSQL's array input reads: every
+/// non-null element is double-quoted with `"` and `\` escaped, so nothing
+/// in a value can end it early. It is bound as a parameter, never spliced
+/// into the statement. Timestamps are written `utc_offset_secs` east of
+/// UTC, as bound values are.
+pub fn array_literal(rows: &[Vec<Value>], column: usize, utc_offset_secs: i32) -> String {
+    use std::fmt::Write as _;
+    fn quoted(out: &mut String, text: &str) {
+        out.push('"');
+        for c in text.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    let mut out = String::with_capacity(rows.len() * 16 + 2);
+    out.push('{');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // `write!` into a String cannot fail.
+        match &row[column] {
+            Value::Null => out.push_str("NULL"),
+            Value::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Float(v) if v.is_nan() => out.push_str("NaN"),
+            Value::Float(v) if v.is_infinite() => {
+                out.push_str(if *v > 0.0 { "Infinity" } else { "-Infinity" });
+            }
+            // Debug prints the shortest text that reads back exactly.
+            Value::Float(v) => {
+                let _ = write!(out, "{v:?}");
+            }
+            Value::Boolean(v) => out.push(if *v { 't' } else { 'f' }),
+            Value::Text(v) => quoted(&mut out, v),
+            Value::Bytes(v) => {
+                let mut hex = String::with_capacity(2 + v.len() * 2);
+                hex.push_str("\\x");
+                for byte in v {
+                    let _ = write!(hex, "{byte:02x}");
+                }
+                quoted(&mut out, &hex);
+            }
+            Value::Timestamp(ms) => {
+                quoted(&mut out, &crate::time::format_millis(*ms, utc_offset_secs));
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// The `col = merged` assignments of an upsert into table `name`: each
+/// non-key column by its merge mode.
+fn merges(dialect: &dyn Dialect, table: &TableSchema, name: &str) -> Vec<String> {
+    let q = |name: &str| dialect.quote(name);
     let stored_table = q(name);
     let (greatest, least) = dialect.greatest_least();
-    let updates: Vec<String> = table
+    table
         .columns
         .iter()
         .filter(|c| !c.key)
@@ -180,9 +286,7 @@ pub fn upsert_sql(dialect: &dyn Dialect, table: &TableSchema, name: &str, rows: 
             };
             format!("{name} = {merged}")
         })
-        .collect();
-    let sql = dialect.upsert(insert, &key_list(dialect, table), &updates);
-    dialect.numbered(&sql).into_owned()
+        .collect()
 }
 
 /// `o + n` for `BIGINT` columns, saturating at the type's bounds on every

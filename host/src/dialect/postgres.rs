@@ -1,6 +1,7 @@
 //! PostgreSQL 12 or later. Upserts with `ON CONFLICT … DO UPDATE`, like
-//! SQLite; placeholders are numbered (`$1`), and timestamps, bound as
-//! text, are cast to `TIMESTAMP(3)`.
+//! SQLite, of rows bound as one array per column (`UNNEST`); placeholders
+//! are numbered (`$1`), and timestamps, bound as text, are cast to
+//! `TIMESTAMP(3)`.
 
 use std::borrow::Cow;
 
@@ -37,6 +38,17 @@ impl Dialect for Postgres {
             ColumnType::Bytes => "BYTEA",
             ColumnType::Timestamp => "TIMESTAMP(3)",
         }
+    }
+
+    fn array_type(&self, ty: ColumnType) -> Option<&'static str> {
+        Some(match ty {
+            ColumnType::Int => "BIGINT[]",
+            ColumnType::Boolean => "BOOLEAN[]",
+            ColumnType::Float => "DOUBLE PRECISION[]",
+            ColumnType::Text => "TEXT[]",
+            ColumnType::Bytes => "BYTEA[]",
+            ColumnType::Timestamp => "TIMESTAMP(3)[]",
+        })
     }
 
     fn own_types(&self) -> OwnTypes {
@@ -87,7 +99,8 @@ impl Dialect for Postgres {
 mod tests {
     use super::*;
     use crate::dialect::tests::table;
-    use crate::dialect::upsert_sql;
+    use crate::dialect::{array_literal, array_upsert_sql, upsert_sql};
+    use crate::model::wit::types::Value;
 
     #[test]
     fn upsert_numbers_its_placeholders_and_casts_timestamps() {
@@ -105,6 +118,35 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains('?'), "{sql}");
+    }
+
+    #[test]
+    fn rows_go_as_one_array_per_column() {
+        let sql = array_upsert_sql(&Postgres, &table(), "totals").unwrap();
+        assert!(
+            sql.starts_with(
+                "INSERT INTO \"totals\" (\"room\",\"gifts\",\"peak\",\"title\",\"at\") \
+                 SELECT * FROM UNNEST(CAST($1 AS BIGINT[]), CAST($2 AS BIGINT[]), \
+                 CAST($3 AS DOUBLE PRECISION[]), CAST($4 AS TEXT[]), CAST($5 AS TIMESTAMP(3)[])) \
+                 ON CONFLICT (\"room\") DO UPDATE SET "
+            ),
+            "{sql}"
+        );
+        let rows = vec![
+            vec![
+                Value::Text("a \"b\" \\ {c},NULL".into()),
+                Value::Float(f64::NAN),
+            ],
+            vec![Value::Null, Value::Float(-1.5)],
+            vec![Value::Bytes(vec![0, 0xab]), Value::Float(f64::NEG_INFINITY)],
+            vec![Value::Timestamp(1_000), Value::Boolean(true)],
+        ];
+        assert_eq!(
+            array_literal(&rows, 0, 3600),
+            r#"{"a \"b\" \\ {c},NULL",NULL,"\\x00ab","1970-01-01 01:00:01.000"}"#
+        );
+        assert_eq!(array_literal(&rows, 1, 0), "{NaN,-1.5,-Infinity,t}");
+        assert!(array_upsert_sql(&crate::dialect::Mysql, &table(), "totals").is_none());
     }
 
     #[test]

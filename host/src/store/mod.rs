@@ -29,6 +29,9 @@ use crate::text::redact_url;
 /// Rows per multi-row INSERT, at most.
 const MAX_ROWS_PER_STATEMENT: usize = 1000;
 
+/// Rows per upsert from arrays, at most (a bound on one statement's size).
+const MAX_ROWS_PER_ARRAY_STATEMENT: usize = 10_000;
+
 /// A connection pool to the checkpoint store's database.
 #[derive(Clone)]
 pub struct SqlStore {
@@ -485,6 +488,20 @@ impl SqlStore {
             .into());
         }
         for (table, name, rows) in &checkpoint.rows {
+            if let Some(sql) = dialect::array_upsert_sql(self.dialect, table, name) {
+                for chunk in rows.chunks(MAX_ROWS_PER_ARRAY_STATEMENT) {
+                    let mut query = sqlx::query(&sql);
+                    for column in 0..table.columns.len() {
+                        let array = dialect::array_literal(chunk, column, self.utc_offset_secs);
+                        query = query.bind(array);
+                    }
+                    query
+                        .execute(&mut *tx)
+                        .await
+                        .with_context(|| format!("cannot write rows to table `{name}`"))?;
+                }
+                continue;
+            }
             let per_statement =
                 (self.dialect.max_params() / table.columns.len()).clamp(1, MAX_ROWS_PER_STATEMENT);
             for chunk in rows.chunks(per_statement) {
