@@ -169,12 +169,7 @@ pub fn upsert_sql(dialect: &dyn Dialect, table: &TableSchema, name: &str, rows: 
         names.join(","),
         vec![one.as_str(); rows].join(",")
     );
-    let sql = dialect.upsert(
-        insert,
-        &key_list(dialect, table),
-        &merges(dialect, table, name),
-    );
-    dialect.numbered(&sql).into_owned()
+    upsert_of(dialect, table, name, insert)
 }
 
 /// The upsert of any number of rows into table `name` of shape `table`
@@ -196,12 +191,18 @@ pub fn array_upsert_sql(dialect: &dyn Dialect, table: &TableSchema, name: &str) 
         names.join(","),
         arrays.join(", ")
     );
+    Some(upsert_of(dialect, table, name, insert))
+}
+
+/// `insert` into table `name` of shape `table` as the dialect's upsert on
+/// its key, merging each column by its mode, with numbered placeholders.
+fn upsert_of(dialect: &dyn Dialect, table: &TableSchema, name: &str, insert: String) -> String {
     let sql = dialect.upsert(
         insert,
         &key_list(dialect, table),
         &merges(dialect, table, name),
     );
-    Some(dialect.numbered(&sql).into_owned())
+    dialect.numbered(&sql).into_owned()
 }
 
 /// Column `column` of `rows` as one array in the SQL standard's text form
@@ -244,13 +245,13 @@ pub fn array_literal(rows: &[Vec<Value>], column: usize, utc_offset_secs: i32) -
             }
             Value::Boolean(v) => out.push(if *v { 't' } else { 'f' }),
             Value::Text(v) => quoted(&mut out, v),
+            // bytea's hex form, its backslash escaped: "\\x00ab".
             Value::Bytes(v) => {
-                let mut hex = String::with_capacity(2 + v.len() * 2);
-                hex.push_str("\\x");
+                out.push_str("\"\\\\x");
                 for byte in v {
-                    let _ = write!(hex, "{byte:02x}");
+                    let _ = write!(out, "{byte:02x}");
                 }
-                quoted(&mut out, &hex);
+                out.push('"');
             }
             Value::Timestamp(ms) => {
                 quoted(&mut out, &crate::time::format_millis(*ms, utc_offset_secs));
