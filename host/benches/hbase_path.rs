@@ -6,6 +6,8 @@
 //! `BENCH_GIFTS` sets the number of gifts (default 1,000,000) looked up in
 //! batches of 1024, over 1,000 rooms.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -19,10 +21,7 @@ const ROOMS: i64 = 1_000;
 const BATCH: usize = 1024;
 
 fn main() -> anyhow::Result<()> {
-    let gifts: usize = std::env::var("BENCH_GIFTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let gifts: usize = common::env_count("BENCH_GIFTS", 1_000_000);
     let server = TestServer::start();
     server.create_table("dim_hbase", &["cf"]);
     let dir = tempfile::tempdir()?;

@@ -21,19 +21,10 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let records: usize = std::env::var("BENCH_RECORDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
-    let visits: usize = std::env::var("BENCH_VISITS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    let records: usize = common::env_count("BENCH_RECORDS", 1_000_000);
+    let visits: usize = common::env_count("BENCH_VISITS", 200_000);
     let broker = std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9094".into());
-    let mysql =
-        std::env::var("BENCH_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let postgres = std::env::var("BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let (mysql, postgres) = (common::mysql_url(), common::postgres_url());
     let partitions = 4;
     let gifts_topic = format!("bench-gifts-{}", std::process::id());
     let visits_topic = format!("bench-visits-{}", std::process::id());

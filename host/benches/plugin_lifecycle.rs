@@ -5,6 +5,8 @@
 //! tables. Needs `scripts/build-plugins` (which builds the plugins in other
 //! languages too).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,10 +79,7 @@ fn compile_times(plugins: &Path, work: &Path) -> anyhow::Result<()> {
 }
 
 async fn swap_pauses(root: &Path, work: &Path) -> anyhow::Result<()> {
-    let swaps: usize = std::env::var("BENCH_SWAPS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+    let swaps: usize = common::env_count("BENCH_SWAPS", 20);
     let dir = work.join("plugins");
     std::fs::create_dir_all(&dir)?;
     let shipped = root.join("target/plugins");

@@ -19,10 +19,7 @@ mod common;
 use common::{fmt, only, rate, time};
 
 fn main() -> anyhow::Result<()> {
-    let records: usize = std::env::var("BENCH_RECORDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let records: usize = common::env_count("BENCH_RECORDS", 1_000_000);
     let lines: Vec<String> = Generator::new(Topic::LiveGiftTotal, 1)
         .take(records)
         .collect();

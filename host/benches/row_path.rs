@@ -53,10 +53,7 @@ type Row = Vec<Option<String>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rows: usize = std::env::var("BENCH_ROWS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows: usize = common::env_count("BENCH_ROWS", 1_000_000);
     // `BENCH_LANES=1`: the one-lane rows only (for profiling).
     let lanes: &[usize] = if std::env::var("BENCH_LANES").as_deref() == Ok("1") {
         &[1]
@@ -67,14 +64,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     for name in databases.split(',') {
         let server = match name.trim() {
-            "mariadb" => Server::mariadb(
-                &std::env::var("BENCH_MYSQL")
-                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
-            )?,
-            "postgres" => Server::postgres(
-                &std::env::var("BENCH_POSTGRES")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
-            )?,
+            "mariadb" => Server::mariadb(&common::mysql_url())?,
+            "postgres" => Server::postgres(&common::postgres_url())?,
             other => anyhow::bail!("BENCH_DATABASES: unknown database `{other}`"),
         };
         bench(&server, dir.path(), rows, lanes).await?;

@@ -1,10 +1,31 @@
-//! What the benches share: a plugin directory of chosen files, the best
-//! of three timed runs, rates, checkpoint quantiles and peak memory.
+//! What the benches share: their settings from the environment, a plugin
+//! directory of chosen files, the best of three timed runs, rates,
+//! checkpoint quantiles and peak memory.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A count from the environment variable `name`, or `default` when it is
+/// unset or not a number.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The MariaDB server of `scripts/services` (`BENCH_MYSQL` overrides it).
+pub fn mysql_url() -> String {
+    std::env::var("BENCH_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// The PostgreSQL server of `scripts/services` (`BENCH_POSTGRES`
+/// overrides it).
+pub fn postgres_url() -> String {
+    std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
 
 /// A plugin directory holding only `names` from `root`.
 pub fn only(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
