@@ -111,7 +111,7 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     server.create_copy(database)?;
     let started = Instant::now();
     server.run_file(database, &script)?;
-    let upsert_rate = written as f64 / started.elapsed().as_secs_f64();
+    let upsert_rate = common::rate(written as usize, started.elapsed());
     check("the upserts")?;
 
     // On MariaDB, the same statements through sqlx too: as text, and as
@@ -129,7 +129,7 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
             )
             .await?;
             check("sqlx")?;
-            sqlx_rates.push(written as f64 / took.as_secs_f64());
+            sqlx_rates.push(common::rate(written as usize, took));
         }
     }
 
@@ -138,7 +138,7 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     server.sql(Some(database), "TRUNCATE TABLE copy")?;
     let started = Instant::now();
     server.load(database, &load)?;
-    let load_rate = written as f64 / started.elapsed().as_secs_f64();
+    let load_rate = common::rate(written as usize, started.elapsed());
     check("the bulk load")?;
 
     println!(
@@ -171,7 +171,7 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
         common::fmt(load_rate)
     );
     for (lanes, _, written, run) in &runs {
-        let rate = *written as f64 / run.took.as_secs_f64();
+        let rate = common::rate(*written as usize, run.took);
         let (baseline, target) = if *lanes == 1 {
             (upsert_rate, 0.9)
         } else {
