@@ -16,7 +16,7 @@
 //! Needs MariaDB and PostgreSQL (`scripts/services start`; `BENCH_MYSQL`
 //! and `BENCH_POSTGRES` override them, as `scheme://user@host:port`), the
 //! `mariadb` and `psql` clients and the built plugins. `BENCH_ROWS` sets N
-//! (default 1,000,000); `BENCH_LANES=1` runs the one-lane rows only;
+//! (default 1,000,000); `BENCH_LANES` the lane counts (default `1,4`);
 //! `BENCH_DATABASES=mariadb` (or `postgres`) one database only.
 
 mod common;
@@ -54,12 +54,13 @@ type Row = Vec<Option<String>>;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rows: usize = common::env_count("BENCH_ROWS", 1_000_000);
-    // `BENCH_LANES=1`: the one-lane rows only (for profiling).
-    let lanes: &[usize] = if std::env::var("BENCH_LANES").as_deref() == Ok("1") {
-        &[1]
-    } else {
-        &[1, 4]
-    };
+    // `BENCH_LANES=1` for the one-lane rows only (to profile them).
+    let lanes: Vec<usize> = std::env::var("BENCH_LANES")
+        .unwrap_or_else(|_| "1,4".into())
+        .split(',')
+        .map(|n| n.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("BENCH_LANES: a comma-separated list of counts ({e})"))?;
     let databases = std::env::var("BENCH_DATABASES").unwrap_or_else(|_| "mariadb,postgres".into());
     let dir = tempfile::tempdir()?;
     for name in databases.split(',') {
@@ -68,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
             "postgres" => Server::postgres(&common::postgres_url())?,
             other => anyhow::bail!("BENCH_DATABASES: unknown database `{other}`"),
         };
-        bench(&server, dir.path(), rows, lanes).await?;
+        bench(&server, dir.path(), rows, &lanes).await?;
     }
     Ok(())
 }
@@ -141,9 +142,12 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     let load_rate = common::rate(written as usize, started.elapsed());
     check("the bulk load")?;
 
+    let (table_mib, cache_mib) = server.sizes(database)?;
     println!(
-        "{rows} visits → seed-json-parser + viewer-log → {}, {written} rows\n",
-        server.name()
+        "{rows} visits → seed-json-parser + viewer-log → {}, {written} rows; \
+         the table takes {table_mib} MiB, the server's {} {cache_mib} MiB\n",
+        server.name(),
+        server.cache_name()
     );
     println!(
         "| writer | rows/s | × baseline (target) | checkpoint p50 / p99 | in commits | peak RSS |"
@@ -347,6 +351,39 @@ impl Server {
                 command
             }
         }
+    }
+
+    /// What the server calls the memory it keeps table pages in.
+    fn cache_name(&self) -> &'static str {
+        match self {
+            Self::Mariadb { .. } => "buffer pool",
+            Self::Postgres { .. } => "shared buffers",
+        }
+    }
+
+    /// MiB of Apiary's table in `database` (data and indexes), and of the
+    /// server's page cache: a table larger than the cache makes upserts in
+    /// arrival order wait on reads.
+    fn sizes(&self, database: &str) -> anyhow::Result<(u64, u64)> {
+        let (table, cache) = match self {
+            Self::Mariadb { .. } => (
+                // The file's size: information_schema.tables lags behind.
+                format!(
+                    "SELECT file_size FROM information_schema.innodb_sys_tablespaces \
+                     WHERE name = '{database}/{TABLE}'"
+                ),
+                "SELECT @@innodb_buffer_pool_size",
+            ),
+            Self::Postgres { .. } => (
+                format!("SELECT pg_total_relation_size('{TABLE}')"),
+                "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'",
+            ),
+        };
+        let mib = |sql: &str| -> anyhow::Result<u64> {
+            let bytes: u64 = self.sql(Some(database), sql)?.trim().parse()?;
+            Ok(bytes >> 20)
+        };
+        Ok((mib(&table)?, mib(cache)?))
     }
 
     /// Runs `sql` (a backslash command, for psql); its output unadorned.

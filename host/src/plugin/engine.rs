@@ -78,6 +78,12 @@ impl Engine {
         let timed = !plugins.batch_timeout.is_zero();
         config.epoch_interruption(timed);
         config.max_wasm_stack(plugins.stack_limit);
+        // `APIARY_PERFMAP=1` names the plugins' compiled functions for
+        // `perf` (in /tmp/perf-<pid>.map): a profile then shows where in a
+        // plugin the time goes.
+        if std::env::var_os("APIARY_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = cache_dir() {
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
