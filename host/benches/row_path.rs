@@ -142,12 +142,15 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     let load_rate = common::rate(written as usize, started.elapsed());
     check("the bulk load")?;
 
-    let (table_mib, cache_mib) = server.sizes(database)?;
+    let (table, cache) = server.sizes(database);
+    let mib = |size: Option<u64>| size.map_or("? MiB".into(), |b| format!("{} MiB", b >> 20));
     println!(
         "{rows} visits → seed-json-parser + viewer-log → {}, {written} rows; \
-         the table takes {table_mib} MiB, the server's {} {cache_mib} MiB\n",
+         the table takes {}, the server's {} {}\n",
         server.name(),
-        server.cache_name()
+        mib(table),
+        server.cache_name(),
+        mib(cache)
     );
     println!(
         "| writer | rows/s | × baseline (target) | checkpoint p50 / p99 | in commits | peak RSS |"
@@ -361,10 +364,10 @@ impl Server {
         }
     }
 
-    /// MiB of Apiary's table in `database` (data and indexes), and of the
-    /// server's page cache: a table larger than the cache makes upserts in
-    /// arrival order wait on reads.
-    fn sizes(&self, database: &str) -> anyhow::Result<(u64, u64)> {
+    /// Bytes of Apiary's table in `database` (data and indexes), and of
+    /// the server's page cache, where the server tells: a table larger than
+    /// the cache makes upserts in arrival order wait on reads.
+    fn sizes(&self, database: &str) -> (Option<u64>, Option<u64>) {
         let (table, cache) = match self {
             Self::Mariadb { .. } => (
                 // The file's size: information_schema.tables lags behind.
@@ -379,11 +382,8 @@ impl Server {
                 "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'",
             ),
         };
-        let mib = |sql: &str| -> anyhow::Result<u64> {
-            let bytes: u64 = self.sql(Some(database), sql)?.trim().parse()?;
-            Ok(bytes >> 20)
-        };
-        Ok((mib(&table)?, mib(cache)?))
+        let bytes = |sql: &str| self.sql(Some(database), sql).ok()?.trim().parse().ok();
+        (bytes(&table), bytes(cache))
     }
 
     /// Runs `sql` (a backslash command, for psql); its output unadorned.
