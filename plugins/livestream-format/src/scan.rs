@@ -3,9 +3,10 @@
 //!
 //! It reads such a record in one pass, without serde's visitor machinery,
 //! and gives up (`None`) on anything else: floats, nested values, a
-//! repeated field, a surrogate without its pair, a syntax error. The caller then parses the record
-//! again with serde_json, so what a record parses to, and every error
-//! message, is serde_json's. The tests hold the two to the same result.
+//! repeated field, a surrogate without its pair, a syntax error. The caller
+//! then parses the record again with serde_json, so what a record parses
+//! to, and every error message, is serde_json's. The tests hold the two to
+//! the same result.
 
 use std::borrow::Cow;
 
