@@ -78,7 +78,7 @@ pub struct Gift {
 /// or `null`. `region_code` is also read under the name `region`, which the
 /// seed's sample data uses; when both are present, `region_code` wins.
 pub fn parse_visit(value: &[u8]) -> Result<Visit, FormatError> {
-    let raw: RawVisit<'_> = raw::from_slice_flat(value)?;
+    let raw: RawVisit<'_> = scan::from_slice(value)?;
     let region_code = match raw.region_code {
         Some(v) => Some(v.to_i32("region_code")?),
         None => raw.region.map(|v| v.to_i32("region")).transpose()?,
@@ -102,7 +102,7 @@ pub fn parse_visit(value: &[u8]) -> Result<Visit, FormatError> {
 /// without them a gift can't be counted. The other fields may be missing or
 /// `null`.
 pub fn parse_gift(value: &[u8]) -> Result<Gift, FormatError> {
-    let raw: RawGift<'_> = raw::from_slice_flat(value)?;
+    let raw: RawGift<'_> = scan::from_slice(value)?;
     Ok(Gift {
         user_id: required(raw.user_id, "user_id")?.to_i64("user_id")?,
         room_id: required(raw.room_id, "room_id")?.to_i64("room_id")?,

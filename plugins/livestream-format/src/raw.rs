@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::FormatError;
-use crate::scan::{self, FlatRecord};
 use crate::time::parse_timestamp;
 
 #[derive(Deserialize, Default, Debug, PartialEq)]
@@ -65,51 +64,6 @@ pub(crate) struct RawRoomList<'a> {
     pub rooms: Option<serde_json::Value>,
     #[serde(borrow)]
     pub time: Option<Scalar<'a>>,
-}
-
-impl<'a> FlatRecord<'a> for RawVisit<'a> {
-    fn field(&mut self, key: &str) -> Option<(u32, &mut Option<Scalar<'a>>)> {
-        Some(match key {
-            "user_id" => (0, &mut self.user_id),
-            "ip" => (1, &mut self.ip),
-            "room_id" => (2, &mut self.room_id),
-            "arrive_time" => (3, &mut self.arrive_time),
-            "leave_time" => (4, &mut self.leave_time),
-            "create_time" => (5, &mut self.create_time),
-            "region_code" => (6, &mut self.region_code),
-            "region" => (7, &mut self.region),
-            "grade" => (8, &mut self.grade),
-            "province" => (9, &mut self.province),
-            _ => return None,
-        })
-    }
-}
-
-impl<'a> FlatRecord<'a> for RawGift<'a> {
-    fn field(&mut self, key: &str) -> Option<(u32, &mut Option<Scalar<'a>>)> {
-        Some(match key {
-            "user_id" => (0, &mut self.user_id),
-            "gift_type" => (1, &mut self.gift_type),
-            "gift_total_amount" => (2, &mut self.gift_total_amount),
-            "room_id" => (3, &mut self.room_id),
-            "ip" => (4, &mut self.ip),
-            "create_time" => (5, &mut self.create_time),
-            "update_time" => (6, &mut self.update_time),
-            _ => return None,
-        })
-    }
-}
-
-/// Reads a flat record on the fast path ([`scan`](crate::scan)), and any
-/// other through serde_json, which also words the errors.
-pub(crate) fn from_slice_flat<'a, T>(value: &'a [u8]) -> Result<T, FormatError>
-where
-    T: FlatRecord<'a> + Deserialize<'a>,
-{
-    match scan::flat(value) {
-        Some(record) => Ok(record),
-        None => from_slice(value),
-    }
 }
 
 /// Deserializes a record, first making sure the input is an object: serde's

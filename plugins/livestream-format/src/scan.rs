@@ -3,14 +3,17 @@
 //!
 //! It reads such a record in one pass, without serde's visitor machinery,
 //! and gives up (`None`) on anything else: floats, nested values, a
-//! repeated field, a surrogate without its pair, a syntax error. The caller
-//! then parses the record again with serde_json, so what a record parses
-//! to, and every error message, is serde_json's. The tests hold the two to
-//! the same result.
+//! repeated field, a surrogate without its pair, a syntax error. Then
+//! [`from_slice`] parses the record again with serde_json, so what a record
+//! parses to, and every error message, is serde_json's. The tests hold the
+//! two to the same result.
 
 use std::borrow::Cow;
 
-use crate::raw::Scalar;
+use serde::Deserialize;
+
+use crate::FormatError;
+use crate::raw::{self, RawGift, RawVisit, Scalar};
 
 /// A record struct the scanner can fill, field by field.
 pub(crate) trait FlatRecord<'a>: Default {
@@ -58,6 +61,51 @@ pub(crate) fn flat<'a, T: FlatRecord<'a>>(input: &'a [u8]) -> Option<T> {
             Some(b'}') => return only_whitespace(input, at + 1).then_some(record),
             _ => return None,
         }
+    }
+}
+
+impl<'a> FlatRecord<'a> for RawVisit<'a> {
+    fn field(&mut self, key: &str) -> Option<(u32, &mut Option<Scalar<'a>>)> {
+        Some(match key {
+            "user_id" => (0, &mut self.user_id),
+            "ip" => (1, &mut self.ip),
+            "room_id" => (2, &mut self.room_id),
+            "arrive_time" => (3, &mut self.arrive_time),
+            "leave_time" => (4, &mut self.leave_time),
+            "create_time" => (5, &mut self.create_time),
+            "region_code" => (6, &mut self.region_code),
+            "region" => (7, &mut self.region),
+            "grade" => (8, &mut self.grade),
+            "province" => (9, &mut self.province),
+            _ => return None,
+        })
+    }
+}
+
+impl<'a> FlatRecord<'a> for RawGift<'a> {
+    fn field(&mut self, key: &str) -> Option<(u32, &mut Option<Scalar<'a>>)> {
+        Some(match key {
+            "user_id" => (0, &mut self.user_id),
+            "gift_type" => (1, &mut self.gift_type),
+            "gift_total_amount" => (2, &mut self.gift_total_amount),
+            "room_id" => (3, &mut self.room_id),
+            "ip" => (4, &mut self.ip),
+            "create_time" => (5, &mut self.create_time),
+            "update_time" => (6, &mut self.update_time),
+            _ => return None,
+        })
+    }
+}
+
+/// Reads a flat record on the fast path, and any other through serde_json
+/// ([`raw::from_slice`]), which also words the errors.
+pub(crate) fn from_slice<'a, T>(value: &'a [u8]) -> Result<T, FormatError>
+where
+    T: FlatRecord<'a> + Deserialize<'a>,
+{
+    match flat(value) {
+        Some(record) => Ok(record),
+        None => raw::from_slice(value),
     }
 }
 
@@ -242,7 +290,6 @@ fn integer(input: &[u8], at: usize) -> Option<(Option<Scalar<'_>>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw::{RawGift, RawVisit};
 
     /// Both parsers on `input`: when the fast path reads a record, serde_json
     /// must read the same one. Returns whether the fast path read it.
