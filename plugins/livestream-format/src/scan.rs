@@ -127,19 +127,21 @@ fn only_whitespace(input: &[u8], at: usize) -> bool {
 fn string(input: &[u8], at: usize) -> Option<(Cow<'_, str>, usize)> {
     let (len, ascii) = plain_run(input.get(at..)?)?;
     let end = at + len;
+    let text = utf8(&input[at..end], ascii)?;
     match input[end] {
-        b'"' => {
-            let bytes = &input[at..end];
-            let text = if ascii {
-                // SAFETY: bytes below 0x80 are each a UTF-8 character.
-                unsafe { std::str::from_utf8_unchecked(bytes) }
-            } else {
-                std::str::from_utf8(bytes).ok()?
-            };
-            Some((Cow::Borrowed(text), end + 1))
-        }
-        b'\\' => escaped(input, at, end),
+        b'"' => Some((Cow::Borrowed(text), end + 1)),
+        b'\\' => escaped(input, text, end),
         _ => None,
+    }
+}
+
+/// `bytes` as text, checked only when `plain_run` saw a non-ASCII byte.
+fn utf8(bytes: &[u8], ascii: bool) -> Option<&str> {
+    if ascii {
+        // SAFETY: bytes below 0x80 are each a UTF-8 character.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -175,11 +177,11 @@ fn plain_run(bytes: &[u8]) -> Option<(usize, bool)> {
     Some((done + at, ascii))
 }
 
-/// A string with escapes from `start`, the first of them at `at`, decoded
+/// A string with escapes, `before` the first of them (at `at`), decoded
 /// as serde_json decodes it. A surrogate without its pair, an unknown escape
 /// or a raw control character is left to serde_json.
-fn escaped(input: &[u8], start: usize, mut at: usize) -> Option<(Cow<'_, str>, usize)> {
-    let mut text = String::from(std::str::from_utf8(&input[start..at]).ok()?);
+fn escaped<'a>(input: &'a [u8], before: &str, mut at: usize) -> Option<(Cow<'a, str>, usize)> {
+    let mut text = String::from(before);
     loop {
         match *input.get(at)? {
             b'"' => return Some((Cow::Owned(text), at + 1)),
@@ -189,11 +191,11 @@ fn escaped(input: &[u8], start: usize, mut at: usize) -> Option<(Cow<'_, str>, u
                 at = next;
             }
             _ => {
-                let (len, _) = plain_run(&input[at..])?;
+                let (len, ascii) = plain_run(&input[at..])?;
                 if len == 0 {
                     return None; // a control character
                 }
-                text.push_str(std::str::from_utf8(&input[at..at + len]).ok()?);
+                text.push_str(utf8(&input[at..at + len], ascii)?);
                 at += len;
             }
         }
