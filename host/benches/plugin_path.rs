@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apiary::lookup::Lookups;
+use apiary::model::wit::types::RawBatch;
 use apiary::pipeline::RowBuffer;
 use apiary::plugin::{Engine, LanePlugins, PluginSet, PluginState};
 use apiary::source::BatchBuilder;
@@ -16,6 +17,7 @@ use livestream_example::{Generator, Topic};
 use livestream_format::{GiftTypeTotals, parse_gift};
 
 mod common;
+mod prototype;
 use common::{fmt, only, rate, time};
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +62,54 @@ fn main() -> anyhow::Result<()> {
             fmt(parse),
             parse / native
         );
+    }
+
+    // The interface's own share: the same parse and fold on 0.2.0 and on
+    // two prototype interfaces, batches built beforehand, one driver.
+    let bench_plugins = root.parent().unwrap().join("bench-plugins");
+    println!();
+    println!(
+        "| interface (same logic, same driver, batches built beforehand) | batch | records/s | × native | × 0.2.0 |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for batch in [64, 1024] {
+        let current_batches: Vec<RawBatch> = raw_batches(&lines, batch).collect();
+        let spans_batches = prototype::spans_batches(&current_batches);
+        let columns_batches = prototype::columns_batches(&current_batches);
+        let native = rate(records, time(|| run_native(&lines, batch)));
+        let current = rate(
+            records,
+            time(|| prototype::run_current(&engine, &full, &current_batches).unwrap()),
+        );
+        let spans = rate(
+            records,
+            time(|| prototype::run_spans(&engine, &bench_plugins, &full, &spans_batches).unwrap()),
+        );
+        let columns = rate(
+            records,
+            time(|| {
+                prototype::run_columns(&engine, &bench_plugins, &full, &columns_batches).unwrap()
+            }),
+        );
+        println!(
+            "| native parse + aggregate | {batch} | {} | 1.00 | |",
+            fmt(native)
+        );
+        for (name, rate) in [
+            ("apiary:plugin@0.2.0", current),
+            ("prototype `spans`: text as spans, headers per batch", spans),
+            (
+                "prototype `columns`: every field a list of numbers",
+                columns,
+            ),
+        ] {
+            println!(
+                "| {name} | {batch} | {} | {:.2} | {:.2} |",
+                fmt(rate),
+                rate / native,
+                rate / current
+            );
+        }
     }
 
     // The same rule in each guest language, behind the same Rust parser
@@ -150,6 +200,24 @@ fn run_native(lines: &[String], batch: usize) -> u64 {
     parsed
 }
 
+/// `lines` in batches of `batch` records, as a file source builds them.
+fn raw_batches(lines: &[String], batch: usize) -> impl Iterator<Item = RawBatch> + '_ {
+    let mut builder = BatchBuilder::new("live_gift_total", batch);
+    lines.chunks(batch).enumerate().map(move |(offset, chunk)| {
+        for (i, line) in chunk.iter().enumerate() {
+            builder.push(
+                0,
+                (offset * batch + i) as i64,
+                None,
+                None,
+                line.as_bytes(),
+                &[],
+            );
+        }
+        builder.take()
+    })
+}
+
 /// Batches built as a source builds them, through the lane's plugins, rows
 /// merged into the checkpoint buffer.
 fn run_wasm(engine: &Engine, dir: &Path, lines: &[String], batch: usize) -> u64 {
@@ -165,20 +233,9 @@ fn run_wasm(engine: &Engine, dir: &Path, lines: &[String], batch: usize) -> u64 
     )
     .unwrap();
     let mut buffer = RowBuffer::default();
-    let mut builder = BatchBuilder::new("live_gift_total", batch);
     let mut events = 0;
-    for (offset, chunk) in lines.chunks(batch).enumerate() {
-        for (i, line) in chunk.iter().enumerate() {
-            builder.push(
-                0,
-                (offset * batch + i) as i64,
-                None,
-                None,
-                line.as_bytes(),
-                &[],
-            );
-        }
-        let result = lane.process(&builder.take()).unwrap();
+    for raw in raw_batches(lines, batch) {
+        let result = lane.process(&raw).unwrap();
         events += result.events as u64;
         for (table, cells) in result.rows {
             buffer.merge(&table, cells);

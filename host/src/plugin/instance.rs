@@ -82,7 +82,11 @@ macro_rules! instantiate {
 }
 
 impl ParserInstance {
-    fn parse(&mut self, batch: &RawBatch) -> wasmtime::Result<ParseOutput> {
+    /// Parses one batch, within the plugin's time limit per call; the
+    /// output is unchecked (the lane checks it).
+    pub fn parse(&mut self, batch: &RawBatch) -> wasmtime::Result<ParseOutput> {
+        let ticks = self.store.data().deadline_ticks;
+        self.store.set_epoch_deadline(ticks);
         match &self.bindings {
             ParserBindings::V2(b) => b.apiary_plugin_parser().call_parse(&mut self.store, batch),
             ParserBindings::V1(b) => {
@@ -95,7 +99,11 @@ impl ParserInstance {
 }
 
 impl RuleInstance {
-    fn process(&mut self, batch: &EventBatch) -> wasmtime::Result<RuleOutput> {
+    /// Runs the rule over one batch of events, within the plugin's time
+    /// limit per call; the output is unchecked (the lane checks it).
+    pub fn process(&mut self, batch: &EventBatch) -> wasmtime::Result<RuleOutput> {
+        let ticks = self.store.data().deadline_ticks;
+        self.store.set_epoch_deadline(ticks);
         match &self.bindings {
             RuleBindings::V2(b) => b.apiary_plugin_rule().call_process(&mut self.store, batch),
             RuleBindings::V1(b) => {
@@ -111,6 +119,8 @@ impl RuleInstance {
         timers: &[FiredTimer],
         watermark: i64,
     ) -> wasmtime::Result<Vec<OutputRows>> {
+        let ticks = self.store.data().deadline_ticks;
+        self.store.set_epoch_deadline(ticks);
         match &self.bindings {
             RuleBindings::V2(b) => {
                 b.apiary_plugin_rule()
@@ -600,8 +610,6 @@ impl LanePlugins {
                     .map(|(time, key)| FiredTimer { key, time })
                     .collect();
                 result.timers += due.len();
-                let ticks = rule.store.data().deadline_ticks;
-                rule.store.set_epoch_deadline(ticks);
                 let outputs = rule.on_timers(&due, watermark).map_err(|e| {
                     let message = rule.store.data().trap_message(&e);
                     fail(format!("rule `{name}` trapped in on-timers: {message}"))
@@ -643,8 +651,6 @@ impl LanePlugins {
                 reason,
             })
         };
-        let ticks = parser.store.data().deadline_ticks;
-        parser.store.set_epoch_deadline(ticks);
         let parsed = parser.parse(batch).map_err(|e| {
             let message = parser.store.data().trap_message(&e);
             fail(format!("parser `{name}` trapped: {message}"))
@@ -937,8 +943,6 @@ fn call_rule(
         plugin: name.clone(),
         reason,
     };
-    let ticks = rule.store.data().deadline_ticks;
-    rule.store.set_epoch_deadline(ticks);
     let output = rule.process(input).map_err(|e| {
         let message = rule.store.data().trap_message(&e);
         fail(format!("rule `{name}` trapped: {message}"))

@@ -21,6 +21,8 @@ pub use error::FormatError;
 pub use time::{TimestampError, format_timestamp, parse_timestamp, push_timestamp};
 pub use totals::GiftTypeTotals;
 
+use std::borrow::Cow;
+
 use raw::{RawGift, RawRoomList, RawVisit, Scalar};
 
 /// A viewer's visit to a room: the WIT record `viewer-visit`, as plain Rust.
@@ -102,14 +104,49 @@ pub fn parse_visit(value: &[u8]) -> Result<Visit, FormatError> {
 /// without them a gift can't be counted. The other fields may be missing or
 /// `null`.
 pub fn parse_gift(value: &[u8]) -> Result<Gift, FormatError> {
+    parse_gift_ref(value).map(GiftRef::into_owned)
+}
+
+/// A gift as [`parse_gift`] reads it, its `ip` still borrowed from the
+/// record where the JSON string had no escapes: a parser that copies the
+/// text elsewhere anyway need not allocate it first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GiftRef<'a> {
+    pub user_id: i64,
+    pub room_id: i64,
+    pub gift_type: i32,
+    pub amount: i64,
+    pub ip: Option<Cow<'a, str>>,
+    pub create_time: Option<i64>,
+    pub update_time: Option<i64>,
+}
+
+impl GiftRef<'_> {
+    /// The gift with its text owned.
+    pub fn into_owned(self) -> Gift {
+        Gift {
+            user_id: self.user_id,
+            room_id: self.room_id,
+            gift_type: self.gift_type,
+            amount: self.amount,
+            ip: self.ip.map(Cow::into_owned),
+            create_time: self.create_time,
+            update_time: self.update_time,
+        }
+    }
+}
+
+/// Parses one `live_gift_total` record as [`parse_gift`] does, borrowing
+/// its text where it can.
+pub fn parse_gift_ref(value: &[u8]) -> Result<GiftRef<'_>, FormatError> {
     let raw: RawGift<'_> = scan::from_slice(value)?;
-    Ok(Gift {
+    Ok(GiftRef {
         user_id: required(raw.user_id, "user_id")?.to_i64("user_id")?,
         room_id: required(raw.room_id, "room_id")?.to_i64("room_id")?,
         gift_type: required(raw.gift_type, "gift_type")?.to_i32("gift_type")?,
         amount: required(raw.gift_total_amount, "gift_total_amount")?
             .to_i64("gift_total_amount")?,
-        ip: raw.ip.map(|v| v.into_text("ip")).transpose()?,
+        ip: raw.ip.map(|v| v.into_text_ref("ip")).transpose()?,
         create_time: timestamp(raw.create_time.as_ref(), "create_time")?,
         update_time: timestamp(raw.update_time.as_ref(), "update_time")?,
     })

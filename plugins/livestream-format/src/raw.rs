@@ -115,7 +115,7 @@ impl fmt::Display for Scalar<'_> {
     }
 }
 
-impl Scalar<'_> {
+impl<'a> Scalar<'a> {
     /// A BIGINT column: a JSON integer, an integral float, or a string
     /// holding a decimal integer (surrounding spaces allowed, as Flink trims).
     pub fn to_i64(&self, field: &'static str) -> Result<i64, FormatError> {
@@ -163,10 +163,16 @@ impl Scalar<'_> {
     /// A VARCHAR column: a string, or any other scalar as its JSON text
     /// (Flink does the same).
     pub fn into_text(self, field: &'static str) -> Result<String, FormatError> {
+        self.into_text_ref(field).map(Cow::into_owned)
+    }
+
+    /// Like [`Scalar::into_text`], still borrowing from the input where
+    /// the JSON string had no escapes.
+    pub fn into_text_ref(self, field: &'static str) -> Result<Cow<'a, str>, FormatError> {
         match self {
-            Self::Str(s) => Ok(s.into_owned()),
+            Self::Str(s) => Ok(s),
             Self::Array | Self::Object => Err(self.expected(field, "a string")),
-            other => Ok(other.to_string()),
+            other => Ok(Cow::Owned(other.to_string())),
         }
     }
 

@@ -412,6 +412,30 @@ fn gift_missing_identity_fields() {
     assert_eq!((g.ip, g.create_time, g.update_time), (None, None, None));
 }
 
+#[test]
+fn gift_ref_borrows_plain_text_and_decodes_escapes() {
+    let plain = br#"{"user_id": 1, "gift_type": 2, "gift_total_amount": 3, "room_id": 4, "ip": "10.0.0.1"}"#;
+    let gift = parse_gift_ref(plain).unwrap();
+    assert!(matches!(
+        gift.ip,
+        Some(std::borrow::Cow::Borrowed("10.0.0.1"))
+    ));
+    assert_eq!(gift.clone().into_owned(), parse_gift(plain).unwrap());
+    // Through serde_json (a float), and with an escape, the text is owned.
+    for record in [
+        &br#"{"user_id": 1, "gift_type": 2, "gift_total_amount": 3, "room_id": 4, "ip": "10\u002e0.0.1"}"#[..],
+        br#"{"user_id": 1, "gift_type": 2, "gift_total_amount": 3.0, "room_id": 4, "ip": "10\u002e0.0.1"}"#,
+    ] {
+        let gift = parse_gift_ref(record).unwrap();
+        assert_eq!(gift.ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(gift.into_owned(), parse_gift(record).unwrap());
+    }
+    assert_eq!(
+        err_text(parse_gift_ref(br#"{"user_id": 1}"#)),
+        err_text(parse_gift(br#"{"user_id": 1}"#))
+    );
+}
+
 // ---- totals ----
 
 #[test]
