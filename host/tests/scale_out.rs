@@ -262,9 +262,12 @@ fn three_processes_one_killed_count_members_totals_and_windows_exactly() {
         (format!("{GROUP}.repartition.{VISITS}"), 8),
         (format!("{GROUP}.repartition.{GIFTS}"), INTERNAL_GIFTS),
     ];
-    // Once more if the broker aborted (its bug, not Apiary's); any other
-    // failure fails the test.
-    for attempt in 1..=2 {
+    // Again on a new broker if the broker aborted (its bug, not Apiary's:
+    // an assertion in its group coordinator when a member rejoins before
+    // it answered, which a loaded machine makes likelier), up to
+    // `ATTEMPTS` times; any other failure fails the test.
+    const ATTEMPTS: u32 = 4;
+    for attempt in 1..=ATTEMPTS {
         let broker = std::sync::Mutex::new(MockBroker::start(&topics));
         let servers = broker.lock().unwrap().servers.clone();
         let alive = || broker.lock().unwrap().alive();
@@ -273,8 +276,8 @@ fn three_processes_one_killed_count_members_totals_and_windows_exactly() {
         }));
         match run {
             Ok(()) => return,
-            Err(_) if attempt == 1 && !alive() => {
-                eprintln!("the mock broker aborted; the test runs once more on a new one");
+            Err(_) if attempt < ATTEMPTS && !alive() => {
+                eprintln!("the mock broker aborted; the test runs again on a new one");
             }
             Err(panic) => std::panic::resume_unwind(panic),
         }
