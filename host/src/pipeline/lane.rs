@@ -578,11 +578,8 @@ impl Lane {
         let rows_written: usize = self.buffer.len();
         let rows = self.buffer.take();
         // What was forwarded must be on the broker before the offsets
-        // that cover it commit.
-        if let Some(forwarder) = &mut self.forwarder {
-            tokio::task::block_in_place(|| forwarder.flush())
-                .with_context(|| format!("lane {}", self.key))?;
-        }
+        // that cover it commit; the commit waits for it, the lane goes on.
+        let forwarded = self.forwarder.as_mut().map(Forwarder::checkpoint);
         let checkpoint = Checkpoint {
             lane: self.key.clone(),
             next_offset: self.next_offset,
@@ -610,6 +607,11 @@ impl Lane {
         let utc_offset_secs = store.utc_offset_secs();
         let task = tokio::spawn(async move {
             let mut checkpoint = checkpoint;
+            if let Some(acks) = forwarded {
+                acks.wait()
+                    .await
+                    .with_context(|| format!("lane {}", checkpoint.lane))?;
+            }
             // Outputs first: if the commit below fails, the lane replays
             // and writes the same again.
             for output in &outputs {

@@ -29,12 +29,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, util::Timeout};
 
 use crate::config::KafkaSource;
 use crate::model::wit::types::{RawBatch, RawRecord};
@@ -189,22 +189,104 @@ fn partition_count(admin: &AdminClient<DefaultClientContext>, topic: &str) -> an
     Ok(count as i32)
 }
 
-/// Notes the first record the broker refused.
+/// Counts the records of each checkpoint the broker has yet to
+/// acknowledge, and notes the first it refused.
 #[derive(Default)]
 struct Deliveries {
-    failed: Mutex<Option<String>>,
+    state: Mutex<DeliveryState>,
+    /// Told of every acknowledgement.
+    acked: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct DeliveryState {
+    /// Per checkpoint (its epoch), the records sent and not yet answered.
+    unanswered: BTreeMap<usize, u64>,
+    failed: Option<String>,
+}
+
+impl Deliveries {
+    fn state(&self) -> std::sync::MutexGuard<'_, DeliveryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more record of checkpoint `epoch` on its way; `sent` false
+    /// takes back one that never left.
+    fn count(&self, epoch: usize, sent: bool) {
+        let mut state = self.state();
+        let count = state.unanswered.entry(epoch).or_default();
+        if sent {
+            *count += 1;
+        } else {
+            *count -= 1;
+            if *count == 0 {
+                state.unanswered.remove(&epoch);
+            }
+        }
+    }
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        let mut state = self.state();
         if let Err((e, _)) = result {
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.get_or_insert_with(|| e.to_string());
+            state.failed.get_or_insert_with(|| e.to_string());
         }
+        if let Some(count) = state.unanswered.get_mut(&epoch) {
+            *count -= 1;
+            if *count == 0 {
+                state.unanswered.remove(&epoch);
+            }
+        }
+        drop(state);
+        self.acked.notify_waiters();
+    }
+}
+
+/// The broker's answer for every record forwarded before a checkpoint,
+/// awaited by that checkpoint's commit while the lane goes on.
+pub struct Acks {
+    deliveries: Arc<Deliveries>,
+    epoch: usize,
+    topic: String,
+}
+
+impl Acks {
+    /// Waits until the broker has acknowledged every record of this
+    /// checkpoint and of the ones before it; fails if it refused one (the
+    /// checkpoint must then not commit) or did not answer in time.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let answered = async {
+            loop {
+                // Registered before looking, so an answer in between wakes it.
+                let acked = self.deliveries.acked.notified();
+                {
+                    let state = self.deliveries.state();
+                    if let Some(reason) = &state.failed {
+                        anyhow::bail!(
+                            "repartition topic `{}` refused a record: {reason}",
+                            self.topic
+                        );
+                    }
+                    if state.unanswered.range(..=self.epoch).next().is_none() {
+                        return Ok(());
+                    }
+                }
+                acked.await;
+            }
+        };
+        tokio::time::timeout(FLUSH_TIMEOUT, answered)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "repartition topic `{}` did not acknowledge within {FLUSH_TIMEOUT:?}",
+                    self.topic
+                )
+            })?
     }
 }
 
@@ -215,6 +297,8 @@ pub struct Forwarder {
     topic: String,
     /// Bytes produced since the last checkpoint.
     pending_bytes: usize,
+    /// The checkpoint the records sent now belong to.
+    epoch: usize,
 }
 
 impl Forwarder {
@@ -232,6 +316,7 @@ impl Forwarder {
             producer,
             topic: topic.to_owned(),
             pending_bytes: 0,
+            epoch: 0,
         })
     }
 
@@ -278,7 +363,7 @@ impl Forwarder {
             }
             let value = span_bytes(batch, record.value);
             let key = record.key.map(|k| span_bytes(batch, k));
-            let mut out = BaseRecord::to(&self.topic)
+            let mut out = BaseRecord::with_opaque_to(&self.topic, self.epoch)
                 .partition(partition)
                 .payload(value)
                 .headers(headers);
@@ -289,6 +374,9 @@ impl Forwarder {
                 out = out.timestamp(timestamp);
             }
             self.pending_bytes += value.len() + key.map_or(0, <[u8]>::len);
+            let deliveries = self.producer.context();
+            // Counted before it leaves: its answer may come at once.
+            deliveries.count(self.epoch, true);
             loop {
                 match self.producer.send(out) {
                     Ok(()) => break,
@@ -297,6 +385,7 @@ impl Forwarder {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     Err((e, _)) => {
+                        deliveries.count(self.epoch, false);
                         return Err(e).with_context(|| {
                             format!("cannot produce to repartition topic `{}`", self.topic)
                         });
@@ -312,27 +401,18 @@ impl Forwarder {
         self.pending_bytes
     }
 
-    /// Waits until the broker has acknowledged every record sent so far;
-    /// fails if it refused one (the checkpoint must then not commit).
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.producer
-            .flush(Timeout::After(FLUSH_TIMEOUT))
-            .with_context(|| format!("repartition topic `{}` did not acknowledge", self.topic))?;
-        let failed = self
-            .producer
-            .context()
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(reason) = failed {
-            anyhow::bail!(
-                "repartition topic `{}` refused a record: {reason}",
-                self.topic
-            );
-        }
+    /// Closes the records forwarded so far into a checkpoint: what its
+    /// commit must wait for before it may store the offsets that cover
+    /// them. The records sent from now on belong to the next.
+    pub fn checkpoint(&mut self) -> Acks {
+        let acks = Acks {
+            deliveries: self.producer.context().clone(),
+            epoch: self.epoch,
+            topic: self.topic.clone(),
+        };
+        self.epoch += 1;
         self.pending_bytes = 0;
-        Ok(())
+        acks
     }
 }
 
