@@ -81,12 +81,17 @@ macro_rules! instantiate {
     }};
 }
 
+/// Gives the instance of `store` its whole time limit for the next call.
+fn renew_deadline(store: &mut Store<PluginCtx>) {
+    let ticks = store.data().deadline_ticks;
+    store.set_epoch_deadline(ticks);
+}
+
 impl ParserInstance {
     /// Parses one batch, within the plugin's time limit per call; the
     /// output is unchecked (the lane checks it).
     pub fn parse(&mut self, batch: &RawBatch) -> wasmtime::Result<ParseOutput> {
-        let ticks = self.store.data().deadline_ticks;
-        self.store.set_epoch_deadline(ticks);
+        renew_deadline(&mut self.store);
         match &self.bindings {
             ParserBindings::V2(b) => b.apiary_plugin_parser().call_parse(&mut self.store, batch),
             ParserBindings::V1(b) => {
@@ -102,8 +107,7 @@ impl RuleInstance {
     /// Runs the rule over one batch of events, within the plugin's time
     /// limit per call; the output is unchecked (the lane checks it).
     pub fn process(&mut self, batch: &EventBatch) -> wasmtime::Result<RuleOutput> {
-        let ticks = self.store.data().deadline_ticks;
-        self.store.set_epoch_deadline(ticks);
+        renew_deadline(&mut self.store);
         match &self.bindings {
             RuleBindings::V2(b) => b.apiary_plugin_rule().call_process(&mut self.store, batch),
             RuleBindings::V1(b) => {
@@ -119,8 +123,7 @@ impl RuleInstance {
         timers: &[FiredTimer],
         watermark: i64,
     ) -> wasmtime::Result<Vec<OutputRows>> {
-        let ticks = self.store.data().deadline_ticks;
-        self.store.set_epoch_deadline(ticks);
+        renew_deadline(&mut self.store);
         match &self.bindings {
             RuleBindings::V2(b) => {
                 b.apiary_plugin_rule()
