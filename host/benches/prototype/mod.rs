@@ -100,18 +100,18 @@ pub fn run_current(engine: &Engine, dir: &Path, batches: &[RawBatch]) -> anyhow:
 }
 
 /// The same on the `spans` prototype, its plugins from `dir`
-/// (`target/bench-plugins`); `current` holds the shipped rule, whose table
-/// the rows merge into.
+/// (`target/bench-plugins`), the rows merged into `table` (the shipped
+/// rule's, see [`gift_totals`]).
 pub fn run_spans(
     engine: &Engine,
     dir: &Path,
-    current: &Path,
+    table: &Arc<TableSchema>,
     batches: &[SpansBatch],
 ) -> anyhow::Result<u64> {
     let mut pair = Pair::new(
         engine,
         (dir, "spans"),
-        current,
+        table,
         |s, c, l| spans::ParserPlugin::instantiate(s, c, l),
         |s, c, l| spans::RulePlugin::instantiate(s, c, l),
     )?;
@@ -146,13 +146,13 @@ pub fn run_spans(
 pub fn run_columns(
     engine: &Engine,
     dir: &Path,
-    current: &Path,
+    table: &Arc<TableSchema>,
     batches: &[ColumnsBatch],
 ) -> anyhow::Result<u64> {
     let mut pair = Pair::new(
         engine,
         (dir, "columns"),
-        current,
+        table,
         |s, c, l| columns::ParserPlugin::instantiate(s, c, l),
         |s, c, l| columns::RulePlugin::instantiate(s, c, l),
     )?;
@@ -289,19 +289,18 @@ struct Pair<P, R> {
 
 impl<P, R> Pair<P, R> {
     /// `<prefix>-parser.wasm` and `<prefix>-rule.wasm` of `dir`; the rows
-    /// merge into the table of the shipped rule in `current`.
+    /// merge into `table`.
     fn new(
         engine: &Engine,
         (dir, prefix): (&Path, &str),
-        current: &Path,
+        table: &Arc<TableSchema>,
         parser: Instantiate<P>,
         rule: Instantiate<R>,
     ) -> anyhow::Result<Self> {
-        let table = gift_totals(&PluginSet::load_dir(engine, current, &Default::default())?)?;
         Ok(Self {
             parser: instantiate(engine, &dir.join(format!("{prefix}-parser.wasm")), parser)?,
             rule: instantiate(engine, &dir.join(format!("{prefix}-rule.wasm")), rule)?,
-            sink: Sink::new(table),
+            sink: Sink::new(table.clone()),
         })
     }
 
@@ -369,7 +368,8 @@ impl Sink {
     }
 }
 
-fn gift_totals(plugins: &PluginSet) -> anyhow::Result<Arc<TableSchema>> {
+/// The table `gift-type-totals` among `plugins` writes.
+pub fn gift_totals(plugins: &PluginSet) -> anyhow::Result<Arc<TableSchema>> {
     plugins
         .tables()
         .find(|t| t.table == "gift_type_totals")
