@@ -462,3 +462,66 @@ fn records_a_replay_forwarded_again_count_once() {
     );
     assert!(stderr.contains("passed over"), "{stderr}");
 }
+
+/// Event time across the hop when source partitions fall quiet: one gets
+/// no record at all, one a few at the start and then none. Once each has
+/// read nothing for `idle-timeout`, its first stage says it is idle, and
+/// the internal partitions close their windows at the busy partition's
+/// watermark, as a Flink operator leaves idle inputs out.
+#[test]
+fn silent_and_idle_source_partitions_do_not_hold_windows_back() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(GIFTS, 3, 1).unwrap();
+    cluster
+        .create_topic(&format!("quiet.repartition.{GIFTS}"), 4, 1)
+        .unwrap();
+    let gifts = generate(Topic::LiveGiftTotal, 6_000, 154, 0.0);
+    // A gift a day after the last, worth nothing, on the busy partition:
+    // its watermark then passes every window of the gifts above.
+    let closing = closing_gifts(&gifts).swap_remove(0);
+    let producer = producer(&brokers);
+    for (i, line) in gifts.lines.iter().chain([&closing]).enumerate() {
+        // Partition 1 gets the first 500 gifts; partition 2 none.
+        let partition = if i < 500 { 1 } else { 0 };
+        send(
+            &producer,
+            BaseRecord::to(GIFTS).partition(partition).payload(line),
+        );
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let config = dir.path().join("pipeline.toml");
+    let text = format!(
+        "[plugins]\ndir = {:?}\n\
+         [plugins.params.gift-windows]\nsize = \"1h\"\nslide = \"1h\"\n{}\
+         [source.kafka]\nbrokers = {brokers:?}\ngroup = \"quiet\"\n\
+         topics = [{GIFTS:?}]\n[source.kafka.repartition.{GIFTS}]\nby = \"user_id\"\n\
+         partitions = 4\nreplication = 1\n[sink.sql]\nurl = \"sqlite://{}\"\n\
+         interval = \"300ms\"\n[time]\nallowed-lateness = \"3h\"\nidle-timeout = \"2s\"\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+        db.display(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("apiary.log");
+    let mut run = spawn_run(&config, &[], &log);
+    let expected = hourly_windows(&gifts);
+    // The tables exist once the lanes open.
+    wait_until(Duration::from_secs(60), "the lanes to open", &log, || {
+        count_in(&log, "lane opens") > 0
+    });
+    let windows = || sqlite_pairs(&db, WINDOWS);
+    wait_until(
+        Duration::from_secs(120),
+        "every window to close",
+        &log,
+        || windows() == expected,
+    );
+    stop_and_wait(&mut run, "TERM", &log);
+    // Nothing more closed with the last checkpoints: the closing gift's
+    // window stays open.
+    assert_eq!(windows(), expected);
+}

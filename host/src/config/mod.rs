@@ -78,9 +78,10 @@ pub struct TimeSection {
     pub allowed_lateness: Duration,
     /// A lane that reads nothing for this long has its watermark moved on
     /// by the processing time that passes, so its windows and timers
-    /// close. Off by default: what then fires depends on when records
-    /// arrive, not only on what they say, so runs are no longer
-    /// repeatable.
+    /// close; a repartition's first stage instead tells the second it is
+    /// idle, which then leaves it out. Off by default: what then fires
+    /// depends on when records arrive, not only on what they say, so runs
+    /// are no longer repeatable.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
 }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use anyhow::Context as _;
 
 use super::buffer::RowBuffer;
-use super::repartition::{APPLIED_STATE, Applied, Forwarder, Role};
+use super::repartition::{APPLIED_STATE, Applied, Forwarder, Progress, Role};
 use crate::config;
 use crate::metrics::LaneMetrics;
 use crate::model::lane::sub_batch;
@@ -138,6 +138,7 @@ impl Lane {
         config: &config::SqlSink,
     ) -> Self {
         Self {
+            last_record: (Instant::now(), plugins.watermark()),
             buffer: RowBuffer::new(store.utc_offset_secs()),
             key,
             plugins,
@@ -150,7 +151,6 @@ impl Lane {
             stored_offset: stored,
             committed_watermark: None,
             idle_timeout: None,
-            last_record: (Instant::now(), None),
             max_rows: config.max_rows,
             max_bytes: config.max_bytes,
             interval: config.interval,
@@ -422,6 +422,13 @@ impl Lane {
         let Some(timeout) = self.idle_timeout else {
             return Ok(());
         };
+        // A first stage runs no rule: it tells the internal partitions it
+        // is idle instead (see `announce`). A second stage follows its
+        // sources while any of them is active.
+        let follows_sources = self.applied.as_ref().is_some_and(|a| !a.all_idle());
+        if self.forwarder.is_some() || follows_sources {
+            return Ok(());
+        }
         let (at, Some(watermark)) = self.last_record else {
             return Ok(());
         };
@@ -445,6 +452,24 @@ impl Lane {
         Ok(())
     }
 
+    /// A first stage tells every internal partition how far it is in
+    /// event time, when that changed: idle once it read nothing for
+    /// `[time] idle-timeout`, else its watermark.
+    fn announce(&mut self) -> anyhow::Result<()> {
+        let Some(forwarder) = &mut self.forwarder else {
+            return Ok(());
+        };
+        let idle = self
+            .idle_timeout
+            .is_some_and(|timeout| self.last_record.0.elapsed() >= timeout);
+        let progress = match self.plugins.watermark() {
+            _ if idle => Progress::Idle,
+            Some(watermark) => Progress::Watermark(watermark),
+            None => return Ok(()),
+        };
+        forwarder.announce(&self.key, progress)
+    }
+
     /// Processes one batch; returns the quarantine that stopped it, if a
     /// plugin failed on too many records in a row (the batch then left no
     /// trace and must be processed again).
@@ -460,18 +485,36 @@ impl Lane {
         let unapplied = self.applied.as_ref().and_then(|a| a.unapplied(read));
         if let Some(applied) = &mut self.applied {
             applied.note_watermarks(read);
-            self.plugins.cap_watermark(applied.watermark_cap());
+            self.plugins.follow_sources(applied.sources_watermark());
         }
         let batch = match &unapplied {
-            Some(records) => {
-                tracing::info!(
-                    lane = %self.key,
-                    count = read.records.len() - records.len(),
-                    "records forwarded again by a replay of the repartition passed over"
-                );
-                &sub_batch(read, records)
+            Some(unapplied) => {
+                if unapplied.replayed > 0 {
+                    tracing::info!(
+                        lane = %self.key,
+                        count = unapplied.replayed,
+                        "records forwarded again by a replay of the repartition passed over"
+                    );
+                }
+                &sub_batch(read, &unapplied.records)
             }
             None => read,
+        };
+        let marks = unapplied.as_ref().map_or(0, |u| u.marks);
+        let result = if batch.records.is_empty() {
+            // Watermark marks alone: the sources' watermarks may have moved.
+            match self.applied.as_ref().and_then(Applied::sources_watermark) {
+                Some(sources) if sources > i64::MIN => self
+                    .plugins
+                    .advance_watermark(&self.engine, sources)
+                    .with_context(|| format!("lane {}: sources' watermark", self.key))?,
+                _ => BatchResult::default(),
+            }
+        } else {
+            match self.plugins.process_isolating(&self.engine, batch)? {
+                Ok(result) => result,
+                Err(held) => return Ok(Some(held)),
+            }
         };
         let BatchResult {
             rows,
@@ -479,10 +522,7 @@ impl Lane {
             events,
             timers,
             targets,
-        } = match self.plugins.process_isolating(&self.engine, batch)? {
-            Ok(result) => result,
-            Err(held) => return Ok(Some(held)),
-        };
+        } = result;
         if let Some(applied) = &mut self.applied {
             applied.apply(batch);
         }
@@ -497,7 +537,7 @@ impl Lane {
         for (index, plugin, reason) in rejected {
             self.dead_letter(batch, index, plugin, reason);
         }
-        self.stats.records += read.records.len() as u64;
+        self.stats.records += (read.records.len() - marks) as u64;
         self.stats.events += events as u64;
         self.stats.rows += row_count;
         self.stats.timers += timers as u64;
@@ -560,6 +600,7 @@ impl Lane {
     /// is in flight at a time: this first waits for the previous one. The
     /// lane then holds at most two checkpoints' rows.
     async fn checkpoint_behind(&mut self) -> anyhow::Result<()> {
+        self.announce()?;
         if self.next_offset == self.committed_offset && self.buffer.is_empty() {
             return Ok(());
         }

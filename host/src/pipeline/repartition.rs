@@ -18,13 +18,19 @@
 //! Event time crosses the hop too: the last record of a batch forwarded to
 //! each internal partition carries its first stage's watermark after the
 //! batch (`apiary.watermark`; earlier records of the batch may be older
-//! than it, so they carry none), and a second-stage lane's
-//! watermark never passes the lowest of its source partitions' (Flink's
-//! rule for an operator with several inputs), so a source partition that
+//! than it, so they carry none). At each checkpoint where its watermark
+//! moved, a first stage also sends it to every internal partition in a
+//! record of no value (`apiary.mark`, naming the source partition), as a
+//! Flink operator broadcasts its watermark to every channel; so does it
+//! say, once it read nothing for `[time] idle-timeout`, that it is idle
+//! (`apiary.watermark: idle`). A second-stage lane's watermark is the
+//! lowest of its active source partitions' (Flink's rule for an operator
+//! with several inputs, idle ones left out), so a source partition that
 //! lags does not find its windows closed when its events arrive. Until
-//! every source partition has sent one, the lane's watermark stays put.
+//! every source partition has sent a watermark or said it is idle, the
+//! lane's watermark stays put.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,8 +55,16 @@ pub const APPLIED_STATE: &str = "apiary.repartition";
 /// The header that says where a forwarded record was read.
 const SOURCE_HEADER: &str = "apiary.source";
 
-/// The header with the first stage's watermark after the record's batch.
+/// The header with the first stage's watermark after the record's batch,
+/// or `idle`.
 const WATERMARK_HEADER: &str = "apiary.watermark";
+
+/// The header of a record that only carries its first stage's watermark:
+/// the source partition it speaks for (`topic:partition`).
+const MARK_HEADER: &str = "apiary.mark";
+
+/// What a first stage's watermark header says when it is idle.
+const IDLE: &str = "idle";
 
 /// How long a checkpoint waits for the broker to acknowledge what its lane
 /// forwarded.
@@ -170,7 +184,7 @@ impl Repartitions {
             by: stage.by,
             partitions: stage.partitions,
         };
-        let forwarder = Forwarder::new(&self.source, &stage.internal)?;
+        let forwarder = Forwarder::new(&self.source, &stage.internal, stage.partitions)?;
         Ok(Some((route, Role::Forward(forwarder))))
     }
 }
@@ -290,11 +304,26 @@ impl Acks {
     }
 }
 
+/// How far a first stage is in event time, as it tells the internal
+/// partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Its watermark.
+    Watermark(i64),
+    /// It read nothing for `[time] idle-timeout`: the second stage does
+    /// not wait for it until it sends records again.
+    Idle,
+}
+
 /// The first stage's producer: one per lane, so a lane's checkpoint waits
 /// for its own records only.
 pub struct Forwarder {
     producer: ThreadedProducer<Deliveries>,
     topic: String,
+    /// Partitions of the internal topic.
+    partitions: i32,
+    /// What every internal partition was last told of the lane's progress.
+    announced: Option<Progress>,
     /// Bytes produced since the last checkpoint.
     pending_bytes: usize,
     /// The checkpoint the records sent now belong to.
@@ -306,7 +335,7 @@ impl Forwarder {
     /// record nor lets the next overtake it; and retrying for as long as it
     /// takes, since a record given up while later ones got through would
     /// look applied to the second stage.
-    pub fn new(source: &KafkaSource, topic: &str) -> anyhow::Result<Self> {
+    pub fn new(source: &KafkaSource, topic: &str, partitions: i32) -> anyhow::Result<Self> {
         let mut config = idempotent(source.client_config());
         config.set("message.timeout.ms", "0");
         let producer = config
@@ -315,9 +344,44 @@ impl Forwarder {
         Ok(Self {
             producer,
             topic: topic.to_owned(),
+            partitions,
+            announced: None,
             pending_bytes: 0,
             epoch: 0,
         })
+    }
+
+    /// Tells every internal partition the lane's `progress`, unless it
+    /// was the last thing they were told: a record of no value with the
+    /// `apiary.mark` and `apiary.watermark` headers, after every record
+    /// forwarded so far.
+    pub fn announce(&mut self, lane: &LaneKey, progress: Progress) -> anyhow::Result<()> {
+        if self.announced == Some(progress) {
+            return Ok(());
+        }
+        let source = format!("{}:{}", lane.stream, lane.partition);
+        let watermark = match progress {
+            Progress::Watermark(w) => w.to_string(),
+            Progress::Idle => IDLE.to_owned(),
+        };
+        for partition in 0..self.partitions {
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header {
+                    key: MARK_HEADER,
+                    value: Some(&source),
+                })
+                .insert(Header {
+                    key: WATERMARK_HEADER,
+                    value: Some(&watermark),
+                });
+            let mark = BaseRecord::with_opaque_to(&self.topic, self.epoch)
+                .partition(partition)
+                .payload(&[][..])
+                .headers(headers);
+            self.produce(mark)?;
+        }
+        self.announced = Some(progress);
+        Ok(())
     }
 
     /// Produces each record of `batch` named in `targets` to its internal
@@ -374,26 +438,32 @@ impl Forwarder {
                 out = out.timestamp(timestamp);
             }
             self.pending_bytes += value.len() + key.map_or(0, <[u8]>::len);
-            let deliveries = self.producer.context();
-            // Counted before it leaves: its answer may come at once.
-            deliveries.count(self.epoch, true);
-            loop {
-                match self.producer.send(out) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        out = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err((e, _)) => {
-                        deliveries.count(self.epoch, false);
-                        return Err(e).with_context(|| {
-                            format!("cannot produce to repartition topic `{}`", self.topic)
-                        });
-                    }
+            self.produce(out)?;
+        }
+        Ok(())
+    }
+
+    /// Produces `out` in the current checkpoint, waiting while the
+    /// producer's queue is full.
+    fn produce(&self, mut out: BaseRecord<'_, [u8], [u8], usize>) -> anyhow::Result<()> {
+        let deliveries = self.producer.context();
+        // Counted before it leaves: its answer may come at once.
+        deliveries.count(self.epoch, true);
+        loop {
+            match self.producer.send(out) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    out = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    deliveries.count(self.epoch, false);
+                    return Err(e).with_context(|| {
+                        format!("cannot produce to repartition topic `{}`", self.topic)
+                    });
                 }
             }
         }
-        Ok(())
     }
 
     /// Bytes forwarded since the last checkpoint.
@@ -417,20 +487,24 @@ impl Forwarder {
 }
 
 /// The second stage's memory of its sources: per source partition, the
-/// last source offset applied and the last watermark it sent.
+/// last source offset applied, the last watermark it sent, and whether it
+/// said it is idle.
 #[derive(Debug, Default)]
 pub struct Applied {
     last: HashMap<String, i64>,
     watermarks: HashMap<String, i64>,
+    idle: BTreeSet<String>,
     /// Every source partition (empty: unknown, the watermark is not held).
     sources: Vec<String>,
     /// Changed entries since the last checkpoint, by state key.
     changed: BTreeMap<String, i64>,
 }
 
-/// State key prefixes of a source's last offset and last watermark.
+/// State key prefixes of a source's last offset, last watermark, and
+/// idleness (1 idle, 0 active).
 const OFFSET_KEY: &str = "o/";
 const WATERMARK_KEY: &str = "w/";
+const IDLE_KEY: &str = "i/";
 
 impl Applied {
     /// What the lane's last checkpoint stored, for a lane fed by `sources`.
@@ -450,21 +524,30 @@ impl Applied {
                 applied.last.insert(source.to_owned(), number);
             } else if let Some(source) = key.strip_prefix(WATERMARK_KEY) {
                 applied.watermarks.insert(source.to_owned(), number);
+            } else if let Some(source) = key.strip_prefix(IDLE_KEY)
+                && number == 1
+            {
+                applied.idle.insert(source.to_owned());
             }
         }
         applied
     }
 
-    /// The records of `batch` not applied yet, if it has any applied one
-    /// (`None`: every record is new). A record is applied if one from the
-    /// same source partition at or past its offset came before it, in an
-    /// earlier batch or in this one.
-    pub fn unapplied(&self, batch: &RawBatch) -> Option<Vec<RawRecord>> {
+    /// The records of `batch` to apply, if it has any not to (`None`:
+    /// every record is new): a record applied already, one from the same
+    /// source partition at or past its offset having come before it in an
+    /// earlier batch or in this one, and a first stage's watermark mark.
+    pub fn unapplied(&self, batch: &RawBatch) -> Option<Unapplied> {
         let mut seen: HashMap<&str, i64> = HashMap::new();
+        let mut marks = 0;
         let fresh: Vec<bool> = batch
             .records
             .iter()
             .map(|record| {
+                if is_mark(batch, record) {
+                    marks += 1;
+                    return false;
+                }
                 let Some((source, offset)) = source_of(batch, record) else {
                     return true;
                 };
@@ -479,13 +562,18 @@ impl Applied {
         if fresh.iter().all(|&f| f) {
             return None;
         }
-        let records = batch.records.iter().zip(fresh);
-        Some(
-            records
-                .filter(|(_, f)| *f)
-                .map(|(r, _)| r.clone())
-                .collect(),
-        )
+        let records: Vec<RawRecord> = batch
+            .records
+            .iter()
+            .zip(fresh)
+            .filter(|(_, f)| *f)
+            .map(|(r, _)| r.clone())
+            .collect();
+        Some(Unapplied {
+            replayed: batch.records.len() - records.len() - marks,
+            marks,
+            records,
+        })
     }
 
     /// Notes every record of `batch` as applied.
@@ -501,15 +589,29 @@ impl Applied {
         }
     }
 
-    /// Takes in the first stage's watermarks that `batch` carries.
+    /// Takes in the first stage's watermarks and idleness that `batch`
+    /// carries. A source partition that said it is idle is active again
+    /// from its next record on.
     pub fn note_watermarks(&mut self, batch: &RawBatch) {
         for record in &batch.records {
-            let Some((source, _)) = source_of(batch, record) else {
-                continue;
+            let source = match source_of(batch, record) {
+                Some((source, _)) => source,
+                None => match header(batch, record, MARK_HEADER) {
+                    Some(source) => source,
+                    None => continue,
+                },
             };
-            let Some(watermark) =
-                header(batch, record, WATERMARK_HEADER).and_then(|w| w.parse().ok())
-            else {
+            let said = header(batch, record, WATERMARK_HEADER);
+            if said == Some(IDLE) {
+                if self.idle.insert(source.to_owned()) {
+                    self.changed.insert(format!("{IDLE_KEY}{source}"), 1);
+                }
+                continue;
+            }
+            if self.idle.remove(source) {
+                self.changed.insert(format!("{IDLE_KEY}{source}"), 0);
+            }
+            let Some(watermark) = said.and_then(|w| w.parse().ok()) else {
                 continue;
             };
             let known = self.watermarks.entry(source.to_owned()).or_insert(i64::MIN);
@@ -521,20 +623,23 @@ impl Applied {
         }
     }
 
-    /// How far the lane's watermark may go: the lowest watermark of its
-    /// source partitions (`i64::MIN` until each has sent one); `None` when
-    /// the sources are unknown.
-    pub fn watermark_cap(&self) -> Option<i64> {
-        if self.sources.is_empty() {
-            return None;
+    /// The lane's watermark: the lowest watermark of its active source
+    /// partitions (`i64::MIN` until each has sent one or said it is idle);
+    /// once every one is idle, the highest any sent, as Flink's operators
+    /// do. `None` when the sources are unknown or none sent a watermark.
+    pub fn sources_watermark(&self) -> Option<i64> {
+        let watermark = |s: &String| self.watermarks.get(s).copied();
+        if self.all_idle() {
+            return self.sources.iter().filter_map(watermark).max();
         }
-        let lowest = self.sources.iter().map(|s| self.watermarks.get(s).copied());
-        Some(
-            lowest
-                .map(|w| w.unwrap_or(i64::MIN))
-                .min()
-                .unwrap_or(i64::MIN),
-        )
+        let active = self.sources.iter().filter(|s| !self.idle.contains(*s));
+        active.map(|s| watermark(s).unwrap_or(i64::MIN)).min()
+    }
+
+    /// Whether every source partition said it is idle (none is known:
+    /// false). The lane then moves on by `[time] idle-timeout` itself.
+    pub fn all_idle(&self) -> bool {
+        !self.sources.is_empty() && self.sources.iter().all(|s| self.idle.contains(s))
     }
 
     /// What changed since the last checkpoint, as state entries.
@@ -561,6 +666,23 @@ fn header<'a>(batch: &'a RawBatch, record: &RawRecord, name: &str) -> Option<&'a
     std::str::from_utf8(span_bytes(batch, header.value)).ok()
 }
 
+/// What [`Applied::unapplied`] leaves of a batch.
+pub struct Unapplied {
+    /// The records to apply.
+    pub records: Vec<RawRecord>,
+    /// Records passed over as applied already (forwarded again by a
+    /// replay of the first stage).
+    pub replayed: usize,
+    /// First stages' watermark marks.
+    pub marks: usize,
+}
+
+/// Whether `record` is a first stage's watermark mark rather than one it
+/// forwarded.
+fn is_mark(batch: &RawBatch, record: &RawRecord) -> bool {
+    header(batch, record, MARK_HEADER).is_some()
+}
+
 /// Where a forwarded record was read: `("topic:partition", offset)`.
 fn source_of<'a>(batch: &'a RawBatch, record: &RawRecord) -> Option<(&'a str, i64)> {
     let text = header(batch, record, SOURCE_HEADER)?;
@@ -573,34 +695,104 @@ mod tests {
     use super::*;
     use crate::model::wit::types::{Header as WitHeader, Span};
 
-    fn forwarded(sources: &[&str]) -> RawBatch {
+    /// A batch of records with these headers each.
+    fn with_headers(records: &[&[(&str, &str)]]) -> RawBatch {
         let mut data = Vec::new();
-        let mut records = Vec::new();
-        for (i, source) in sources.iter().enumerate() {
-            let name = Span {
+        let mut span = |text: &str| {
+            let span = Span {
                 start: data.len() as u32,
-                len: SOURCE_HEADER.len() as u32,
+                len: text.len() as u32,
             };
-            data.extend_from_slice(SOURCE_HEADER.as_bytes());
-            let value = Span {
-                start: data.len() as u32,
-                len: source.len() as u32,
-            };
-            data.extend_from_slice(source.as_bytes());
-            records.push(RawRecord {
+            data.extend_from_slice(text.as_bytes());
+            span
+        };
+        let records = records
+            .iter()
+            .enumerate()
+            .map(|(i, headers)| RawRecord {
                 partition: 0,
                 offset: i as i64,
                 timestamp: None,
                 key: None,
-                value,
-                headers: vec![WitHeader { name, value }],
-            });
-        }
+                value: span(""),
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| WitHeader {
+                        name: span(name),
+                        value: span(value),
+                    })
+                    .collect(),
+            })
+            .collect();
         RawBatch {
             topic: "visits".into(),
             data,
             records,
         }
+    }
+
+    fn forwarded(sources: &[&str]) -> RawBatch {
+        let records: Vec<[(&str, &str); 1]> =
+            sources.iter().map(|s| [(SOURCE_HEADER, *s)]).collect();
+        let records: Vec<&[(&str, &str)]> = records.iter().map(|r| &r[..]).collect();
+        with_headers(&records)
+    }
+
+    /// What `applied` stored at a checkpoint, read back by a new lane.
+    fn stored(applied: &mut Applied, sources: &[String]) -> Applied {
+        let stored = StoredState {
+            values: applied
+                .take_changes()
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap()))
+                .collect(),
+            timers: vec![],
+        };
+        Applied::from_state(stored, sources.to_vec())
+    }
+
+    #[test]
+    fn the_watermark_is_the_lowest_of_the_active_sources() {
+        let sources: Vec<String> = (0..3).map(|p| format!("gifts:{p}")).collect();
+        let mut applied = Applied::from_state(StoredState::default(), sources.clone());
+        let batch = with_headers(&[
+            &[(SOURCE_HEADER, "gifts:0:7"), (WATERMARK_HEADER, "1000")],
+            &[(MARK_HEADER, "gifts:1"), (WATERMARK_HEADER, "500")],
+        ]);
+        applied.note_watermarks(&batch);
+        // gifts:2 has said nothing yet.
+        assert_eq!(applied.sources_watermark(), Some(i64::MIN));
+        // A mark is neither a record to apply nor one applied before.
+        let rest = applied.unapplied(&batch).unwrap();
+        assert_eq!((rest.records.len(), rest.replayed, rest.marks), (1, 0, 1));
+        applied.apply(&batch);
+        let idle = with_headers(&[&[(MARK_HEADER, "gifts:2"), (WATERMARK_HEADER, IDLE)]]);
+        applied.note_watermarks(&idle);
+        assert_eq!(applied.sources_watermark(), Some(500));
+        // Watermarks and idleness survive a restart.
+        let mut applied = stored(&mut applied, &sources);
+        assert_eq!(applied.sources_watermark(), Some(500));
+        applied.note_watermarks(&with_headers(&[&[
+            (MARK_HEADER, "gifts:1"),
+            (WATERMARK_HEADER, "2000"),
+        ]]));
+        assert_eq!(applied.sources_watermark(), Some(1000));
+        // The idle source's next record makes it count again.
+        applied.note_watermarks(&forwarded(&["gifts:2:0"]));
+        assert_eq!(applied.sources_watermark(), Some(i64::MIN));
+        let mut applied = stored(&mut applied, &sources);
+        assert_eq!(applied.sources_watermark(), Some(i64::MIN));
+        // Every source idle: the highest watermark any sent.
+        for p in 0..3 {
+            let source = format!("gifts:{p}");
+            let mark = [(MARK_HEADER, source.as_str()), (WATERMARK_HEADER, IDLE)];
+            assert!(!applied.all_idle());
+            applied.note_watermarks(&with_headers(&[&mark]));
+        }
+        assert!(applied.all_idle());
+        assert_eq!(applied.sources_watermark(), Some(2000));
+        // Sources unknown: the same.
+        assert_eq!(Applied::default().sources_watermark(), None);
     }
 
     #[test]
@@ -609,21 +801,16 @@ mod tests {
         let first = forwarded(&["visits:0:10", "visits:1:5", "visits:0:11"]);
         assert!(applied.unapplied(&first).is_none());
         applied.apply(&first);
-        let changes = applied.take_changes();
-        assert_eq!(changes.len(), 2);
+        assert_eq!(applied.changed.len(), 2);
         // What a checkpoint stored is what the next lane starts from.
-        let stored = StoredState {
-            values: changes.into_iter().map(|(k, v)| (k, v.unwrap())).collect(),
-            timers: vec![],
-        };
-        let applied = Applied::from_state(stored, Vec::new());
+        let applied = stored(&mut applied, &[]);
         let replayed = forwarded(&["visits:0:11", "visits:0:12", "visits:1:5", "visits:1:6"]);
-        let fresh = applied.unapplied(&replayed).unwrap();
+        let fresh = applied.unapplied(&replayed).unwrap().records;
         let offsets: Vec<i64> = fresh.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [1, 3]);
         // A replay inside one batch.
         let twice = forwarded(&["visits:2:1", "visits:2:2", "visits:2:1", "visits:2:3"]);
-        let fresh = Applied::default().unapplied(&twice).unwrap();
+        let fresh = Applied::default().unapplied(&twice).unwrap().records;
         let offsets: Vec<i64> = fresh.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [0, 1, 3]);
     }

@@ -273,11 +273,11 @@ pub struct LanePlugins {
     interrupt: Arc<std::sync::atomic::AtomicBool>,
     /// Where the lane's events go, in a repartitioned topic.
     route: Option<EventRoute>,
-    /// How far the watermark may go (a repartition's second stage: its
-    /// slowest source partition's watermark).
-    watermark_cap: Option<i64>,
-    /// The largest event time seen, which the watermark follows up to the
-    /// cap.
+    /// Where the watermark goes instead of following the events (a
+    /// repartition's second stage: its slowest active source partition's
+    /// watermark).
+    sources_watermark: Option<i64>,
+    /// The largest event time seen, which the watermark follows otherwise.
     latest: Option<i64>,
 }
 
@@ -326,14 +326,15 @@ impl LanePlugins {
             lateness: 0,
             interrupt: Arc::default(),
             route: None,
-            watermark_cap: None,
+            sources_watermark: None,
             latest: None,
         })
     }
 
-    /// Holds the watermark at or below `cap` from the next batch on.
-    pub fn cap_watermark(&mut self, cap: Option<i64>) {
-        self.watermark_cap = cap;
+    /// Moves the watermark to `watermark` after each batch, instead of
+    /// after the batch's events (`None`: after the events).
+    pub fn follow_sources(&mut self, watermark: Option<i64>) {
+        self.sources_watermark = watermark;
     }
 
     /// Routes the lane's events as `route` says; the first stage of a
@@ -733,15 +734,20 @@ impl LanePlugins {
             }
         }
         self.latest = self.latest.max(latest);
-        if let Some(latest) = self.latest {
-            let mut candidate = latest.saturating_sub(self.lateness).saturating_sub(1);
-            if let Some(cap) = self.watermark_cap {
-                candidate = candidate.min(cap);
-            }
-            if candidate > i64::MIN && self.watermark.is_none_or(|w| candidate > w) {
-                self.watermark = Some(candidate);
-                self.fire(candidate, &mut result).map_err(Stop::Failed)?;
-            }
+        let candidate = match self.sources_watermark {
+            // A repartition's second stage: its sources' lowest watermark,
+            // also where its own events are sparse.
+            Some(sources) => Some(sources),
+            None => self
+                .latest
+                .map(|latest| latest.saturating_sub(self.lateness).saturating_sub(1)),
+        };
+        if let Some(candidate) = candidate
+            && candidate > i64::MIN
+            && self.watermark.is_none_or(|w| candidate > w)
+        {
+            self.watermark = Some(candidate);
+            self.fire(candidate, &mut result).map_err(Stop::Failed)?;
         }
         Ok(result)
     }
