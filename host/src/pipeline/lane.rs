@@ -480,7 +480,6 @@ impl Lane {
             ..
         } = batch;
         let started = Instant::now();
-        self.stats.first_batch_at.get_or_insert(started);
         // A repartition's replay may have forwarded records twice.
         let unapplied = self.applied.as_ref().and_then(|a| a.unapplied(read));
         if let Some(applied) = &mut self.applied {
@@ -537,7 +536,10 @@ impl Lane {
         for (index, plugin, reason) in rejected {
             self.dead_letter(batch, index, plugin, reason);
         }
-        self.stats.records += (read.records.len() - marks) as u64;
+        // Watermark marks are not records: a batch of them alone is not
+        // work done (the run's busy time ends with the last record).
+        let records = read.records.len() - marks;
+        self.stats.records += records as u64;
         self.stats.events += events as u64;
         self.stats.rows += row_count;
         self.stats.timers += timers as u64;
@@ -550,9 +552,12 @@ impl Lane {
         if let Some(activity) = &self.activity {
             activity.touch();
         }
-        self.stats.last_batch_at = Some(now);
+        if records > 0 {
+            self.stats.first_batch_at.get_or_insert(started);
+            self.stats.last_batch_at = Some(now);
+        }
         self.metrics
-            .batch(read.records.len(), events, row_count, now - started);
+            .batch(records, events, row_count, now - started);
         Ok(None)
     }
 
