@@ -385,7 +385,9 @@ impl Forwarder {
     }
 
     /// Produces each record of `batch` named in `targets` to its internal
-    /// partition, as it was read plus the `apiary.source` header. The last
+    /// partition, as it was read plus the `apiary.source` header (the
+    /// record's own `apiary.*` headers of the hop are dropped: a record
+    /// must not pass for a mark, nor name another source). The last
     /// record of the batch for each partition also carries the lane's
     /// `watermark` after the batch: earlier ones must not, since records
     /// of the same batch may be older than that watermark, and the second
@@ -407,7 +409,7 @@ impl Forwarder {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
             for header in &record.headers {
                 let name = String::from_utf8_lossy(span_bytes(batch, header.name));
-                if name == SOURCE_HEADER || name == WATERMARK_HEADER {
+                if [SOURCE_HEADER, WATERMARK_HEADER, MARK_HEADER].contains(&name.as_ref()) {
                     continue;
                 }
                 headers = headers.insert(Header {
