@@ -454,6 +454,45 @@ fn plugin_logs_are_rate_limited_and_drops_counted() {
     );
 }
 
+/// A rule that traps in `on-timers` when the clock of `idle-timeout`
+/// moves an idle lane's watermark does not stop the run: the error names
+/// it, its timer stays pending for the lane's next batch, and everything
+/// else commits.
+#[test]
+fn a_rule_failing_on_timers_the_clock_fires_does_not_stop_the_run() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lines = gifts(300, 57);
+    let time_of = |line: &String| {
+        let gift: serde_json::Value = serde_json::from_str(line).unwrap();
+        livestream_format::parse_timestamp(gift["create_time"].as_str().unwrap()).unwrap()
+    };
+    let latest = lines.iter().map(time_of).max().unwrap();
+    // An hour after every other gift: no batch moves the watermark to its
+    // timer, only the clock does.
+    let mut trap: serde_json::Value = serde_json::from_str(&as_user(&lines[0], 55)).unwrap();
+    let mut time = String::new();
+    livestream_format::push_timestamp(&mut time, latest + 3_600_000);
+    trap["create_time"] = time.into();
+    lines.push(trap.to_string());
+    let pipeline = Pipeline::with_tail(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        "",
+        "[time]\nidle-timeout = \"200ms\"\n",
+    );
+    let (ok, log, _) = pipeline.run_with(&["--stop-when-idle", "3s"]);
+    assert!(ok, "the run stopped: {log}");
+    assert!(
+        log.contains("idle watermark") && log.contains("trapped in on-timers"),
+        "{log}"
+    );
+    assert_eq!(pipeline.pairs(TOTALS), gift_totals_of(lines.iter()));
+    assert_eq!(pipeline.committed(), lines.len() as i64);
+    assert_eq!(pipeline.count("SELECT COUNT(*) FROM apiary_timers"), 1);
+}
+
 #[test]
 fn replay_isolates_a_failing_record_like_run() {
     let root = tempfile::tempdir().unwrap();

@@ -73,6 +73,9 @@ pub struct Lane {
     idle_timeout: Option<Duration>,
     /// When the lane last got a record, and the watermark then.
     last_record: (Instant, Option<i64>),
+    /// A rule failed on the timers of a watermark moved without records:
+    /// the next batch tries them again, the clock and marks do not.
+    advance_failed: bool,
     max_rows: usize,
     max_bytes: usize,
     interval: Duration,
@@ -151,6 +154,7 @@ impl Lane {
             stored_offset: stored,
             committed_watermark: None,
             idle_timeout: None,
+            advance_failed: false,
             max_rows: config.max_rows,
             max_bytes: config.max_bytes,
             interval: config.interval,
@@ -313,7 +317,7 @@ impl Lane {
                     }
                 }
                 _ = tokio::time::sleep_until(due.into()) => {
-                    tokio::task::block_in_place(|| self.advance_when_idle())?;
+                    tokio::task::block_in_place(|| self.advance_when_idle());
                     self.checkpoint_behind().await?;
                     last_checkpoint = Instant::now();
                 }
@@ -418,29 +422,26 @@ impl Lane {
     /// With `[time] idle-timeout`: once the lane has read nothing for that
     /// long, its watermark follows processing time from where the last
     /// record left it, firing the timers it reaches.
-    fn advance_when_idle(&mut self) -> anyhow::Result<()> {
+    fn advance_when_idle(&mut self) {
         let Some(timeout) = self.idle_timeout else {
-            return Ok(());
+            return;
         };
         // A first stage runs no rule: it tells the internal partitions it
         // is idle instead (see `announce`). A second stage follows its
         // sources while any of them is active.
         let follows_sources = self.applied.as_ref().is_some_and(|a| !a.all_idle());
         if self.forwarder.is_some() || follows_sources {
-            return Ok(());
+            return;
         }
         let (at, Some(watermark)) = self.last_record else {
-            return Ok(());
+            return;
         };
         let idle = at.elapsed();
         if idle < timeout {
-            return Ok(());
+            return;
         }
         let to = watermark.saturating_add(i64::try_from(idle.as_millis()).unwrap_or(i64::MAX));
-        let result = self
-            .plugins
-            .advance_watermark(&self.engine, to)
-            .with_context(|| format!("lane {}: idle watermark", self.key))?;
+        let result = self.advance_without_records(to, "idle watermark");
         let mut row_count = 0;
         for (table, cells) in result.rows {
             row_count += (cells.len() / table.columns.len()) as u64;
@@ -448,8 +449,32 @@ impl Lane {
         }
         self.stats.rows += row_count;
         self.stats.timers += result.timers as u64;
-        self.metrics.set_watermark(to);
-        Ok(())
+        if let Some(w) = self.plugins.watermark() {
+            self.metrics.set_watermark(w);
+        }
+    }
+
+    /// Moves the watermark on to `to` without records (an idle lane, or a
+    /// second stage whose sources moved), firing the timers it reaches. A
+    /// rule that fails on them does not stop the lane: the watermark and
+    /// the state stay as they were, and the lane's next batch fires those
+    /// timers again, where a rule that keeps failing is quarantined as on
+    /// any batch. Until that batch, the lane does not try again.
+    fn advance_without_records(&mut self, to: i64, why: &str) -> BatchResult {
+        if self.advance_failed {
+            return BatchResult::default();
+        }
+        match self.plugins.advance_watermark(&self.engine, to) {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(
+                    lane = %self.key,
+                    "{why}: {e:#}; the watermark stays where it was until the lane's next batch"
+                );
+                self.advance_failed = true;
+                BatchResult::default()
+            }
+        }
     }
 
     /// A first stage tells every internal partition how far it is in
@@ -503,15 +528,17 @@ impl Lane {
         let result = if batch.records.is_empty() {
             // Watermark marks alone: the sources' watermarks may have moved.
             match self.applied.as_ref().and_then(Applied::sources_watermark) {
-                Some(sources) if sources > i64::MIN => self
-                    .plugins
-                    .advance_watermark(&self.engine, sources)
-                    .with_context(|| format!("lane {}: sources' watermark", self.key))?,
+                Some(sources) if sources > i64::MIN => {
+                    self.advance_without_records(sources, "sources' watermark")
+                }
                 _ => BatchResult::default(),
             }
         } else {
             match self.plugins.process_isolating(&self.engine, batch)? {
-                Ok(result) => result,
+                Ok(result) => {
+                    self.advance_failed = false;
+                    result
+                }
                 Err(held) => return Ok(Some(held)),
             }
         };

@@ -7,7 +7,9 @@
 //! - user [`STATE_USER`]: stores `state-bytes` bytes under a new key
 //!   (parameter, default 0: nothing) padded to `key-bytes`;
 //! - user [`REFUSE_USER`]: refused with a reason of `reason-bytes` bytes;
-//! - user [`OVERFLOW_USER`]: adds `i64::MAX` to its `gifts`.
+//! - user [`OVERFLOW_USER`]: adds `i64::MAX` to its `gifts`;
+//! - user [`TIMER_USER`]: sets a timer at the gift's event time, and
+//!   `on-timers` panics when it fires.
 //!
 //! Every event logs `log-lines` lines (default 0). Parameters `name`,
 //! `version` and `table` replace the plugin's name, version and output
@@ -27,7 +29,7 @@ use apiary::plugin::types::{
     Column, ColumnType, EventBatch, EventBody, EventKind, FiredTimer, LogLevel, MergeMode,
     OutputRows, OutputSchema, Rejection, Value,
 };
-use apiary::plugin::{log, state};
+use apiary::plugin::{log, state, timers};
 use exports::apiary::plugin::rule::{Guest, RuleInfo, RuleOutput};
 
 /// Loops forever.
@@ -44,6 +46,10 @@ pub const STATE_USER: i64 = 88;
 pub const REFUSE_USER: i64 = 44;
 /// Adds `i64::MAX` gifts.
 pub const OVERFLOW_USER: i64 = 99;
+/// Sets a timer whose firing panics.
+pub const TIMER_USER: i64 = 55;
+/// The key of [`TIMER_USER`]'s timer.
+const TRAP_TIMER: &str = "trap";
 
 thread_local! {
     static PARAMS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
@@ -105,6 +111,7 @@ impl Guest for HostileRule {
             for n in 0..log_lines {
                 log::log(LogLevel::Warn, &format!("line {n} of a flood"));
             }
+            let time = event.time;
             let EventBody::Gift(gift) = event.body else {
                 continue;
             };
@@ -134,6 +141,11 @@ impl Guest for HostileRule {
                     let key = format!("big:{n:0>width$}", width = number("key-bytes"));
                     state::set(&key, &vec![7; number("state-bytes")]);
                 }
+                TIMER_USER => {
+                    if let Some(time) = time {
+                        timers::set(TRAP_TIMER, time);
+                    }
+                }
                 REFUSE_USER => {
                     rejected.push(Rejection {
                         index: index as u32,
@@ -160,7 +172,10 @@ impl Guest for HostileRule {
         }
     }
 
-    fn on_timers(_: Vec<FiredTimer>, _: i64) -> Vec<OutputRows> {
+    fn on_timers(fired: Vec<FiredTimer>, _: i64) -> Vec<OutputRows> {
+        if fired.iter().any(|t| t.key == TRAP_TIMER) {
+            panic!("the timer of user {TIMER_USER} is poison");
+        }
         Vec::new()
     }
 }
