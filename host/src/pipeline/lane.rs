@@ -507,9 +507,11 @@ impl Lane {
         let started = Instant::now();
         // A repartition's replay may have forwarded records twice.
         let unapplied = self.applied.as_ref().and_then(|a| a.unapplied(read));
+        let mut sources = None;
         if let Some(applied) = &mut self.applied {
             applied.note_watermarks(read);
-            self.plugins.follow_sources(applied.sources_watermark());
+            sources = applied.sources_watermark();
+            self.plugins.follow_sources(sources);
         }
         let batch = match &unapplied {
             Some(unapplied) => {
@@ -527,7 +529,7 @@ impl Lane {
         let marks = unapplied.as_ref().map_or(0, |u| u.marks);
         let result = if batch.records.is_empty() {
             // Watermark marks alone: the sources' watermarks may have moved.
-            match self.applied.as_ref().and_then(Applied::sources_watermark) {
+            match sources {
                 Some(sources) if sources > i64::MIN => {
                     self.advance_without_records(sources, "sources' watermark")
                 }
