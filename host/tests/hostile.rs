@@ -493,6 +493,97 @@ fn a_rule_failing_on_timers_the_clock_fires_does_not_stop_the_run() {
     assert_eq!(pipeline.count("SELECT COUNT(*) FROM apiary_timers"), 1);
 }
 
+/// A batch that fails on its timers is retried in halves as if its events
+/// had never been seen: each half's watermark follows that half's events,
+/// so a later half's gifts are not refused as late because of the
+/// attempt that failed.
+#[test]
+fn a_batch_retried_after_its_timers_failed_keeps_its_own_events_on_time() {
+    let root = tempfile::tempdir().unwrap();
+    // One batch of 64 gifts, each setting a timer at its time: 63 in the
+    // first minute, in order, the last five minutes on. The batch fires 63
+    // timers at once and the rule fails on more than 40, so it is retried
+    // in halves, which fire 31 and 32. Retried with the whole batch's
+    // latest time, the first half would close the first minute's window
+    // and the second half's gifts would be late for it.
+    let start = 1_767_225_600_000_i64; // a minute boundary
+    let mut lines = gifts(64, 61);
+    for (i, line) in (0..).zip(&mut lines) {
+        let mut gift: serde_json::Value = serde_json::from_str(&as_user(line, 56)).unwrap();
+        let mut time = String::new();
+        let offset = if i == 63 { 300_000 } else { i * 900 };
+        livestream_format::push_timestamp(&mut time, start + offset);
+        gift["create_time"] = time.into();
+        *line = gift.to_string();
+    }
+    let pipeline = Pipeline::with_tail(
+        root.path(),
+        &lines,
+        &["hostile-rule.wasm"],
+        "",
+        "max-timers = \"40\"",
+        "[plugins.params.gift-windows]\nsize = \"1m\"\nslide = \"1m\"\n",
+    );
+    std::fs::copy(
+        plugins_dir().join("gift-windows.wasm"),
+        root.path().join("plugins/gift-windows.wasm"),
+    )
+    .unwrap();
+    let log = assert_others_exact(&pipeline, &lines);
+    // 63 of the rule's timers fired, never more than 40 in a call: the
+    // batch was split.
+    let pending = "SELECT COUNT(*) FROM apiary_timers WHERE plugin = 'hostile-rule'";
+    assert_eq!(pipeline.count(pending), 1, "{log}");
+    let refused = sqlite_text(&pipeline.db(), "SELECT reason FROM apiary_dead_letter");
+    assert!(refused.is_empty(), "{refused:?}");
+    let first_minute: i64 = lines[..63]
+        .iter()
+        .map(|line| {
+            let gift: serde_json::Value = serde_json::from_str(line).unwrap();
+            gift["gift_total_amount"].as_i64().unwrap()
+        })
+        .sum();
+    let closed = pipeline.count("SELECT SUM(gift_total_amount) FROM gifts_6h");
+    assert_eq!(closed, first_minute, "{log}");
+}
+
+/// A rule whose `on-timers` traps on a timer that a record's event time
+/// made due is quarantined: the timer is at fault, not the record, so no
+/// record goes to the dead letters and no other rule loses an event. The
+/// lane holds its batch until the rule changes, then goes on.
+#[test]
+fn a_rule_failing_on_its_timers_in_a_batch_is_quarantined_and_nothing_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let mut lines = gifts(300, 67);
+    lines[100] = as_user(&lines[100], 55);
+    let pipeline = Pipeline::new(root.path(), &lines, &["hostile-rule.wasm"], "", "");
+    let (ok, log, _) = pipeline.run_with(&["--until-end"]);
+    assert!(
+        !ok,
+        "the run finished though a lane holds records back: {log}"
+    );
+    assert!(
+        log.contains("plugin `hostile-rule` quarantined as its on-timers fails")
+            && log.contains("trapped in on-timers"),
+        "{log}"
+    );
+    let held_at = pipeline.committed();
+    assert!(
+        (64..300).contains(&held_at),
+        "the lane committed up to the held batch: {held_at}"
+    );
+    assert_eq!(
+        pipeline.pairs(TOTALS),
+        gift_totals_of(lines[..held_at as usize].iter())
+    );
+    assert_eq!(pipeline.count("SELECT COUNT(*) FROM apiary_dead_letter"), 0);
+
+    // Without the rule, the lane goes on from where it held.
+    std::fs::remove_file(root.path().join("plugins/hostile-rule.wasm")).unwrap();
+    assert_others_exact(&pipeline, &lines);
+    assert_eq!(pipeline.count("SELECT COUNT(*) FROM apiary_dead_letter"), 0);
+}
+
 #[test]
 fn replay_isolates_a_failing_record_like_run() {
     let root = tempfile::tempdir().unwrap();

@@ -24,7 +24,8 @@ pub struct PluginsSection {
     #[serde(default = "default_stack_limit")]
     pub stack_limit: usize,
     /// A plugin that fails on this many records in a row is quarantined:
-    /// its lanes pause until a new version of it is loaded.
+    /// its lanes pause until a new version of it is loaded. (A rule that
+    /// fails on the timers one record made due is quarantined at once.)
     #[serde(default = "default_quarantine_after")]
     pub quarantine_after: u32,
     /// Bytes one state value may have; a plugin storing a larger one traps.

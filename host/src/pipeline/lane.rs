@@ -458,8 +458,8 @@ impl Lane {
     /// second stage whose sources moved), firing the timers it reaches. A
     /// rule that fails on them does not stop the lane: the watermark and
     /// the state stay as they were, and the lane's next batch fires those
-    /// timers again, where a rule that keeps failing is quarantined as on
-    /// any batch. Until that batch, the lane does not try again.
+    /// timers again, where a rule that keeps failing on them is quarantined.
+    /// Until that batch, the lane does not try again.
     fn advance_without_records(&mut self, to: i64, why: &str) -> BatchResult {
         if self.advance_failed {
             return BatchResult::default();

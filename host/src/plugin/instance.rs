@@ -229,16 +229,29 @@ pub struct BatchFailure {
     pub reason: String,
 }
 
-/// A plugin that failed on too many records in a row.
+/// A plugin that keeps failing, whatever record it is given.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin `{plugin}` quarantined after failing on {failures} records in a row; last: {last}")]
+#[error("plugin `{plugin}` quarantined {fault}; last: {last}")]
 pub struct Quarantined {
     /// The plugin.
     pub plugin: String,
-    /// Records it failed on in a row.
-    pub failures: u32,
+    /// How it keeps failing.
+    pub fault: Fault,
     /// Its last failure.
     pub last: String,
+}
+
+/// How a quarantined plugin keeps failing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// It failed on this many records in a row.
+    #[error("after failing on {0} records in a row")]
+    Records(u32),
+    /// A rule's `on-timers` failed on the timers a lone record's event
+    /// time made due: the timers are at fault, not the record, and
+    /// refusing it would only take its events from the other rules.
+    #[error("as its on-timers fails whichever record moves the watermark to its timers")]
+    Timers,
 }
 
 /// Why a batch was held back, leaving no trace: the lane processes it
@@ -443,7 +456,7 @@ impl LanePlugins {
                 bound_reasons(&mut result);
                 Ok(result)
             }
-            Err(Stop::Failed(failure)) => Err(failure),
+            Err(Stop::Failed(failure) | Stop::Timers(failure)) => Err(failure),
             Err(Stop::Quarantined(q)) => Err(BatchFailure {
                 plugin: q.plugin.clone(),
                 reason: q.to_string(),
@@ -475,6 +488,7 @@ impl LanePlugins {
         engine: &Engine,
         batch: &RawBatch,
     ) -> anyhow::Result<Result<BatchResult, Held>> {
+        let latest = self.latest;
         match self.isolate(engine, batch)? {
             Ok(mut result) => {
                 bound_reasons(&mut result);
@@ -488,6 +502,7 @@ impl LanePlugins {
                 }
                 self.states().for_each(PluginState::roll_back_batch);
                 self.watermark = self.batch_watermark;
+                self.latest = latest;
                 Ok(Err(held))
             }
         }
@@ -498,7 +513,7 @@ impl LanePlugins {
         engine: &Engine,
         batch: &RawBatch,
     ) -> anyhow::Result<Result<BatchResult, Held>> {
-        let failure = match self.try_batch(batch, Some(engine)) {
+        let (failure, on_timers) = match self.try_batch(batch, Some(engine)) {
             Ok(result) => {
                 if !batch.records.is_empty() {
                     // Rules keep their own count (see `isolate_rule`).
@@ -506,7 +521,8 @@ impl LanePlugins {
                 }
                 return Ok(Ok(result));
             }
-            Err(Stop::Failed(failure)) => failure,
+            Err(Stop::Failed(failure)) => (failure, false),
+            Err(Stop::Timers(failure)) => (failure, true),
             Err(Stop::Quarantined(quarantined)) => return Ok(Err(Held::Quarantined(quarantined))),
             Err(Stop::Interrupted) => return Ok(Err(Held::Interrupted)),
             Err(Stop::Host(e)) => return Err(e),
@@ -517,12 +533,19 @@ impl LanePlugins {
         // A trapped instance cannot be entered again.
         self.restart(engine)?;
         if batch.records.len() == 1 {
+            if on_timers {
+                return Ok(Err(Held::Quarantined(Quarantined {
+                    plugin: failure.plugin,
+                    fault: Fault::Timers,
+                    last: failure.reason,
+                })));
+            }
             let strikes = self.strikes.entry(failure.plugin.clone()).or_default();
             *strikes += 1;
             if *strikes >= engine.quarantine_after() {
                 return Ok(Err(Held::Quarantined(Quarantined {
                     plugin: failure.plugin,
-                    failures: *strikes,
+                    fault: Fault::Records(*strikes),
                     last: failure.reason,
                 })));
             }
@@ -576,13 +599,16 @@ impl LanePlugins {
         isolate: Option<&Engine>,
     ) -> Result<BatchResult, Stop> {
         let marks: Vec<usize> = self.states().map(|s| s.savepoint()).collect();
-        let watermark = self.watermark;
+        let (watermark, latest) = (self.watermark, self.latest);
         let result = self.run_batch(batch, isolate);
         if result.is_err() {
             for (state, mark) in self.states().zip(marks) {
                 state.roll_back_to(mark);
             }
+            // The failed attempt's events count as unseen: a retry of its
+            // first half must not start from the whole batch's latest time.
             self.watermark = watermark;
+            self.latest = latest;
         }
         result
     }
@@ -747,7 +773,7 @@ impl LanePlugins {
             && self.watermark.is_none_or(|w| candidate > w)
         {
             self.watermark = Some(candidate);
-            self.fire(candidate, &mut result).map_err(Stop::Failed)?;
+            self.fire(candidate, &mut result).map_err(Stop::Timers)?;
         }
         Ok(result)
     }
@@ -792,7 +818,7 @@ impl LanePlugins {
             if *strikes >= engine.quarantine_after() {
                 return Err(Stop::Quarantined(Quarantined {
                     plugin: failure.plugin,
-                    failures: *strikes,
+                    fault: Fault::Records(*strikes),
                     last: failure.reason,
                 }));
             }
@@ -929,8 +955,10 @@ fn bound_reasons(result: &mut BatchResult) {
 
 /// Why a batch attempt stopped.
 enum Stop {
-    /// A plugin failed on the batch as a whole (the parser, or timers).
+    /// A plugin failed on the batch as a whole (the parser).
     Failed(BatchFailure),
+    /// A rule's `on-timers` failed on the timers the batch made due.
+    Timers(BatchFailure),
     /// A plugin failed on too many records in a row.
     Quarantined(Quarantined),
     /// The host could not go on (a plugin could not be instantiated again).

@@ -13,7 +13,7 @@ pub use ctx::{PluginCtx, PluginState};
 pub use engine::EPOCH_TICK;
 pub use engine::{Contract, Engine, PluginKind};
 pub use instance::{
-    BatchFailure, BatchResult, Held, LanePlugins, ParserInstance, Quarantined, RuleInstance,
+    BatchFailure, BatchResult, Fault, Held, LanePlugins, ParserInstance, Quarantined, RuleInstance,
 };
 pub use live::{LivePlugins, ReloadCounts};
 pub use registry::{

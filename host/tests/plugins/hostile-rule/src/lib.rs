@@ -10,6 +10,9 @@
 //! - user [`OVERFLOW_USER`]: adds `i64::MAX` to its `gifts`;
 //! - user [`TIMER_USER`]: sets a timer at the gift's event time, and
 //!   `on-timers` panics when it fires.
+//! - user [`TIMERS_USER`]: sets a timer at each of its gifts' event time;
+//!   `on-timers` panics when more than `max-timers` (parameter) fire in
+//!   one call, as a rule that needs memory per timer would.
 //!
 //! Every event logs `log-lines` lines (default 0). Parameters `name`,
 //! `version` and `table` replace the plugin's name, version and output
@@ -48,6 +51,8 @@ pub const REFUSE_USER: i64 = 44;
 pub const OVERFLOW_USER: i64 = 99;
 /// Sets a timer whose firing panics.
 pub const TIMER_USER: i64 = 55;
+/// Sets a timer per gift, and fails when too many fire at once.
+pub const TIMERS_USER: i64 = 56;
 /// The key of [`TIMER_USER`]'s timer.
 const TRAP_TIMER: &str = "trap";
 
@@ -146,6 +151,11 @@ impl Guest for HostileRule {
                         timers::set(TRAP_TIMER, time);
                     }
                 }
+                TIMERS_USER => {
+                    if let Some(time) = time {
+                        timers::set(&format!("each:{time}"), time);
+                    }
+                }
                 REFUSE_USER => {
                     rejected.push(Rejection {
                         index: index as u32,
@@ -175,6 +185,10 @@ impl Guest for HostileRule {
     fn on_timers(fired: Vec<FiredTimer>, _: i64) -> Vec<OutputRows> {
         if fired.iter().any(|t| t.key == TRAP_TIMER) {
             panic!("the timer of user {TIMER_USER} is poison");
+        }
+        let most = number("max-timers");
+        if most > 0 && fired.len() > most {
+            panic!("{} timers at once, more than {most}", fired.len());
         }
         Vec::new()
     }
