@@ -215,6 +215,80 @@ fn events_behind_every_window_are_dead_letters_saying_how_late() {
     }
 }
 
+/// A gift stamped decades ahead (a collector with a wrong clock) is a dead
+/// letter of the parser, saying so, and leaves the watermark alone: every
+/// other gift's windows close as if it had not come. With the check off,
+/// the same gift closes every window at once and the gifts after it are
+/// all late.
+#[test]
+fn an_event_far_ahead_of_the_clock_is_refused_and_leaves_the_watermark_alone() {
+    let mut gifts = disordered_gifts(2_000, 20_000, 0, 13);
+    let far = 4_102_444_800_000; // 2100-01-01
+    gifts.insert(
+        100,
+        Gift {
+            time: far,
+            amount: 7,
+        },
+    );
+    let lines = gift_lines(&gifts);
+    let others: Vec<Gift> = gifts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 100)
+        .map(|(_, g)| Gift {
+            time: g.time,
+            amount: g.amount,
+        })
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let input = dir.path().join("gifts.jsonl");
+    append_lines(&input, &lines);
+    run_until_idle(&gifts_pipeline(dir.path(), &input, ""));
+    let (fired, late) = hopping_sums(&others, 6 * HOUR, 5 * MINUTE, 0, 1);
+    assert!(late.is_empty());
+    assert!(fired.len() > 50, "{} windows closed", fired.len());
+    assert_eq!(window_rows(&db), expected_rows(&fired));
+    let latest = others.iter().map(|g| g.time).max().unwrap();
+    assert_eq!(
+        sqlite_count(&db, "SELECT watermark FROM apiary_offsets"),
+        latest - 1
+    );
+    use sqlx::Row as _;
+    let dead: Vec<(i64, String, String)> = sqlite_rows(
+        &db,
+        "SELECT record_offset, plugin, reason FROM apiary_dead_letter",
+        |r| (r.get(0), r.get(1), r.get(2)),
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (offset, plugin, reason) = &dead[0];
+    assert_eq!((*offset, plugin.as_str()), (100, "seed-json-parser"));
+    assert!(
+        reason.starts_with(&format!("event time {far} is "))
+            && reason.ends_with("ahead of the clock, more than [time] max-ahead (1day)"),
+        "{reason}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let input = dir.path().join("gifts.jsonl");
+    append_lines(&input, &lines);
+    let off = "[time]\nmax-ahead = \"0s\"\n";
+    run_until_idle(&gifts_pipeline(dir.path(), &input, off));
+    assert_eq!(
+        sqlite_count(&db, "SELECT watermark FROM apiary_offsets"),
+        far - 1
+    );
+    // Its batch of up to 1024 gifts counted; every gift after that is late.
+    let late = sqlite_count(
+        &db,
+        "SELECT COUNT(*) FROM apiary_dead_letter WHERE reason LIKE 'late by%'",
+    );
+    assert!(late >= lines.len() as i64 - 1024, "{late} late");
+}
+
 /// A visit from `arrive` (inclusive) to `leave` (exclusive).
 struct Visit {
     room: i64,

@@ -70,7 +70,7 @@ pub struct PipelineConfig {
 /// is the largest event time the lane has seen minus `allowed-lateness`
 /// minus 1 ms (Flink's bounded out-of-orderness): events up to that much
 /// out of order are never late.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TimeSection {
     /// How far out of order events may come and still count.
@@ -84,6 +84,28 @@ pub struct TimeSection {
     /// are no longer repeatable.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// A record with an event more than this ahead of the machine's clock
+    /// is refused (a dead letter of its parser) instead of moving the
+    /// watermark: one record from a collector with a wrong clock would
+    /// otherwise close every open window and make every later event late,
+    /// for good, as the watermark never goes back. `"0s"` turns the check
+    /// off. Default one day, beyond any time zone mix-up.
+    #[serde(default = "default_max_ahead", with = "humantime_serde")]
+    pub max_ahead: Duration,
+}
+
+impl Default for TimeSection {
+    fn default() -> Self {
+        Self {
+            allowed_lateness: Duration::ZERO,
+            idle_timeout: None,
+            max_ahead: default_max_ahead(),
+        }
+    }
+}
+
+fn default_max_ahead() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// `[metrics]`: serve Prometheus metrics at `http://<listen>/metrics`.

@@ -91,6 +91,7 @@ impl LaneFactory {
         )
         .with_context(|| format!("lane {key}"))?
         .with_time(self.time.allowed_lateness, watermark)
+        .with_max_ahead(self.time.max_ahead)
         .with_interrupt(self.interrupt.clone())
         .with_route(route);
         tracing::info!(lane = %key, topic, start = ?stored, ?watermark, "lane opens");

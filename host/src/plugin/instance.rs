@@ -292,6 +292,8 @@ pub struct LanePlugins {
     sources_watermark: Option<i64>,
     /// The largest event time seen, which the watermark follows otherwise.
     latest: Option<i64>,
+    /// How far ahead of the clock an event time may be, ms (`None`: any).
+    max_ahead: Option<i64>,
 }
 
 impl LanePlugins {
@@ -341,6 +343,7 @@ impl LanePlugins {
             route: None,
             sources_watermark: None,
             latest: None,
+            max_ahead: None,
         })
     }
 
@@ -369,6 +372,14 @@ impl LanePlugins {
         self.lateness = i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX);
         self.watermark = watermark;
         self.batch_watermark = watermark;
+        self
+    }
+
+    /// Refuses records with an event time more than `limit` ahead of the
+    /// clock (see `[time] max-ahead`); zero: no limit.
+    pub fn with_max_ahead(mut self, limit: std::time::Duration) -> Self {
+        self.max_ahead =
+            (!limit.is_zero()).then(|| i64::try_from(limit.as_millis()).unwrap_or(i64::MAX));
         self
     }
 
@@ -708,6 +719,9 @@ impl LanePlugins {
             )));
         }
         let mut parsed_events = parsed.events;
+        if let Some(limit) = self.max_ahead {
+            refuse_ahead(&mut parsed_events, limit, name, &mut result);
+        }
         match self.route {
             Some(EventRoute::Forward { by, partitions }) => {
                 result.targets = parsed_events
@@ -941,6 +955,43 @@ impl LanePlugins {
             .filter(|(_, state, timers)| !state.is_empty() || !timers.is_empty())
             .collect()
     }
+}
+
+/// Refuses, as `parser`'s, each record with an event more than `limit` ms
+/// ahead of the clock, and drops its events: they would move the watermark
+/// past every event to come.
+fn refuse_ahead(events: &mut Vec<Event>, limit: i64, parser: &str, result: &mut BatchResult) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let cutoff = now.saturating_add(limit);
+    let mut ahead: Vec<(u32, i64)> = events
+        .iter()
+        .filter_map(|e| Some((e.record_index, e.time.filter(|&t| t > cutoff)?)))
+        .collect();
+    if ahead.is_empty() {
+        return;
+    }
+    ahead.sort_unstable();
+    ahead.dedup_by_key(|(record, _)| *record);
+    let limit = std::time::Duration::from_millis(limit.unsigned_abs());
+    for &(record, time) in &ahead {
+        let by = std::time::Duration::from_secs(time.saturating_sub(now).unsigned_abs() / 1000);
+        result.rejected.push((
+            record as usize,
+            parser.to_owned(),
+            format!(
+                "event time {time} is {} ahead of the clock, more than [time] max-ahead ({})",
+                humantime::format_duration(by),
+                humantime::format_duration(limit)
+            ),
+        ));
+    }
+    events.retain(|e| {
+        ahead
+            .binary_search_by_key(&e.record_index, |(record, _)| *record)
+            .is_err()
+    });
 }
 
 /// Cuts each refusal's reason to [`MAX_REASON_BYTES`]: reasons are held
