@@ -1110,3 +1110,57 @@ fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::wit::types::{EventBody, RoomStatus};
+
+    fn event(record_index: u32, time: Option<i64>) -> Event {
+        Event {
+            record_index,
+            time,
+            body: EventBody::RoomStatus(RoomStatus {
+                room_id: 1,
+                live: true,
+                title: None,
+                time,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_record_with_any_event_too_far_ahead_is_refused_whole_and_once() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let hour = 3_600_000;
+        let mut events = vec![
+            event(0, Some(now)),
+            event(1, Some(now + 3 * hour)),
+            event(1, Some(now)),
+            event(2, None),
+            event(3, Some(now + hour / 2)),
+            event(4, Some(now + 5 * hour)),
+            event(4, Some(now + 6 * hour)),
+        ];
+        let mut result = BatchResult::default();
+        refuse_ahead(&mut events, hour, "p", &mut result);
+        let kept: Vec<u32> = events.iter().map(|e| e.record_index).collect();
+        assert_eq!(kept, [0, 2, 3]);
+        let refused: Vec<(usize, &str)> = result
+            .rejected
+            .iter()
+            .map(|(i, p, _)| (*i, p.as_str()))
+            .collect();
+        assert_eq!(refused, [(1, "p"), (4, "p")]);
+        let reason = &result.rejected[0].2;
+        assert!(
+            reason.starts_with(&format!("event time {} is ", now + 3 * hour))
+                && (reason.contains(" is 3h ") || reason.contains(" is 2h 59m 59s "))
+                && reason.ends_with("ahead of the clock, more than [time] max-ahead (1h)"),
+            "{reason}"
+        );
+    }
+}
