@@ -67,10 +67,25 @@ impl MemoryHost {
     }
 
     /// Moves to `watermark`: removes the state entries it expires and
-    /// returns the timers it fires, in time then key order.
+    /// returns the timers it fires, in time then key order. The host fires
+    /// timers before it expires state: a rule whose `on-timers` reads
+    /// entries expiring at the same watermark is tested with
+    /// [`MemoryHost::take_due`], then [`MemoryHost::expire`] (as
+    /// [`Driver`] does).
     pub fn advance(&mut self, watermark: i64) -> Vec<FiredTimer> {
+        self.expire(watermark);
+        self.take_due(watermark)
+    }
+
+    /// Removes the state entries that expire at or before `watermark`.
+    pub fn expire(&mut self, watermark: i64) {
         self.state
             .retain(|_, (_, expiry)| expiry.is_none_or(|at| at > watermark));
+    }
+
+    /// Removes and returns the timers at or before `watermark`, in time
+    /// then key order.
+    pub fn take_due(&mut self, watermark: i64) -> Vec<FiredTimer> {
         let due: Vec<(i64, String)> = self
             .timers
             .iter()
@@ -165,8 +180,8 @@ impl Outcome {
 /// Runs a rule over batches as the host does: each batch is processed
 /// with the lane's watermark before it; the watermark then moves to the
 /// batch's largest event time minus the allowed lateness minus 1 ms (never
-/// backward), expired state goes, and due timers fire, again while
-/// `on_timers` sets timers that are already due.
+/// backward), due timers fire, again while `on_timers` sets timers that
+/// are already due, and then expired state goes.
 pub struct Driver<R: Rule> {
     /// The rule under test.
     pub rule: R,
@@ -214,8 +229,9 @@ impl<R: Rule> Driver<R> {
         }
         self.watermark = Some(watermark);
         loop {
-            let fired = self.host.advance(watermark);
+            let fired = self.host.take_due(watermark);
             if fired.is_empty() {
+                self.host.expire(watermark);
                 return outcome;
             }
             outcome
