@@ -62,45 +62,45 @@ fn disordered_gifts(count: usize, step: i64, disorder: i64, seed: u64) -> Vec<Gi
 
 /// Hopping windows `[end - size, end)`, starts aligned to `slide`, as Flink
 /// computes them in event time: an event counts in the windows that had not
-/// fired when it came (a window fires once the watermark reaches `end - 1`);
-/// one whose every window had fired is late. Watermarks move per batch of
-/// `batch` events: max time seen − `lateness` − 1 ms. Returns the fired
-/// windows' totals by end, and the indices of the late events.
+/// fired when it came (a window fires once the watermark reaches `end - 1`),
+/// or that were still kept `kept` ms after firing (Flink's
+/// `allowedLateness`, each late event then updating the window's result);
+/// one whose every window was past that is late. Watermarks move per batch
+/// of `batch` events: max time seen − `lateness` − 1 ms. Returns the
+/// totals of the windows whose end the watermark passed, by end, and the
+/// indices of the late events.
 fn hopping_sums(
     gifts: &[Gift],
     size: i64,
     slide: i64,
     lateness: i64,
+    kept: i64,
     batch: usize,
 ) -> (BTreeMap<i64, i64>, Vec<usize>) {
-    let mut open: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut fired: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
     let mut late = Vec::new();
     let mut watermark = i64::MIN;
     for (b, chunk) in gifts.chunks(batch).enumerate() {
         for (i, gift) in chunk.iter().enumerate() {
             let last_start = gift.time.div_euclid(slide) * slide;
-            if last_start + size - 1 <= watermark {
+            if last_start + size - 1 + kept <= watermark {
                 late.push(b * batch + i);
                 continue;
             }
             let mut start = last_start;
             while start > gift.time - size {
                 let end = start + size;
-                if end - 1 > watermark {
-                    *open.entry(end).or_default() += gift.amount;
+                if end - 1 + kept > watermark {
+                    *totals.entry(end).or_default() += gift.amount;
                 }
                 start -= slide;
             }
         }
         let latest = chunk.iter().map(|g| g.time).max().unwrap();
         watermark = watermark.max(latest - lateness - 1);
-        let closing: Vec<i64> = open.range(..=watermark + 1).map(|(e, _)| *e).collect();
-        for end in closing {
-            fired.insert(end, open.remove(&end).unwrap());
-        }
     }
-    (fired, late)
+    totals.retain(|end, _| end - 1 <= watermark);
+    (totals, late)
 }
 
 /// `window_end` as the sink writes a timestamp (UTC by default).
@@ -147,14 +147,14 @@ fn six_hour_windows_are_exact_under_disorder_within_the_lateness_and_go_on_acros
     let half = lines.len() / 2;
     append_lines(&input, &lines[..half]);
     run_until_idle(&config);
-    let (fired, late) = hopping_sums(&gifts[..half], 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    let (fired, late) = hopping_sums(&gifts[..half], 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 0, 1);
     assert!(late.is_empty());
     assert_eq!(window_rows(&db), expected_rows(&fired));
     assert!(fired.len() > 100, "{} windows closed", fired.len());
 
     append_lines(&input, &lines[half..]);
     run_until_idle(&config);
-    let (fired, late) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    let (fired, late) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 0, 1);
     assert!(late.is_empty());
     assert_eq!(window_rows(&db), expected_rows(&fired));
     // 30 h of data, 6 h windows every 5 min: about 288 windows closed.
@@ -185,7 +185,7 @@ fn events_behind_every_window_are_dead_letters_saying_how_late() {
     let config = gifts_pipeline(dir.path(), &input, extra);
     run_until_idle(&config);
 
-    let (fired, late) = hopping_sums(&gifts, HOUR, 10 * MINUTE, 0, 1);
+    let (fired, late) = hopping_sums(&gifts, HOUR, 10 * MINUTE, 0, 0, 1);
     assert!(late.len() > 20, "only {} late events", late.len());
     assert_eq!(window_rows(&db), expected_rows(&fired));
     use sqlx::Row as _;
@@ -211,6 +211,47 @@ fn events_behind_every_window_are_dead_letters_saying_how_late() {
         assert!(
             reason.contains(&format!("late by {behind} ms")),
             "record {offset}: {reason}, expected late by {behind} ms"
+        );
+    }
+}
+
+/// `gift-windows` with `lateness`: a window fires on time, and a gift late
+/// for it within the lateness adds to its row (Flink's `allowedLateness`).
+/// Every row ends at the total of the gifts the window counted, and only
+/// gifts past every window's lateness are dead letters.
+#[test]
+fn windows_kept_for_lateness_take_late_gifts_into_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    // One record per batch, as above: 1 h windows every 10 min, kept 30
+    // min after they fire, gifts out of order by up to 2 h.
+    let gifts = disordered_gifts(600, 20_000, 2 * HOUR, 14);
+    let input = dir.path().join("gifts.jsonl");
+    append_lines(&input, &gift_lines(&gifts));
+    let extra = "[batch]\nmax-records = 1\n\
+                 [plugins.params.gift-windows]\nsize = \"1h\"\nslide = \"10m\"\nlateness = \"30m\"\n";
+    run_until_idle(&gifts_pipeline(dir.path(), &input, extra));
+
+    let (totals, late) = hopping_sums(&gifts, HOUR, 10 * MINUTE, 0, 30 * MINUTE, 1);
+    let (on_time, refused) = hopping_sums(&gifts, HOUR, 10 * MINUTE, 0, 0, 1);
+    assert!(
+        late.len() < refused.len() && totals != on_time,
+        "late gifts counted"
+    );
+    assert!(!late.is_empty(), "some gifts are past the lateness");
+    assert_eq!(window_rows(&db), expected_rows(&totals));
+    use sqlx::Row as _;
+    let dead: Vec<(i64, String)> = sqlite_rows(
+        &db,
+        "SELECT record_offset, reason FROM apiary_dead_letter ORDER BY record_offset",
+        |r| (r.get(0), r.get(1)),
+    );
+    let offsets: Vec<usize> = dead.iter().map(|(o, _)| *o as usize).collect();
+    assert_eq!(offsets, late);
+    for (offset, reason) in &dead {
+        assert!(
+            reason.ends_with("and its allowed lateness of 1800000 ms has passed"),
+            "record {offset}: {reason}"
         );
     }
 }
@@ -247,7 +288,7 @@ fn an_event_far_ahead_of_the_clock_is_refused_and_leaves_the_watermark_alone() {
     let input = dir.path().join("gifts.jsonl");
     append_lines(&input, &lines);
     run_until_idle(&gifts_pipeline(dir.path(), &input, ""));
-    let (fired, late) = hopping_sums(&others, 6 * HOUR, 5 * MINUTE, 0, 1);
+    let (fired, late) = hopping_sums(&others, 6 * HOUR, 5 * MINUTE, 0, 0, 1);
     assert!(late.is_empty());
     assert!(fired.len() > 50, "{} windows closed", fired.len());
     assert_eq!(window_rows(&db), expected_rows(&fired));
@@ -422,7 +463,7 @@ fn kill_9_five_times_during_a_windowed_run_over_kafka_loses_and_repeats_nothing(
     });
     interrupt_and_wait(&mut child, &log);
 
-    let (fired, _) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    let (fired, _) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 0, 1);
     let windows: BTreeMap<String, i64> = {
         use sqlx::Row as _;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -499,7 +540,7 @@ fn a_windowed_rule_swapped_mid_stream_keeps_its_windows_and_timers() {
     });
     interrupt_and_wait(&mut child, &log);
     assert_eq!(count_in(&log, "lane takes new plugins over"), 2);
-    let (fired, _) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 1);
+    let (fired, _) = hopping_sums(&gifts, 6 * HOUR, 5 * MINUTE, 15 * MINUTE, 0, 1);
     assert!(fired.len() > 250, "{} windows", fired.len());
     assert_eq!(
         window_rows(&db),

@@ -8,11 +8,15 @@
 //!
 //! A gift whose windows have all fired when it arrives is refused as late,
 //! with by how much; one still inside some open windows counts in those.
+//! With `lateness`, a window is kept that long after it fires: a late gift
+//! still counts in it, and its row gets the gift's amount added (Flink's
+//! `allowedLateness`; the dashboard's chart shows the corrected total).
 //! A gift without event time is refused.
 //!
-//! Parameters: `size` (default `6h`) and `slide` (default `5m`), durations.
-//! The table stays `gifts_6h`; changing either for a running pipeline
-//! leaves the open windows of the old layout behind.
+//! Parameters: `size` (default `6h`), `slide` (default `5m`) and
+//! `lateness` (default `0s`), durations. The table stays `gifts_6h`;
+//! changing `size` or `slide` for a running pipeline leaves the open
+//! windows of the old layout behind.
 
 use apiary_sdk::ColumnType::{Int, Timestamp};
 use apiary_sdk::window::{Hopping, NO_EVENT_TIME, Sum};
@@ -32,11 +36,12 @@ pub struct GiftWindows {
 
 impl Rule for GiftWindows {
     fn init(params: &Params) -> Result<Self, String> {
-        params.only(&["size", "slide"])?;
+        params.only(&["size", "slide", "lateness"])?;
         let size = params.duration_ms("size", 6 * 3_600_000)?;
         let slide = params.duration_ms("slide", 5 * 60_000)?;
+        let lateness = params.duration_ms("lateness", 0)?;
         Ok(Self {
-            windows: Hopping::new("w", size, slide)?,
+            windows: Hopping::new("w", size, slide)?.with_lateness(lateness)?,
         })
     }
 
@@ -64,8 +69,13 @@ impl Rule for GiftWindows {
                 rejected.push(Rejection::new(index, refused.to_string()));
             }
         }
-        windows.commit(host);
-        RuleOutput::from_rows([]).with_rejected(rejected)
+        // Windows kept for lateness that late gifts changed: their rows
+        // get what the gifts added (the column adds).
+        let mut rows = Rows::new(OUTPUT, 2);
+        for update in windows.commit(host) {
+            rows.push_row([Value::Timestamp(update.end), Value::Int(update.added.0)]);
+        }
+        RuleOutput::from_rows([rows]).with_rejected(rejected)
     }
 
     fn on_timers(&self, timers: Vec<FiredTimer>, _: i64, host: &mut impl Host) -> Vec<OutputRows> {
@@ -158,5 +168,33 @@ mod tests {
         );
         assert_eq!(driver.host.state_len(), 0);
         assert!(GiftWindows::init(&Params::from_pairs([("slide", "7h")])).is_err());
+    }
+
+    #[test]
+    fn a_late_gift_within_the_lateness_adds_to_its_fired_windows_row() {
+        let params = Params::from_pairs([("size", "10m"), ("slide", "5m"), ("lateness", "10m")]);
+        let mut driver = Driver::new(GiftWindows::init(&params).unwrap(), 0);
+        driver.batch(vec![gift(Some(3 * MIN), 1)]);
+        let out = driver.batch(vec![gift(Some(16 * MIN), 2)]);
+        // [0m, 10m) and [-5m, 5m) fired with the first gift.
+        assert_eq!(windows(&out), BTreeMap::from([(5 * MIN, 1), (10 * MIN, 1)]));
+        // [0m, 10m) is kept until 20m - 1: a gift at 4m adds to it and to
+        // [-5m, 5m), kept until 15m - 1, which the watermark passed.
+        let out = driver.batch(vec![gift(Some(4 * MIN), 4)]);
+        assert_eq!(windows(&out), BTreeMap::from([(10 * MIN, 4)]));
+        assert!(out.rejected.is_empty());
+        // Past 10m + 10m - 1 the gift at 4m is refused.
+        driver.batch(vec![gift(Some(30 * MIN), 8)]);
+        let out = driver.batch(vec![gift(Some(4 * MIN), 16)]);
+        assert!(windows(&out).is_empty());
+        assert!(
+            out.rejected[0]
+                .reason
+                .ends_with("and its allowed lateness of 600000 ms has passed"),
+            "{}",
+            out.rejected[0].reason
+        );
+        driver.advance_to(i64::MAX - 1);
+        assert_eq!(driver.host.state_len(), 0);
     }
 }

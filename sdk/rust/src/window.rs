@@ -18,6 +18,12 @@
 //! - [`Sessions`] of activity separated by at least `gap`: an event opens
 //!   `[time, time + gap)`, and windows that overlap or touch merge.
 //!
+//! Hopping windows can also be kept for a while after they fire
+//! ([`Hopping::with_lateness`], Flink's `allowedLateness`): an event late
+//! for a fired window within that time still counts, and the batch's
+//! `commit` returns the window's [`Update`], its value now and what the
+//! late events added, so a result can be corrected after it was shown.
+//!
 //! Each window set works on a [`Host`] in a batch: [`Hopping::batch`] or
 //! [`Sessions::batch`] takes the batch's events and `commit` writes the
 //! state and timers once per touched pane or key. The state and timer
@@ -105,6 +111,9 @@ pub struct Late {
     pub watermark: i64,
     /// The last window it belonged to, `[start, end)`, which has fired.
     pub window: (i64, i64),
+    /// How long, in ms of event time, that window was kept after it fired
+    /// ([`Hopping::with_lateness`]); 0 for most windows.
+    pub lateness: i64,
 }
 
 impl Late {
@@ -126,7 +135,15 @@ impl fmt::Display for Late {
             self.watermark,
             self.window.0,
             self.window.1
-        )
+        )?;
+        if self.lateness > 0 {
+            write!(
+                f,
+                " and its allowed lateness of {} ms has passed",
+                self.lateness
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +166,26 @@ impl fmt::Display for Refused {
             }
         }
     }
+}
+
+/// A window that late events changed after the watermark passed its end,
+/// within its allowed lateness ([`Hopping::with_lateness`]). A window that
+/// had no event then never fired: its first update is its first result
+/// (`value` and `added` are then the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update<A> {
+    /// The key the events were added under.
+    pub key: String,
+    /// The window's start (inclusive).
+    pub start: i64,
+    /// The window's end (exclusive).
+    pub end: i64,
+    /// Its merged value now, the late events included: what a `replace`
+    /// column writes.
+    pub value: A,
+    /// What the batch's late events added to it: what an `add` column
+    /// writes.
+    pub added: A,
 }
 
 /// The reason windowed rules give for an event without a time.
@@ -206,6 +243,7 @@ pub struct Hopping<A> {
     size: i64,
     slide: i64,
     pane: i64,
+    lateness: i64,
     acc: PhantomData<fn() -> A>,
 }
 
@@ -224,8 +262,29 @@ impl<A: Accumulator> Hopping<A> {
             size,
             slide,
             pane: gcd(size, slide),
+            lateness: 0,
             acc: PhantomData,
         })
+    }
+
+    /// Keeps each window `lateness` ms of event time after it fires, as
+    /// Flink's `allowedLateness`: until the watermark passes its end - 1 +
+    /// `lateness`, an event late for it still counts in it, and the batch's
+    /// [`HoppingBatch::commit`] returns the window's [`Update`]. Its panes
+    /// are then state that expires with the watermark.
+    pub fn with_lateness(mut self, lateness: i64) -> Result<Self, String> {
+        if lateness < 0 {
+            return Err(format!(
+                "allowed lateness of {lateness} ms: it must not be negative"
+            ));
+        }
+        self.lateness = lateness;
+        Ok(self)
+    }
+
+    /// How long a window is kept after it fires, in ms.
+    pub fn lateness(&self) -> i64 {
+        self.lateness
     }
 
     /// Tumbling windows `[k * size, (k + 1) * size)`.
@@ -273,6 +332,7 @@ impl<A: Accumulator> Hopping<A> {
             windows: self,
             watermark,
             panes: BTreeMap::new(),
+            updated: BTreeSet::new(),
         }
     }
 
@@ -282,6 +342,32 @@ impl<A: Accumulator> Hopping<A> {
 
     fn pane_key(&self, key: &str, pane: i64) -> String {
         format!("{}/{pane}/{key}", self.name)
+    }
+
+    /// The merged panes of `key`'s window `[start, end)`.
+    fn merged(&self, host: &impl Host, key: &str, start: i64, end: i64) -> A {
+        let mut value = A::default();
+        let mut pane = start.div_euclid(self.pane) * self.pane;
+        while pane < end {
+            if let Some(acc) = load::<A>(host, &self.pane_key(key, pane)) {
+                value.merge(&acc);
+            }
+            pane += self.pane;
+        }
+        value
+    }
+
+    /// Writes a pane; with lateness, it expires once the last window
+    /// holding it can take no more late events.
+    fn store_pane(&self, host: &mut impl Host, key: &str, pane: i64, value: &A) {
+        let state_key = self.pane_key(key, pane);
+        if self.lateness == 0 {
+            host.set(&state_key, &value.encode());
+            return;
+        }
+        let last_end = (pane.div_euclid(self.slide) * self.slide).saturating_add(self.size);
+        let expires = (last_end - 1).saturating_add(self.lateness);
+        host.set_expiring(&state_key, &value.encode(), expires);
     }
 
     /// The window of a fired timer, if the timer is one of this set's:
@@ -294,17 +380,11 @@ impl<A: Accumulator> Hopping<A> {
             .strip_prefix('/')?;
         let end = timer.time.checked_add(1)?;
         let start = end.checked_sub(self.size)?;
-        let mut value = A::default();
-        let mut pane = start.div_euclid(self.pane) * self.pane;
-        while pane < end {
-            if let Some(acc) = load::<A>(host, &self.pane_key(key, pane)) {
-                value.merge(&acc);
-            }
-            pane += self.pane;
-        }
+        let value = self.merged(host, key, start, end);
         // Panes in the first slide of this window are in no later one.
+        // Kept for lateness, they expire instead.
         let mut pane = start.div_euclid(self.pane) * self.pane;
-        while pane < start.saturating_add(self.slide) {
+        while self.lateness == 0 && pane < start.saturating_add(self.slide) {
             host.delete(&self.pane_key(key, pane));
             pane += self.pane;
         }
@@ -323,21 +403,34 @@ pub struct HoppingBatch<'a, A: Accumulator> {
     windows: &'a Hopping<A>,
     watermark: Option<i64>,
     panes: BTreeMap<(String, i64), A>,
+    /// Fired windows, kept for lateness, that late events changed: (key,
+    /// end).
+    updated: BTreeSet<(String, i64)>,
 }
 
 impl<A: Accumulator> HoppingBatch<'_, A> {
     /// Adds an event at `time` under `key`; refuses it when every window
-    /// holding it has fired.
+    /// holding it has fired (and passed its lateness).
     pub fn add(&mut self, key: &str, time: i64, input: A::Input) -> Result<(), Refused> {
         let Some((start, end)) = self.windows.windows_of(time).next() else {
             return Err(Refused::OutOfRange(time));
         };
-        if let Some(watermark) = self.watermark.filter(|&w| end - 1 <= w) {
+        let lateness = self.windows.lateness;
+        let kept_until = |end: i64| (end - 1).saturating_add(lateness);
+        if let Some(watermark) = self.watermark.filter(|&w| kept_until(end) <= w) {
             return Err(Refused::Late(Late {
                 time,
                 watermark,
                 window: (start, end),
+                lateness,
             }));
+        }
+        if let Some(w) = self.watermark.filter(|_| lateness > 0) {
+            for (_, end) in self.windows.windows_of(time) {
+                if end - 1 <= w && kept_until(end) > w {
+                    self.updated.insert((key.to_owned(), end));
+                }
+            }
         }
         let pane = time.div_euclid(self.windows.pane) * self.windows.pane;
         self.panes
@@ -348,20 +441,22 @@ impl<A: Accumulator> HoppingBatch<'_, A> {
     }
 
     /// Writes the batch: one update per touched pane, and for a new pane
-    /// the timers of its windows still open.
-    pub fn commit(self, host: &mut impl Host) {
+    /// the timers of its windows still open. Returns the fired windows
+    /// that late events changed (only with [`Hopping::with_lateness`]),
+    /// in key then end order.
+    pub fn commit(self, host: &mut impl Host) -> Vec<Update<A>> {
         let windows = self.windows;
-        for ((key, pane), acc) in self.panes {
-            let state_key = windows.pane_key(&key, pane);
+        for ((key, pane), acc) in &self.panes {
+            let state_key = windows.pane_key(key, *pane);
             match load::<A>(host, &state_key) {
                 Some(mut stored) => {
-                    stored.merge(&acc);
-                    host.set(&state_key, &stored.encode());
+                    stored.merge(acc);
+                    windows.store_pane(host, key, *pane, &stored);
                 }
                 None => {
-                    host.set(&state_key, &acc.encode());
-                    let timer_key = windows.timer_key(&key);
-                    for (_, end) in windows.windows_of(pane) {
+                    windows.store_pane(host, key, *pane, acc);
+                    let timer_key = windows.timer_key(key);
+                    for (_, end) in windows.windows_of(*pane) {
                         if self.watermark.is_none_or(|w| end - 1 > w) {
                             host.set_timer(&timer_key, end - 1);
                         }
@@ -369,6 +464,27 @@ impl<A: Accumulator> HoppingBatch<'_, A> {
                 }
             }
         }
+        self.updated
+            .into_iter()
+            .map(|(key, end)| {
+                let start = end - windows.size;
+                let value = windows.merged(host, &key, start, end);
+                // Every event of the batch in a pane of a fired window was
+                // late for it.
+                let mut added = A::default();
+                let panes = (key.clone(), start)..(key.clone(), end);
+                for (_, acc) in self.panes.range(panes) {
+                    added.merge(acc);
+                }
+                Update {
+                    key,
+                    start,
+                    end,
+                    value,
+                    added,
+                }
+            })
+            .collect()
     }
 }
 
@@ -524,6 +640,7 @@ impl<A: Accumulator> SessionBatch<'_, A> {
                 time,
                 watermark,
                 window: (merged.start, merged.end),
+                lateness: 0,
             }));
         }
         for &i in overlapping.iter().rev() {

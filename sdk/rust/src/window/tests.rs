@@ -403,6 +403,80 @@ fn a_late_session_event_is_refused_unless_it_joins_an_open_session() {
     );
 }
 
+/// Flink's `allowedLateness`, by brute force: an event counts in each of
+/// its windows that had not passed end - 1 + lateness when its batch
+/// came; a window's result as first fired (if it fired) plus what its updates added is
+/// every event it counted, and each update's value is that sum so far.
+#[test]
+fn hopping_windows_kept_for_lateness_count_late_events_and_report_each_change() {
+    for (size, slide, lateness, seed) in [(60, 20, 50, 1), (100, 100, 30, 2), (90, 30, 60, 3)] {
+        let windows = Hopping::<Sum>::new("w", size, slide)
+            .unwrap()
+            .with_lateness(lateness)
+            .unwrap();
+        let mut host = MemoryHost::new();
+        let mut watermark: Option<i64> = None;
+        let (mut counted, mut shown) = (Sums::new(), Sums::new());
+        let (mut refused, mut updates) = (0, 0);
+        // As the host does: the timers the watermark reached, then expiry.
+        let advance = |host: &mut MemoryHost, to: i64, shown: &mut Sums| {
+            for timer in host.take_due(to) {
+                let f = windows.fire(host, &timer).expect("a window timer");
+                let again = shown.insert((f.key, f.end), f.value.0);
+                assert!(again.is_none(), "window fired twice");
+            }
+            host.expire(to);
+        };
+        for batch in traffic(seed, 3_000, 7, 200, 3) {
+            let mut b = windows.batch(watermark);
+            for (key, time, amount) in &batch {
+                let kept = |end: i64| watermark.is_none_or(|w| end - 1 + lateness > w);
+                let ends: Vec<i64> = windows.windows_of(*time).map(|(_, end)| end).collect();
+                match b.add(key, *time, *amount) {
+                    Ok(()) => {
+                        for end in ends.into_iter().filter(|&end| kept(end)) {
+                            *counted.entry((key.clone(), end)).or_default() += amount;
+                        }
+                    }
+                    Err(e) => {
+                        assert!(!ends.into_iter().any(kept), "{e}");
+                        assert!(e.to_string().contains("allowed lateness"), "{e}");
+                        refused += 1;
+                    }
+                }
+            }
+            for update in b.commit(&mut host) {
+                updates += 1;
+                let window = (update.key, update.end);
+                // A window that had no event when the watermark passed
+                // its end is first shown by its update.
+                let total = shown.entry(window).or_default();
+                *total += update.added.0;
+                assert_eq!(update.value.0, *total);
+                assert_eq!(update.end - update.start, size);
+            }
+            let next = batch.iter().map(|e| e.1).max().expect("events") - 1;
+            if watermark.is_none_or(|w| next > w) {
+                watermark = Some(next);
+                advance(&mut host, next, &mut shown);
+            }
+        }
+        advance(&mut host, i64::MAX / 2, &mut shown);
+        assert_eq!(shown, counted, "size {size}, slide {slide}");
+        assert!(
+            refused > 0 && updates > 0,
+            "{refused} refused, {updates} updates"
+        );
+        assert_eq!(host.state_len(), 0, "every pane expired");
+    }
+}
+
+#[test]
+fn a_negative_lateness_is_refused() {
+    let windows = Hopping::<Sum>::tumbling("t", 10).unwrap();
+    assert!(windows.with_lateness(-1).is_err());
+}
+
 #[test]
 fn unreadable_state_counts_as_empty() {
     let windows = Hopping::<Sum>::tumbling("t", 10).unwrap();
