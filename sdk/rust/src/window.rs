@@ -371,8 +371,8 @@ impl<A: Accumulator> Hopping<A> {
     }
 
     /// The window of a fired timer, if the timer is one of this set's:
-    /// merges its panes, deletes the panes no later window contains, and
-    /// returns the result.
+    /// merges its panes, deletes the panes no later window contains (with
+    /// lateness: has them expire), and returns the result.
     pub fn fire(&self, host: &mut impl Host, timer: &FiredTimer) -> Option<Fired<A>> {
         let key = timer
             .key
@@ -382,10 +382,16 @@ impl<A: Accumulator> Hopping<A> {
         let start = end.checked_sub(self.size)?;
         let value = self.merged(host, key, start, end);
         // Panes in the first slide of this window are in no later one.
-        // Kept for lateness, they expire instead.
+        // Kept for lateness, they expire with it instead: set again here,
+        // as panes written before the lateness was set do not expire.
         let mut pane = start.div_euclid(self.pane) * self.pane;
-        while self.lateness == 0 && pane < start.saturating_add(self.slide) {
-            host.delete(&self.pane_key(key, pane));
+        while pane < start.saturating_add(self.slide) {
+            let state_key = self.pane_key(key, pane);
+            if self.lateness == 0 {
+                host.delete(&state_key);
+            } else if let Some(bytes) = host.get(&state_key) {
+                host.set_expiring(&state_key, &bytes, timer.time.saturating_add(self.lateness));
+            }
             pane += self.pane;
         }
         Some(Fired {

@@ -471,6 +471,35 @@ fn hopping_windows_kept_for_lateness_count_late_events_and_report_each_change() 
     }
 }
 
+/// A rule that starts keeping its windows for lateness (a parameter
+/// changed) still has the panes it wrote before go.
+#[test]
+fn panes_written_before_the_lateness_was_set_expire_too() {
+    let before = Hopping::<Sum>::new("w", 20, 10).unwrap();
+    let after = Hopping::<Sum>::new("w", 20, 10)
+        .unwrap()
+        .with_lateness(15)
+        .unwrap();
+    let mut host = MemoryHost::new();
+    let mut b = before.batch(None);
+    b.add("k", 3, 1).unwrap();
+    b.add("k", 12, 2).unwrap();
+    b.commit(&mut host);
+    assert_eq!(host.state_len(), 2);
+    let mut fired = Vec::new();
+    for timer in host.take_due(40) {
+        fired.extend(after.fire(&mut host, &timer).map(|f| (f.end, f.value.0)));
+    }
+    assert_eq!(fired, [(10, 1), (20, 3), (30, 2)]);
+    // The last window holding each pane, plus 15.
+    host.expire(33);
+    assert_eq!(host.state_len(), 2);
+    host.expire(34);
+    assert_eq!(host.state_len(), 1);
+    host.expire(44);
+    assert_eq!(host.state_len(), 0);
+}
+
 #[test]
 fn a_negative_lateness_is_refused() {
     let windows = Hopping::<Sum>::tumbling("t", 10).unwrap();
