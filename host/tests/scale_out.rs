@@ -316,11 +316,20 @@ fn scale_out(brokers: &str, internal: &str, alive: &dyn Fn() -> bool) {
     let members_now = || count(&url, &Server::Mysql.sum("members", "grade_members"));
 
     // The collectors go on producing while the processes run, so the
-    // kill below finds records forwarded but not yet checkpointed.
+    // kill below finds records forwarded but not yet checkpointed. The
+    // last third of the visits and the gifts come only after the kill: on
+    // a loaded machine the group can take longer to settle than the
+    // members take to count what was produced, and a member must die with
+    // work left.
+    let (after_kill, kill_done) = std::sync::mpsc::channel::<()>();
     let collectors = {
         let (brokers, visits) = (brokers.clone(), visits.lines.clone());
         std::thread::spawn(move || {
-            produce_round_robin(&brokers, VISITS, 4, &visits, 12);
+            let (before, after) = visits.split_at(visits.len() * 2 / 3);
+            produce_round_robin(&brokers, VISITS, 4, before, 8);
+            // Also goes on if the test failed before the kill.
+            let _ = kill_done.recv();
+            produce_round_robin(&brokers, VISITS, 4, after, 4);
             produce_round_robin(&brokers, GIFTS, GIFT_PARTITIONS, &gift_lines, 4);
         })
     };
@@ -367,10 +376,7 @@ fn scale_out(brokers: &str, internal: &str, alive: &dyn Fn() -> bool) {
     let mut killed = members.remove(victim);
     killed.kill().unwrap();
     killed.wait().unwrap();
-    assert!(
-        members_now() < member_total,
-        "a member was killed with visits left to count"
-    );
+    let _ = after_kill.send(());
     // A fourth member joins later; the victim's partitions go to the
     // others once its session expires, and resume from its checkpoints.
     members.push(spawn_run(&config, &[], &logs[3]));
