@@ -3,6 +3,13 @@
 //! offset, which SQLite, MySQL's `DATETIME(3)` and PostgreSQL's
 //! `TIMESTAMP(3)` all accept.
 
+/// The machine's clock, in milliseconds since the epoch (0 before it).
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Parses `+08:00`, `-05:30`, `Z` or `UTC` into seconds east of UTC.
 pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
     if text.eq_ignore_ascii_case("z") || text.eq_ignore_ascii_case("utc") {

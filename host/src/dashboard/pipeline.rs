@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -301,11 +301,7 @@ impl PipelineView {
     }
 
     fn local_time(&self) -> String {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_millis() as i64;
-        let text = self.format_time(ms);
+        let text = self.format_time(crate::time::now_millis());
         text.get(11..).unwrap_or(&text).to_owned()
     }
 }
@@ -326,6 +322,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn live_lanes_with_rates_and_state() {

@@ -961,9 +961,7 @@ impl LanePlugins {
 /// ahead of the clock, and drops its events: they would move the watermark
 /// past every event to come.
 fn refuse_ahead(events: &mut Vec<Event>, limit: i64, parser: &str, result: &mut BatchResult) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = crate::time::now_millis();
     let cutoff = now.saturating_add(limit);
     let mut ahead: Vec<(u32, i64)> = events
         .iter()
@@ -1131,10 +1129,7 @@ mod tests {
 
     #[test]
     fn a_record_with_any_event_too_far_ahead_is_refused_whole_and_once() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now = crate::time::now_millis();
         let hour = 3_600_000;
         let mut events = vec![
             event(0, Some(now)),

@@ -357,17 +357,21 @@ impl<A: Accumulator> Hopping<A> {
         value
     }
 
-    /// Writes a pane; with lateness, it expires once the last window
-    /// holding it can take no more late events.
-    fn store_pane(&self, host: &mut impl Host, key: &str, pane: i64, value: &A) {
-        let state_key = self.pane_key(key, pane);
-        if self.lateness == 0 {
-            host.set(&state_key, &value.encode());
-            return;
-        }
+    /// With lateness, when pane `pane` expires: once the last window
+    /// holding it (the one starting in the same slide) can take no more
+    /// late events.
+    fn pane_expires(&self, pane: i64) -> i64 {
         let last_end = (pane.div_euclid(self.slide) * self.slide).saturating_add(self.size);
-        let expires = (last_end - 1).saturating_add(self.lateness);
-        host.set_expiring(&state_key, &value.encode(), expires);
+        (last_end - 1).saturating_add(self.lateness)
+    }
+
+    /// Writes pane `pane` under `state_key`; with lateness, as expiring.
+    fn store_pane(&self, host: &mut impl Host, state_key: &str, pane: i64, value: &A) {
+        if self.lateness == 0 {
+            host.set(state_key, &value.encode());
+        } else {
+            host.set_expiring(state_key, &value.encode(), self.pane_expires(pane));
+        }
     }
 
     /// The window of a fired timer, if the timer is one of this set's:
@@ -390,7 +394,7 @@ impl<A: Accumulator> Hopping<A> {
             if self.lateness == 0 {
                 host.delete(&state_key);
             } else if let Some(bytes) = host.get(&state_key) {
-                host.set_expiring(&state_key, &bytes, timer.time.saturating_add(self.lateness));
+                host.set_expiring(&state_key, &bytes, self.pane_expires(pane));
             }
             pane += self.pane;
         }
@@ -457,10 +461,10 @@ impl<A: Accumulator> HoppingBatch<'_, A> {
             match load::<A>(host, &state_key) {
                 Some(mut stored) => {
                     stored.merge(acc);
-                    windows.store_pane(host, key, *pane, &stored);
+                    windows.store_pane(host, &state_key, *pane, &stored);
                 }
                 None => {
-                    windows.store_pane(host, key, *pane, acc);
+                    windows.store_pane(host, &state_key, *pane, acc);
                     let timer_key = windows.timer_key(key);
                     for (_, end) in windows.windows_of(*pane) {
                         if self.watermark.is_none_or(|w| end - 1 > w) {
