@@ -10,6 +10,12 @@ pub fn now_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The timestamps every sink stores, in ms since the epoch: from
+/// 0001-01-02 to 9999-12-30 UTC. PostgreSQL has no year 0 and MySQL's
+/// `DATETIME` no year past 9999; the day at each end leaves room for the
+/// sink's UTC offset (at most 14 hours).
+pub const STORABLE_MILLIS: std::ops::Range<i64> = -62_135_510_400_000..253_402_214_400_000;
+
 /// Parses `+08:00`, `-05:30`, `Z` or `UTC` into seconds east of UTC.
 pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
     if text.eq_ignore_ascii_case("z") || text.eq_ignore_ascii_case("utc") {
@@ -78,6 +84,15 @@ mod tests {
         );
         assert_eq!(format_millis(951_782_400_000, 0), "2000-02-29 00:00:00.000");
         assert_eq!(format_millis(-1, 0), "1969-12-31 23:59:59.999");
+    }
+
+    #[test]
+    fn storable_timestamps_stay_in_years_0001_to_9999_at_any_offset() {
+        let (first, last) = (STORABLE_MILLIS.start, STORABLE_MILLIS.end - 1);
+        assert_eq!(format_millis(first, 0), "0001-01-02 00:00:00.000");
+        assert_eq!(format_millis(last, 0), "9999-12-30 23:59:59.999");
+        assert_eq!(format_millis(first, -14 * 3600), "0001-01-01 10:00:00.000");
+        assert_eq!(format_millis(last, 14 * 3600), "9999-12-31 13:59:59.999");
     }
 
     #[test]

@@ -7,7 +7,10 @@ mod support;
 
 use std::sync::Mutex;
 
-use support::sql::{Server, count, file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing};
+use support::sql::{
+    Server, a_timestamp_no_sink_stores_is_a_dead_letter, count, file_pipeline_merges_exactly,
+    kill_9_loses_and_repeats_nothing,
+};
 use support::*;
 
 /// The kill test shares the broker: tests here run one at a time.
@@ -49,6 +52,13 @@ fn file_pipeline_merges_into_postgres() {
         ),
         total
     );
+}
+
+#[test]
+fn a_timestamp_outside_the_years_every_sink_stores_is_a_dead_letter_in_postgres() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    a_timestamp_no_sink_stores_is_a_dead_letter(Server::Postgres, dir.path());
 }
 
 #[test]

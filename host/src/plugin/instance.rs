@@ -1105,6 +1105,19 @@ fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
                 if column.nullable { "" } else { " NOT NULL" }
             );
         }
+        // Outside the range, the database would refuse the checkpoint, and
+        // every retry of it: the row is refused here instead.
+        if let Value::Timestamp(ms) = cell
+            && !crate::time::STORABLE_MILLIS.contains(ms)
+        {
+            bail!(
+                "output `{}` row {} column `{}`: timestamp {ms} ms is outside the years 0001 to 9999 \
+                 that every sink stores",
+                table.output,
+                i / width,
+                column.name,
+            );
+        }
     }
     Ok(())
 }

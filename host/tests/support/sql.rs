@@ -186,6 +186,41 @@ pub fn file_pipeline_merges_exactly(
     (url, config, gifts)
 }
 
+/// A visit that leaves in year 0, which PostgreSQL has not, is refused by
+/// `viewer-log` alone: before the check, its row made every checkpoint of
+/// the batch fail and the run stopped. Every other visit is written.
+pub fn a_timestamp_no_sink_stores_is_a_dead_letter(server: Server, dir: &Path) {
+    let url = server.fresh_database("stamp");
+    let visits = generate(Topic::LiveStreamingLog, 3_000, 53, 0.0);
+    let mut lines = visits.lines.clone();
+    let mut bad: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    bad["user_id"] = 999_999_999.into();
+    bad["leave_time"] = "0000-06-01 00:00:00".into();
+    lines.insert(1_500, bad.to_string());
+    let path = dir.join("v.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let config = embedded_config(dir, &[(&path, "live_streaming_log")]);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sqlite://out.db", &url);
+    std::fs::write(&config, text).unwrap();
+    run_until_idle(&config);
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM live_streaming_log"),
+        visits.distinct_visits().len() as i64
+    );
+    // `online-viewers` refuses it too, for leaving before it arrived.
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"), 2);
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) FROM apiary_dead_letter WHERE plugin = 'viewer-log' \
+             AND reason LIKE '%`leave_time`: timestamp % is outside the years 0001 to 9999%'"
+        ),
+        1
+    );
+}
+
 /// Kafka into a fresh database of `server`, one process restarted in
 /// place after each of five kill -9 at pseudo-random points, then run to
 /// the end: every total exact, every malformed record refused once.
