@@ -13,8 +13,8 @@ use support::kafka::{broker, create_topic, produce};
 use support::process::{interrupt_and_wait, spawn_run, stop_and_wait, wait_until};
 use support::sql::{Server, count, pairs};
 use support::sql::{
-    a_table_of_another_shape_is_named, a_timestamp_no_sink_stores_is_a_dead_letter,
-    file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing,
+    a_table_of_another_shape_is_named, file_pipeline_merges_exactly,
+    kill_9_loses_and_repeats_nothing, values_no_sink_stores_are_dead_letters,
 };
 use support::*;
 
@@ -64,10 +64,10 @@ fn file_pipeline_merges_into_mysql() {
 }
 
 #[test]
-fn a_timestamp_outside_the_years_every_sink_stores_is_a_dead_letter_in_mysql() {
+fn values_no_sink_stores_are_dead_letters_in_mysql() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    a_timestamp_no_sink_stores_is_a_dead_letter(Server::Mysql, dir.path());
+    values_no_sink_stores_are_dead_letters(Server::Mysql, dir.path());
 }
 
 #[test]

@@ -8,8 +8,8 @@ mod support;
 use std::sync::Mutex;
 
 use support::sql::{
-    Server, a_timestamp_no_sink_stores_is_a_dead_letter, count, file_pipeline_merges_exactly,
-    kill_9_loses_and_repeats_nothing,
+    Server, count, file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing,
+    values_no_sink_stores_are_dead_letters,
 };
 use support::*;
 
@@ -55,10 +55,10 @@ fn file_pipeline_merges_into_postgres() {
 }
 
 #[test]
-fn a_timestamp_outside_the_years_every_sink_stores_is_a_dead_letter_in_postgres() {
+fn values_no_sink_stores_are_dead_letters_in_postgres() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    a_timestamp_no_sink_stores_is_a_dead_letter(Server::Postgres, dir.path());
+    values_no_sink_stores_are_dead_letters(Server::Postgres, dir.path());
 }
 
 #[test]

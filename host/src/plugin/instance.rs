@@ -26,6 +26,8 @@ const TIMERS_PER_CALL: usize = 4096;
 /// `on-timers` calls after one batch at most: a rule that keeps setting
 /// timers at or below the watermark fails instead of looping forever.
 const TIMER_ROUNDS: usize = 10_000;
+/// The longest text (in characters) or bytes a key column holds.
+const MAX_KEY_LEN: usize = 255;
 
 /// A parser instantiated for one lane.
 pub struct ParserInstance {
@@ -1105,14 +1107,9 @@ fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
                 if column.nullable { "" } else { " NOT NULL" }
             );
         }
-        // Outside the range, the database would refuse the checkpoint, and
-        // every retry of it: the row is refused here instead.
-        if let Value::Timestamp(ms) = cell
-            && !crate::time::STORABLE_MILLIS.contains(ms)
-        {
+        if let Some(problem) = unstorable(cell, column.key) {
             bail!(
-                "output `{}` row {} column `{}`: timestamp {ms} ms is outside the years 0001 to 9999 \
-                 that every sink stores",
+                "output `{}` row {} column `{}`: {problem}",
                 table.output,
                 i / width,
                 column.name,
@@ -1120,6 +1117,32 @@ fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why a sink would refuse `cell`, if one would. A database that refuses
+/// a row refuses the checkpoint, and every retry of it, so such a row is
+/// the rule's error instead: the same rows fit every sink.
+fn unstorable(cell: &Value, key: bool) -> Option<String> {
+    match cell {
+        Value::Timestamp(ms) if !crate::time::STORABLE_MILLIS.contains(ms) => Some(format!(
+            "timestamp {ms} ms is outside the years 0001 to 9999 that every sink stores"
+        )),
+        // PostgreSQL's text has no NUL.
+        Value::Text(text) if text.contains('\0') => {
+            Some("text with a NUL character, which PostgreSQL does not store".into())
+        }
+        // MySQL keys are VARCHAR(255) and VARBINARY(255).
+        Value::Text(text) if key && text.len() > MAX_KEY_LEN => {
+            let chars = text.chars().count();
+            (chars > MAX_KEY_LEN)
+                .then(|| format!("key text of {chars} characters; a key holds {MAX_KEY_LEN}"))
+        }
+        Value::Bytes(bytes) if key && bytes.len() > MAX_KEY_LEN => Some(format!(
+            "key of {} bytes; a key holds {MAX_KEY_LEN}",
+            bytes.len()
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -1137,6 +1160,39 @@ mod tests {
                 title: None,
                 time,
             }),
+        }
+    }
+
+    #[test]
+    fn cells_some_sink_would_refuse_are_named() {
+        let storable = [
+            (Value::Timestamp(0), true),
+            (Value::Text("北".repeat(255)), true),
+            (Value::Text("x".repeat(100_000)), false),
+            (Value::Bytes(vec![0; 255]), true),
+            (Value::Bytes(vec![0; 1000]), false),
+        ];
+        for (cell, key) in storable {
+            assert_eq!(unstorable(&cell, key), None);
+        }
+        let refused = [
+            (
+                Value::Timestamp(i64::MAX),
+                false,
+                "outside the years 0001 to 9999",
+            ),
+            (Value::Timestamp(-62_135_596_800_000), true, "outside"),
+            (Value::Text("a\0b".into()), false, "NUL character"),
+            (
+                Value::Text("北".repeat(256)),
+                true,
+                "key text of 256 characters",
+            ),
+            (Value::Bytes(vec![0; 256]), true, "key of 256 bytes"),
+        ];
+        for (cell, key, reason) in refused {
+            let problem = unstorable(&cell, key).unwrap();
+            assert!(problem.contains(reason), "{problem}");
         }
     }
 

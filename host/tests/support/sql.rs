@@ -186,17 +186,28 @@ pub fn file_pipeline_merges_exactly(
     (url, config, gifts)
 }
 
-/// A visit that leaves in year 0, which PostgreSQL has not, is refused by
-/// `viewer-log` alone: before the check, its row made every checkpoint of
-/// the batch fail and the run stopped. Every other visit is written.
-pub fn a_timestamp_no_sink_stores_is_a_dead_letter(server: Server, dir: &Path) {
-    let url = server.fresh_database("stamp");
+/// Visits whose rows some database would refuse: leaving in year 0 (which
+/// PostgreSQL has not), an IP longer than MySQL's 255-character keys, a
+/// province with a NUL (which PostgreSQL's text has not). Each is a dead
+/// letter of the rules whose rows hold it; before the checks, such a row
+/// made every checkpoint of its batch fail and the run stopped. Every
+/// other visit is written.
+pub fn values_no_sink_stores_are_dead_letters(server: Server, dir: &Path) {
+    let url = server.fresh_database("unstorable");
     let visits = generate(Topic::LiveStreamingLog, 3_000, 53, 0.0);
     let mut lines = visits.lines.clone();
-    let mut bad: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-    bad["user_id"] = 999_999_999.into();
-    bad["leave_time"] = "0000-06-01 00:00:00".into();
-    lines.insert(1_500, bad.to_string());
+    let bad = |user: i64, field: &str, value: String| {
+        let mut visit: serde_json::Value = serde_json::from_str(&visits.lines[0]).unwrap();
+        visit["user_id"] = user.into();
+        visit[field] = value.into();
+        visit.to_string()
+    };
+    lines.insert(2_500, bad(999_999_003, "province", "北\0京".into()));
+    lines.insert(1_500, bad(999_999_002, "ip", "1".repeat(300)));
+    lines.insert(
+        500,
+        bad(999_999_001, "leave_time", "0000-06-01 00:00:00".into()),
+    );
     let path = dir.join("v.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let config = embedded_config(dir, &[(&path, "live_streaming_log")]);
@@ -209,16 +220,24 @@ pub fn a_timestamp_no_sink_stores_is_a_dead_letter(server: Server, dir: &Path) {
         count(&url, "SELECT COUNT(*) FROM live_streaming_log"),
         visits.distinct_visits().len() as i64
     );
-    // `online-viewers` refuses it too, for leaving before it arrived.
-    assert_eq!(count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"), 2);
+    let refused = |plugin: &str, reason: &str| {
+        let sql = format!(
+            "SELECT COUNT(*) FROM apiary_dead_letter WHERE plugin = '{plugin}' \
+             AND reason LIKE '%{reason}%'"
+        );
+        count(&url, &sql)
+    };
+    let year_0 = "`leave_time`: timestamp % is outside the years 0001 to 9999";
+    assert_eq!(refused("viewer-log", year_0), 1);
+    assert_eq!(refused("viewer-log", "`ip`: key text of 300 characters"), 1);
+    assert_eq!(refused("viewer-log", "`province`: text with a NUL"), 1);
     assert_eq!(
-        count(
-            &url,
-            "SELECT COUNT(*) FROM apiary_dead_letter WHERE plugin = 'viewer-log' \
-             AND reason LIKE '%`leave_time`: timestamp % is outside the years 0001 to 9999%'"
-        ),
+        refused("province-grade-members", "`province`: text with a NUL"),
         1
     );
+    // And `online-viewers` refuses the visit that leaves before it arrived.
+    assert_eq!(refused("online-viewers", "leaves"), 1);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"), 5);
 }
 
 /// Kafka into a fresh database of `server`, one process restarted in
