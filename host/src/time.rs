@@ -13,7 +13,7 @@ pub fn now_millis() -> i64 {
 /// The timestamps every sink stores, in ms since the epoch: from
 /// 0001-01-02 to 9999-12-30 UTC. PostgreSQL has no year 0 and MySQL's
 /// `DATETIME` no year past 9999; the day at each end leaves room for the
-/// sink's UTC offset (at most 14 hours).
+/// sink's UTC offset (under 15 hours either way).
 pub const STORABLE_MILLIS: std::ops::Range<i64> = -62_135_510_400_000..253_402_214_400_000;
 
 /// Parses `+08:00`, `-05:30`, `Z` or `UTC` into seconds east of UTC.

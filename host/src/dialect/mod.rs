@@ -66,6 +66,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The types of Apiary's own tables.
     fn own_types(&self) -> OwnTypes;
 
+    /// The most bytes a non-key text column holds, where that is less
+    /// than a row can carry (MySQL's `TEXT`: 64 KiB).
+    fn max_text_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// The statements a new connection runs first.
     fn session(&self, read_only: bool) -> &'static [&'static str] {
         let _ = read_only;

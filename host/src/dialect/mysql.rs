@@ -32,6 +32,10 @@ impl Dialect for Mysql {
         }
     }
 
+    fn max_text_bytes(&self) -> Option<usize> {
+        Some(65_535)
+    }
+
     fn own_types(&self) -> OwnTypes {
         OwnTypes {
             blob: "LONGBLOB",

@@ -296,6 +296,9 @@ pub struct LanePlugins {
     latest: Option<i64>,
     /// How far ahead of the clock an event time may be, ms (`None`: any).
     max_ahead: Option<i64>,
+    /// The most bytes the sink stores in a non-key text cell (`None`: no
+    /// limit below the others).
+    max_text_bytes: Option<usize>,
 }
 
 impl LanePlugins {
@@ -346,6 +349,7 @@ impl LanePlugins {
             sources_watermark: None,
             latest: None,
             max_ahead: None,
+            max_text_bytes: None,
         })
     }
 
@@ -382,6 +386,13 @@ impl LanePlugins {
     pub fn with_max_ahead(mut self, limit: std::time::Duration) -> Self {
         self.max_ahead =
             (!limit.is_zero()).then(|| i64::try_from(limit.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// Refuses rows with a non-key text cell longer than the sink stores
+    /// (see [`crate::dialect::Dialect::max_text_bytes`]).
+    pub fn with_max_text_bytes(mut self, limit: Option<usize>) -> Self {
+        self.max_text_bytes = limit;
         self
     }
 
@@ -664,7 +675,7 @@ impl LanePlugins {
                             rows.output
                         ))
                     })?;
-                    check_cells(table, &rows.cells)
+                    check_cells(table, &rows.cells, self.max_text_bytes)
                         .map_err(|e| fail(format!("rule `{name}`: {e}")))?;
                     result.rows.push((table.clone(), rows.cells));
                 }
@@ -770,7 +781,9 @@ impl LanePlugins {
             };
             match isolate {
                 None => {
-                    call_rule(&mut self.rules[index], input, &mut result).map_err(Stop::Failed)?
+                    let max_text = self.max_text_bytes;
+                    call_rule(&mut self.rules[index], input, &mut result, max_text)
+                        .map_err(Stop::Failed)?
                 }
                 Some(engine) => self.isolate_rule(engine, index, input, &mut result)?,
             }
@@ -808,7 +821,7 @@ impl LanePlugins {
         let name = rule.loaded.info.name.clone();
         let mark = rule.store.data().state.savepoint();
         let mut attempt = BatchResult::default();
-        let failure = match call_rule(rule, input, &mut attempt) {
+        let failure = match call_rule(rule, input, &mut attempt, self.max_text_bytes) {
             Ok(()) => {
                 self.strikes.remove(&name);
                 result.rows.extend(attempt.rows);
@@ -1024,6 +1037,7 @@ fn call_rule(
     rule: &mut RuleInstance,
     input: &EventBatch,
     result: &mut BatchResult,
+    max_text_bytes: Option<usize>,
 ) -> Result<(), BatchFailure> {
     let loaded = rule.loaded.clone();
     let name = &loaded.info.name;
@@ -1043,7 +1057,8 @@ fn call_rule(
                 out.output
             ))
         })?;
-        check_cells(table, &out.cells).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
+        check_cells(table, &out.cells, max_text_bytes)
+            .map_err(|e| fail(format!("rule `{name}`: {e}")))?;
         rows.push((table.clone(), out.cells));
     }
     let mut rejected = Vec::with_capacity(output.rejected.len());
@@ -1075,7 +1090,11 @@ fn kind_of(body: &crate::model::wit::types::EventBody) -> crate::model::wit::typ
 }
 
 /// Checks that `cells` are whole rows whose values fit their columns.
-fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
+fn check_cells(
+    table: &TableSchema,
+    cells: &[Value],
+    max_text_bytes: Option<usize>,
+) -> anyhow::Result<()> {
     use crate::model::wit::types::ColumnType as T;
     let width = table.columns.len();
     if !cells.len().is_multiple_of(width) {
@@ -1107,7 +1126,7 @@ fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
                 if column.nullable { "" } else { " NOT NULL" }
             );
         }
-        if let Some(problem) = unstorable(cell, column.key) {
+        if let Some(problem) = unstorable(cell, column.key, max_text_bytes) {
             bail!(
                 "output `{}` row {} column `{}`: {problem}",
                 table.output,
@@ -1121,8 +1140,9 @@ fn check_cells(table: &TableSchema, cells: &[Value]) -> anyhow::Result<()> {
 
 /// Why a sink would refuse `cell`, if one would. A database that refuses
 /// a row refuses the checkpoint, and every retry of it, so such a row is
-/// the rule's error instead: the same rows fit every sink.
-fn unstorable(cell: &Value, key: bool) -> Option<String> {
+/// the rule's error instead: the same rows fit every sink, but for text
+/// longer than this sink's `max_text_bytes`.
+fn unstorable(cell: &Value, key: bool, max_text_bytes: Option<usize>) -> Option<String> {
     match cell {
         Value::Timestamp(ms) if !crate::time::STORABLE_MILLIS.contains(ms) => Some(format!(
             "timestamp {ms} ms is outside the years 0001 to 9999 that every sink stores"
@@ -1140,6 +1160,11 @@ fn unstorable(cell: &Value, key: bool) -> Option<String> {
         Value::Bytes(bytes) if key && bytes.len() > MAX_KEY_LEN => Some(format!(
             "key of {} bytes; a key holds {MAX_KEY_LEN}",
             bytes.len()
+        )),
+        Value::Text(text) if max_text_bytes.is_some_and(|most| text.len() > most) => Some(format!(
+            "text of {} bytes; the sink's text column holds {}",
+            text.len(),
+            max_text_bytes.unwrap_or_default()
         )),
         _ => None,
     }
@@ -1173,7 +1198,7 @@ mod tests {
             (Value::Bytes(vec![0; 1000]), false),
         ];
         for (cell, key) in storable {
-            assert_eq!(unstorable(&cell, key), None);
+            assert_eq!(unstorable(&cell, key, None), None);
         }
         let refused = [
             (
@@ -1191,9 +1216,15 @@ mod tests {
             (Value::Bytes(vec![0; 256]), true, "key of 256 bytes"),
         ];
         for (cell, key, reason) in refused {
-            let problem = unstorable(&cell, key).unwrap();
+            let problem = unstorable(&cell, key, None).unwrap();
             assert!(problem.contains(reason), "{problem}");
         }
+        // Within a sink's text limit, and past it.
+        let text = Value::Text("x".repeat(65_535));
+        assert_eq!(unstorable(&text, false, Some(65_535)), None);
+        let longer = Value::Text("x".repeat(65_536));
+        let problem = unstorable(&longer, false, Some(65_535)).unwrap();
+        assert!(problem.contains("text of 65536 bytes"), "{problem}");
     }
 
     #[test]
