@@ -35,6 +35,11 @@ pub struct OwnTypes {
     pub id: &'static str,
 }
 
+/// The length of every key column: MySQL's `VARCHAR(255)` (characters)
+/// and `VARBINARY(255)` (bytes), the longest keys it indexes. Keys are
+/// held to it on every dialect, so rules and state behave alike on each.
+pub const KEY_LEN: usize = 255;
+
 /// One database's SQL.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The database's name, for messages.

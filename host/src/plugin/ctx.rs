@@ -39,7 +39,7 @@ pub struct PluginCtx {
 /// Longest state or timer key, in bytes: the host's tables store keys in
 /// `VARCHAR(255)` columns (MySQL), so a longer key traps at once instead
 /// of failing the lane's checkpoint.
-pub const MAX_KEY_BYTES: usize = 255;
+pub const MAX_KEY_BYTES: usize = crate::dialect::KEY_LEN;
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`].
 fn check_key(what: &str, key: &str) -> anyhow::Result<()> {

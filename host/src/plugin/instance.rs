@@ -26,8 +26,6 @@ const TIMERS_PER_CALL: usize = 4096;
 /// `on-timers` calls after one batch at most: a rule that keeps setting
 /// timers at or below the watermark fails instead of looping forever.
 const TIMER_ROUNDS: usize = 10_000;
-/// The longest text (in characters) or bytes a key column holds.
-const MAX_KEY_LEN: usize = 255;
 
 /// A parser instantiated for one lane.
 pub struct ParserInstance {
@@ -1143,6 +1141,7 @@ fn check_cells(
 /// the rule's error instead: the same rows fit every sink, but for text
 /// longer than this sink's `max_text_bytes`.
 fn unstorable(cell: &Value, key: bool, max_text_bytes: Option<usize>) -> Option<String> {
+    use crate::dialect::KEY_LEN;
     match cell {
         Value::Timestamp(ms) if !crate::time::STORABLE_MILLIS.contains(ms) => Some(format!(
             "timestamp {ms} ms is outside the years 0001 to 9999 that every sink stores"
@@ -1151,21 +1150,23 @@ fn unstorable(cell: &Value, key: bool, max_text_bytes: Option<usize>) -> Option<
         Value::Text(text) if text.contains('\0') => {
             Some("text with a NUL character, which PostgreSQL does not store".into())
         }
-        // MySQL keys are VARCHAR(255) and VARBINARY(255).
-        Value::Text(text) if key && text.len() > MAX_KEY_LEN => {
+        Value::Text(text) if key && text.len() > KEY_LEN => {
             let chars = text.chars().count();
-            (chars > MAX_KEY_LEN)
-                .then(|| format!("key text of {chars} characters; a key holds {MAX_KEY_LEN}"))
+            (chars > KEY_LEN)
+                .then(|| format!("key text of {chars} characters; a key holds {KEY_LEN}"))
         }
-        Value::Bytes(bytes) if key && bytes.len() > MAX_KEY_LEN => Some(format!(
-            "key of {} bytes; a key holds {MAX_KEY_LEN}",
+        Value::Bytes(bytes) if key && bytes.len() > KEY_LEN => Some(format!(
+            "key of {} bytes; a key holds {KEY_LEN}",
             bytes.len()
         )),
-        Value::Text(text) if max_text_bytes.is_some_and(|most| text.len() > most) => Some(format!(
-            "text of {} bytes; the sink's text column holds {}",
-            text.len(),
-            max_text_bytes.unwrap_or_default()
-        )),
+        Value::Text(text) => max_text_bytes
+            .filter(|&most| text.len() > most)
+            .map(|most| {
+                format!(
+                    "text of {} bytes; the sink's text column holds {most}",
+                    text.len()
+                )
+            }),
         _ => None,
     }
 }
