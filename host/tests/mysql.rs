@@ -14,7 +14,8 @@ use support::process::{interrupt_and_wait, spawn_run, stop_and_wait, wait_until}
 use support::sql::{Server, count, pairs};
 use support::sql::{
     a_table_of_another_shape_is_named, file_pipeline_merges_exactly,
-    kill_9_loses_and_repeats_nothing, values_no_sink_stores_are_dead_letters,
+    kill_9_loses_and_repeats_nothing, rows_beyond_one_packet_are_written,
+    values_no_sink_stores_are_dead_letters,
 };
 use support::*;
 
@@ -68,6 +69,13 @@ fn values_no_sink_stores_are_dead_letters_in_mysql() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     values_no_sink_stores_are_dead_letters(Server::Mysql, dir.path());
+}
+
+#[test]
+fn rows_beyond_one_packet_are_written_in_mysql() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    rows_beyond_one_packet_are_written(Server::Mysql, dir.path());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use support::sql::{
     Server, count, file_pipeline_merges_exactly, kill_9_loses_and_repeats_nothing,
-    values_no_sink_stores_are_dead_letters,
+    rows_beyond_one_packet_are_written, values_no_sink_stores_are_dead_letters,
 };
 use support::*;
 
@@ -59,6 +59,13 @@ fn values_no_sink_stores_are_dead_letters_in_postgres() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     values_no_sink_stores_are_dead_letters(Server::Postgres, dir.path());
+}
+
+#[test]
+fn rows_beyond_one_packet_are_written_in_postgres() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    rows_beyond_one_packet_are_written(Server::Postgres, dir.path());
 }
 
 #[test]

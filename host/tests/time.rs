@@ -609,6 +609,99 @@ fn an_idle_lane_closes_its_windows_by_processing_time_only_when_asked() {
     );
 }
 
+/// Two lanes of one topic (two files, as two partitions would be), one
+/// ahead of the other. Each adds its share of a window when its own
+/// watermark passes the window's end, so the newest rows lack the lagging
+/// lane's share; the windows ending at or before every lane's
+/// `apiary_offsets.closed_until` (in the sink's time zone, as `window_end`)
+/// are whole. Once the lagging lane catches up, so are the rest.
+#[test]
+fn windows_up_to_every_lanes_closed_until_are_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let gift = |time: i64, amount: i64| Gift { time, amount };
+    // Ahead: a gift a minute for 10 h. Behind: one every 2 min for 4 h 8 min.
+    let ahead: Vec<Gift> = (0..600)
+        .map(|i| gift(START + i * MINUTE, i % 7 + 1))
+        .collect();
+    let behind: Vec<Gift> = (0..125)
+        .map(|i| gift(START + 30_000 + i * 2 * MINUTE, i % 5 + 1))
+        .collect();
+    let (ahead_file, behind_file) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    append_lines(&ahead_file, &gift_lines(&ahead));
+    append_lines(&behind_file, &gift_lines(&behind));
+    let config = embedded_config(
+        dir.path(),
+        &[
+            (&ahead_file, "live_gift_total"),
+            (&behind_file, "live_gift_total"),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "time-zone = \"+08:00\"\n\
+             [plugins.params.gift-windows]\nsize = \"1h\"\nslide = \"1h\"\n";
+    std::fs::write(&config, text).unwrap();
+    let east = 8 * 3600;
+    // Whole hourly windows ending at or before `until`, as written.
+    let whole = |gifts: &[&[Gift]], until: i64| -> BTreeMap<String, i64> {
+        let mut totals = BTreeMap::new();
+        for g in gifts.iter().flat_map(|g| g.iter()) {
+            let end = g.time.div_euclid(HOUR) * HOUR + HOUR;
+            if end <= until {
+                *totals
+                    .entry(apiary::time::format_millis(end, east))
+                    .or_default() += g.amount;
+            }
+        }
+        totals
+    };
+    let whole_rows = || -> BTreeMap<String, i64> {
+        use sqlx::Row as _;
+        sqlite_rows(
+            &db,
+            "SELECT CAST(window_end AS TEXT), gift_total_amount FROM gifts_6h \
+             WHERE window_end <= (SELECT MIN(closed_until) FROM apiary_offsets)",
+            |r| (r.get::<String, _>(0), r.get::<i64, _>(1)),
+        )
+        .into_iter()
+        .collect()
+    };
+
+    run_until_idle(&config);
+    let behind_latest = behind.last().unwrap().time;
+    let until = sqlite_text(&db, "SELECT MIN(closed_until) FROM apiary_offsets");
+    assert_eq!(until, [apiary::time::format_millis(behind_latest, east)]);
+    assert_eq!(whole_rows(), whole(&[&ahead, &behind], behind_latest));
+    // The window the lagging lane is inside has the other lane's share only.
+    let open_end = behind_latest.div_euclid(HOUR) * HOUR + HOUR;
+    let open = apiary::time::format_millis(open_end, east);
+    let rows = sqlite_rows(
+        &db,
+        "SELECT CAST(window_end AS TEXT), gift_total_amount FROM gifts_6h",
+        |r| {
+            use sqlx::Row as _;
+            (r.get::<String, _>(0), r.get::<i64, _>(1))
+        },
+    );
+    let partial = rows.iter().find(|(end, _)| *end == open).map(|r| r.1);
+    assert_eq!(partial, whole(&[&ahead], open_end).get(&open).copied());
+    assert_ne!(
+        partial,
+        whole(&[&ahead, &behind], open_end).get(&open).copied()
+    );
+
+    // The lagging lane passes the other: every window the other closed is whole.
+    let last = gift(START + 11 * HOUR, 1);
+    append_lines(&behind_file, &gift_lines(std::slice::from_ref(&last)));
+    run_until_idle(&config);
+    let ahead_latest = ahead.last().unwrap().time;
+    let until = sqlite_text(&db, "SELECT MIN(closed_until) FROM apiary_offsets");
+    assert_eq!(until, [apiary::time::format_millis(ahead_latest, east)]);
+    let all: Vec<&[Gift]> = vec![&ahead, &behind, std::slice::from_ref(&last)];
+    assert_eq!(whole_rows(), whole(&all, ahead_latest));
+    assert!(whole_rows().len() >= 9, "{:?}", whole_rows());
+}
+
 /// A visit of `user` in `grade` at event time `time`.
 fn graded_visit(user: i64, grade: i64, time: i64) -> String {
     format!(

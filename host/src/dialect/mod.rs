@@ -33,12 +33,44 @@ pub struct OwnTypes {
     pub name: &'static str,
     /// The dead-letter table's generated key.
     pub id: &'static str,
+    /// Timestamps, as output columns have them.
+    pub time: &'static str,
 }
 
 /// The length of every key column: MySQL's `VARCHAR(255)` (characters)
 /// and `VARBINARY(255)` (bytes), the longest keys it indexes. Keys are
 /// held to it on every dialect, so rules and state behave alike on each.
 pub const KEY_LEN: usize = 255;
+
+/// What one row may hold on a sink, beyond what every sink stores alike:
+/// rows past these are the rule's error, as the database would refuse
+/// them on every retry of the checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowLimits {
+    /// The most bytes of a non-key text cell ([`Dialect::max_text_bytes`]).
+    pub text_bytes: Option<usize>,
+    /// The most bytes of one row ([`Dialect::statement_bytes_query`]),
+    /// as [`statement_bytes`] counts them.
+    pub row_bytes: Option<usize>,
+}
+
+/// Bytes a row takes in a statement's parameters: each value with its
+/// length and type (11 bytes, a bound on MySQL's binary protocol, the
+/// tightest of the databases').
+pub fn statement_bytes(cells: &[Value]) -> usize {
+    cells
+        .iter()
+        .map(|cell| {
+            11 + match cell {
+                Value::Text(text) => text.len(),
+                Value::Bytes(bytes) => bytes.len(),
+                // `yyyy-mm-dd hh:mm:ss.fff`
+                Value::Timestamp(_) => 23,
+                Value::Null | Value::Int(_) | Value::Float(_) | Value::Boolean(_) => 8,
+            }
+        })
+        .sum()
+}
 
 /// One database's SQL.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
@@ -74,6 +106,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// The most bytes a non-key text column holds, where that is less
     /// than a row can carry (MySQL's `TEXT`: 64 KiB).
     fn max_text_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// A query for the most bytes one statement's parameters may hold,
+    /// where the server has such a limit (MySQL's `max_allowed_packet`).
+    fn statement_bytes_query(&self) -> Option<&'static str> {
         None
     }
 

@@ -36,11 +36,16 @@ impl Dialect for Mysql {
         Some(65_535)
     }
 
+    fn statement_bytes_query(&self) -> Option<&'static str> {
+        Some("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+    }
+
     fn own_types(&self) -> OwnTypes {
         OwnTypes {
             blob: "LONGBLOB",
             name: "VARCHAR(191)",
             id: "BIGINT AUTO_INCREMENT PRIMARY KEY",
+            time: "DATETIME(3)",
         }
     }
 

@@ -56,6 +56,7 @@ impl Dialect for Postgres {
             blob: "BYTEA",
             name: "VARCHAR(191)",
             id: "BIGSERIAL PRIMARY KEY",
+            time: "TIMESTAMP(3)",
         }
     }
 

@@ -29,6 +29,7 @@ impl Dialect for Sqlite {
             blob: "BLOB",
             name: "TEXT",
             id: "INTEGER PRIMARY KEY AUTOINCREMENT",
+            time: "TEXT",
         }
     }
 

@@ -92,7 +92,7 @@ impl LaneFactory {
         .with_context(|| format!("lane {key}"))?
         .with_time(self.time.allowed_lateness, watermark)
         .with_max_ahead(self.time.max_ahead)
-        .with_max_text_bytes(self.store.dialect().max_text_bytes())
+        .with_row_limits(self.store.row_limits())
         .with_interrupt(self.interrupt.clone())
         .with_route(route);
         tracing::info!(lane = %key, topic, start = ?stored, ?watermark, "lane opens");

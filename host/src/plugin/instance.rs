@@ -10,6 +10,7 @@ use super::compat;
 use super::ctx::{PluginCtx, PluginState};
 use super::engine::Engine;
 use super::registry::{LoadedParser, LoadedRule, ParserPre, PluginSet, RulePre};
+use crate::dialect::RowLimits;
 use crate::lookup::Lookups;
 use crate::model::lane::sub_batch;
 use crate::model::route::partition_of;
@@ -294,9 +295,8 @@ pub struct LanePlugins {
     latest: Option<i64>,
     /// How far ahead of the clock an event time may be, ms (`None`: any).
     max_ahead: Option<i64>,
-    /// The most bytes the sink stores in a non-key text cell (`None`: no
-    /// limit below the others).
-    max_text_bytes: Option<usize>,
+    /// What one row may hold on the sink, beyond what every sink stores.
+    row_limits: RowLimits,
 }
 
 impl LanePlugins {
@@ -347,7 +347,7 @@ impl LanePlugins {
             sources_watermark: None,
             latest: None,
             max_ahead: None,
-            max_text_bytes: None,
+            row_limits: RowLimits::default(),
         })
     }
 
@@ -387,10 +387,10 @@ impl LanePlugins {
         self
     }
 
-    /// Refuses rows with a non-key text cell longer than the sink stores
-    /// (see [`crate::dialect::Dialect::max_text_bytes`]).
-    pub fn with_max_text_bytes(mut self, limit: Option<usize>) -> Self {
-        self.max_text_bytes = limit;
+    /// Refuses rows the sink would refuse although others store them
+    /// (see [`RowLimits`]).
+    pub fn with_row_limits(mut self, limits: RowLimits) -> Self {
+        self.row_limits = limits;
         self
     }
 
@@ -673,7 +673,7 @@ impl LanePlugins {
                             rows.output
                         ))
                     })?;
-                    check_cells(table, &rows.cells, self.max_text_bytes)
+                    check_cells(table, &rows.cells, self.row_limits)
                         .map_err(|e| fail(format!("rule `{name}`: {e}")))?;
                     result.rows.push((table.clone(), rows.cells));
                 }
@@ -779,8 +779,8 @@ impl LanePlugins {
             };
             match isolate {
                 None => {
-                    let max_text = self.max_text_bytes;
-                    call_rule(&mut self.rules[index], input, &mut result, max_text)
+                    let limits = self.row_limits;
+                    call_rule(&mut self.rules[index], input, &mut result, limits)
                         .map_err(Stop::Failed)?
                 }
                 Some(engine) => self.isolate_rule(engine, index, input, &mut result)?,
@@ -819,7 +819,7 @@ impl LanePlugins {
         let name = rule.loaded.info.name.clone();
         let mark = rule.store.data().state.savepoint();
         let mut attempt = BatchResult::default();
-        let failure = match call_rule(rule, input, &mut attempt, self.max_text_bytes) {
+        let failure = match call_rule(rule, input, &mut attempt, self.row_limits) {
             Ok(()) => {
                 self.strikes.remove(&name);
                 result.rows.extend(attempt.rows);
@@ -1035,7 +1035,7 @@ fn call_rule(
     rule: &mut RuleInstance,
     input: &EventBatch,
     result: &mut BatchResult,
-    max_text_bytes: Option<usize>,
+    limits: RowLimits,
 ) -> Result<(), BatchFailure> {
     let loaded = rule.loaded.clone();
     let name = &loaded.info.name;
@@ -1055,8 +1055,7 @@ fn call_rule(
                 out.output
             ))
         })?;
-        check_cells(table, &out.cells, max_text_bytes)
-            .map_err(|e| fail(format!("rule `{name}`: {e}")))?;
+        check_cells(table, &out.cells, limits).map_err(|e| fail(format!("rule `{name}`: {e}")))?;
         rows.push((table.clone(), out.cells));
     }
     let mut rejected = Vec::with_capacity(output.rejected.len());
@@ -1087,12 +1086,9 @@ fn kind_of(body: &crate::model::wit::types::EventBody) -> crate::model::wit::typ
     }
 }
 
-/// Checks that `cells` are whole rows whose values fit their columns.
-fn check_cells(
-    table: &TableSchema,
-    cells: &[Value],
-    max_text_bytes: Option<usize>,
-) -> anyhow::Result<()> {
+/// Checks that `cells` are whole rows whose values fit their columns and
+/// the sink.
+fn check_cells(table: &TableSchema, cells: &[Value], limits: RowLimits) -> anyhow::Result<()> {
     use crate::model::wit::types::ColumnType as T;
     let width = table.columns.len();
     if !cells.len().is_multiple_of(width) {
@@ -1124,13 +1120,25 @@ fn check_cells(
                 if column.nullable { "" } else { " NOT NULL" }
             );
         }
-        if let Some(problem) = unstorable(cell, column.key, max_text_bytes) {
+        if let Some(problem) = unstorable(cell, column.key, limits.text_bytes) {
             bail!(
                 "output `{}` row {} column `{}`: {problem}",
                 table.output,
                 i / width,
                 column.name,
             );
+        }
+    }
+    if let Some(most) = limits.row_bytes {
+        for (i, row) in cells.chunks(width).enumerate() {
+            let bytes = crate::dialect::statement_bytes(row);
+            if bytes > most {
+                bail!(
+                    "output `{}` row {i}: a row of {bytes} bytes; the sink takes at most \
+                     {most} in one statement",
+                    table.output
+                );
+            }
         }
     }
     Ok(())
@@ -1226,6 +1234,32 @@ mod tests {
         let longer = Value::Text("x".repeat(65_536));
         let problem = unstorable(&longer, false, Some(65_535)).unwrap();
         assert!(problem.contains("text of 65536 bytes"), "{problem}");
+    }
+
+    #[test]
+    fn a_row_past_the_sinks_statement_limit_is_refused() {
+        let table = crate::dialect::tests::table();
+        let row = |title: &str| {
+            vec![
+                Value::Int(1),
+                Value::Int(2),
+                Value::Float(3.0),
+                Value::Text(title.into()),
+                Value::Timestamp(0),
+            ]
+        };
+        let cells = [row("short"), row(&"x".repeat(1_000))].concat();
+        let small = crate::dialect::statement_bytes(&row("short"));
+        let limits = |row_bytes| RowLimits {
+            text_bytes: None,
+            row_bytes,
+        };
+        assert!(check_cells(&table, &cells, limits(None)).is_ok());
+        // The long title is 995 bytes more than the short one.
+        assert!(check_cells(&table, &cells, limits(Some(small + 995))).is_ok());
+        let error = check_cells(&table, &cells, limits(Some(small + 994))).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("row 1: a row of"), "{message}");
     }
 
     #[test]

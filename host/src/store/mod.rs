@@ -32,6 +32,38 @@ const MAX_ROWS_PER_STATEMENT: usize = 1000;
 /// Rows per upsert from arrays, at most (a bound on one statement's size).
 const MAX_ROWS_PER_ARRAY_STATEMENT: usize = 10_000;
 
+/// Bytes of a statement besides its parameters' values, at most.
+const STATEMENT_HEADER_BYTES: usize = 1024;
+
+/// `rows` cut into statements of at most `max_rows` rows and, past the
+/// first row of each, at most `max_bytes` bytes of parameters.
+fn statements(
+    rows: &[Vec<Value>],
+    max_rows: usize,
+    max_bytes: Option<usize>,
+) -> impl Iterator<Item = &[Vec<Value>]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max_rows);
+        if let Some(most) = max_bytes {
+            let mut bytes = 0;
+            end = rest[..end]
+                .iter()
+                .position(|row| {
+                    bytes += dialect::statement_bytes(row);
+                    bytes > most
+                })
+                .map_or(end, |past| past.max(1));
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// A connection pool to the checkpoint store's database.
 #[derive(Clone)]
 pub struct SqlStore {
@@ -47,6 +79,9 @@ pub struct SqlStore {
     /// One per connection: lanes queue here for their turn to commit, so
     /// the pool's short acquire timeout means an outage, never a queue.
     commit_turns: Arc<tokio::sync::Semaphore>,
+    /// The most bytes of parameters one statement carries, where the
+    /// server has a limit ([`Dialect::statement_bytes_query`]).
+    statement_bytes: Option<usize>,
 }
 
 /// Connections of a store's pool.
@@ -100,6 +135,23 @@ impl SqlStore {
             Some(zone) => crate::time::parse_utc_offset(zone).map_err(anyhow::Error::msg)?,
             None => 0,
         };
+        let statement_bytes = match dialect.statement_bytes_query() {
+            Some(query) => {
+                let limit: i64 = sqlx::query_scalar(query)
+                    .fetch_one(&pool)
+                    .await
+                    .with_context(|| {
+                        format!("cannot read the limits of sink {}", redact_url(&config.url))
+                    })?;
+                // Room for the statement's own header.
+                Some(
+                    usize::try_from(limit)
+                        .unwrap_or(0)
+                        .saturating_sub(STATEMENT_HEADER_BYTES),
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             pool,
             dialect,
@@ -109,12 +161,21 @@ impl SqlStore {
             retry_backoff: config.retry_backoff,
             known_tables: Arc::default(),
             commit_turns: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS as usize)),
+            statement_bytes,
         })
     }
 
     /// Seconds east of UTC that timestamps are written in.
     pub fn utc_offset_secs(&self) -> i32 {
         self.utc_offset_secs
+    }
+
+    /// What one row may hold on this sink, beyond what every sink stores.
+    pub fn row_limits(&self) -> dialect::RowLimits {
+        dialect::RowLimits {
+            text_bytes: self.dialect.max_text_bytes(),
+            row_bytes: self.statement_bytes,
+        }
     }
 
     /// The database's SQL dialect.
@@ -132,12 +193,13 @@ impl SqlStore {
             blob,
             name: text,
             id,
+            time,
         } = self.dialect.own_types();
         let statements = [
             format!(
                 "CREATE TABLE IF NOT EXISTS apiary_offsets (consumer {text} NOT NULL, \
                  stream {text} NOT NULL, part INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
-                 watermark BIGINT, PRIMARY KEY (consumer, stream, part))"
+                 watermark BIGINT, closed_until {time}, PRIMARY KEY (consumer, stream, part))"
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS apiary_state (consumer {text} NOT NULL, \
@@ -164,11 +226,15 @@ impl SqlStore {
                 .await
                 .context("cannot create Apiary's bookkeeping tables")?;
         }
-        // Tables made before event time lack its columns.
-        for (table, column) in [("apiary_offsets", "watermark"), ("apiary_state", "expires")] {
+        // Tables made by earlier versions lack the later columns.
+        for (table, column, ty) in [
+            ("apiary_offsets", "watermark", "BIGINT"),
+            ("apiary_state", "expires", "BIGINT"),
+            ("apiary_offsets", "closed_until", time),
+        ] {
             let existing = self.existing_columns(table).await?.unwrap_or_default();
             if !existing.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
-                let alter = format!("ALTER TABLE {table} ADD COLUMN {column} BIGINT");
+                let alter = format!("ALTER TABLE {table} ADD COLUMN {column} {ty}");
                 self.pool
                     .execute(alter.as_str())
                     .await
@@ -337,6 +403,17 @@ impl SqlStore {
         }
     }
 
+    /// `apiary_offsets.closed_until` for a lane at `watermark`: the latest
+    /// window end it has closed (`end - 1 <= watermark`), in the sink's
+    /// time zone, so a query compares it with window ends as written.
+    fn closed_until(&self, watermark: Option<i64>) -> Option<String> {
+        let storable = crate::time::STORABLE_MILLIS;
+        watermark.map(|w| {
+            let until = w.saturating_add(1).clamp(storable.start, storable.end - 1);
+            crate::time::format_millis(until, self.utc_offset_secs)
+        })
+    }
+
     /// Where a lane resumes, if it has a checkpoint: its next offset and
     /// its watermark, if it had one.
     pub async fn load_position(
@@ -441,6 +518,7 @@ impl SqlStore {
                 .bind(lane.partition)
                 .bind(checkpoint.next_offset)
                 .bind(checkpoint.watermark)
+                .bind(self.closed_until(checkpoint.watermark))
                 .execute(&mut **tx)
                 .await;
             return match inserted {
@@ -453,6 +531,7 @@ impl SqlStore {
         let updated = sqlx::query(&self.own.update_offset)
             .bind(checkpoint.next_offset)
             .bind(checkpoint.watermark)
+            .bind(self.closed_until(checkpoint.watermark))
             .bind(lane.consumer.as_str())
             .bind(lane.stream.as_str())
             .bind(lane.partition)
@@ -504,7 +583,7 @@ impl SqlStore {
             }
             let per_statement =
                 (self.dialect.max_params() / table.columns.len()).clamp(1, MAX_ROWS_PER_STATEMENT);
-            for chunk in rows.chunks(per_statement) {
+            for chunk in statements(rows, per_statement, self.statement_bytes) {
                 let sql = dialect::upsert_sql(self.dialect, table, name, chunk.len());
                 let mut query = sqlx::query(&sql);
                 for row in chunk {
@@ -641,6 +720,7 @@ impl OwnStatements {
         };
         let lane = ["consumer", "stream", "part"];
         let sql = |text: String| dialect.numbered(&text).into_owned();
+        let time = dialect.value(ColumnType::Timestamp);
         Self {
             select_position: sql("SELECT next_offset, watermark FROM apiary_offsets \
                  WHERE consumer = ? AND stream = ? AND part = ?"
@@ -677,12 +757,15 @@ impl OwnStatements {
                  record_offset, record_key, record_value, plugin, reason) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 .into()),
-            insert_offset: sql("INSERT INTO apiary_offsets \
-                 (consumer, stream, part, next_offset, watermark) VALUES (?, ?, ?, ?, ?)"
-                .into()),
-            update_offset: sql("UPDATE apiary_offsets SET next_offset = ?, watermark = ? \
+            insert_offset: sql(format!(
+                "INSERT INTO apiary_offsets \
+                 (consumer, stream, part, next_offset, watermark, closed_until) \
+                 VALUES (?, ?, ?, ?, ?, {time})"
+            )),
+            update_offset: sql(format!(
+                "UPDATE apiary_offsets SET next_offset = ?, watermark = ?, closed_until = {time} \
                  WHERE consumer = ? AND stream = ? AND part = ? AND next_offset = ?"
-                .into()),
+            )),
         }
     }
 }
@@ -787,5 +870,28 @@ fn type_fits(declared: ColumnType, stored: &str) -> bool {
         ColumnType::Text => has("TEXT") || has("CHAR") || has("CLOB"),
         ColumnType::Bytes => has("BLOB") || has("BINARY") || has("BYTEA"),
         ColumnType::Timestamp => has("DATE") || has("TIME") || has("TEXT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_cut_by_rows_and_by_bytes() {
+        let row = |bytes: usize| vec![Value::Int(1), Value::Text("x".repeat(bytes))];
+        let rows: Vec<Vec<Value>> = [100, 100, 100, 5_000, 100].map(row).to_vec();
+        let sizes = |max_rows, max_bytes| {
+            statements(&rows, max_rows, max_bytes)
+                .map(<[_]>::len)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(1000, None), [5]);
+        assert_eq!(sizes(2, None), [2, 2, 1]);
+        // 130 bytes a small row: two fit in 300 bytes; the big row goes
+        // alone, as no statement can be smaller.
+        assert_eq!(sizes(1000, Some(300)), [2, 1, 1, 1]);
+        assert_eq!(sizes(1000, Some(100_000)), [5]);
+        assert_eq!(sizes(1000, Some(0)), [1, 1, 1, 1, 1]);
     }
 }

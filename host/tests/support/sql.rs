@@ -254,6 +254,42 @@ pub fn values_no_sink_stores_are_dead_letters(server: Server, dir: &Path) {
     );
 }
 
+/// Rows of 30 kB each, checkpointed together: 21 MB of rows, more than
+/// MySQL's default `max_allowed_packet` (16 MiB) holds in one statement.
+/// Every row is written; before statements were cut by bytes, the server
+/// refused every retry of the checkpoint and the run stopped.
+pub fn rows_beyond_one_packet_are_written(server: Server, dir: &Path) {
+    let url = server.fresh_database("packet");
+    let visits = generate(Topic::LiveStreamingLog, 700, 59, 0.0);
+    let lines: Vec<String> = visits
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut visit: serde_json::Value = serde_json::from_str(line).unwrap();
+            visit["province"] = format!("{i:03}{}", "省".repeat(10_000)).into();
+            visit.to_string()
+        })
+        .collect();
+    let path = dir.join("v.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let config = embedded_config(dir, &[(&path, "live_streaming_log")]);
+    // One checkpoint at the end holds every row.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[sink.sql]\nurl = \"sqlite://out.db\"",
+        &format!("[sink.sql]\nurl = \"{url}\"\nmax-bytes = 268435456\ninterval = \"1h\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    run_until_idle(&config);
+    let long = "SELECT COUNT(*) FROM live_streaming_log WHERE LENGTH(province) >= 10003";
+    assert_eq!(count(&url, long), visits.distinct_visits().len() as i64);
+    // Each province is a key text too long for `province-grade-members`.
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM apiary_dead_letter"),
+        lines.len() as i64
+    );
+}
+
 /// Kafka into a fresh database of `server`, one process restarted in
 /// place after each of five kill -9 at pseudo-random points, then run to
 /// the end: every total exact, every malformed record refused once.
