@@ -52,6 +52,18 @@ impl Assembly {
     /// and indexes.
     pub async fn open_store(&self, config: &PipelineConfig) -> anyhow::Result<SqlStore> {
         let store = SqlStore::connect(&config.sink.sql).await?;
+        // A dead letter holds up to a whole record, its reason and its place.
+        let record = config.batch.max_record_bytes;
+        let dead_letter = record.saturating_add(crate::text::MAX_REASON_BYTES + 1024);
+        if let Some(most) = store.row_limits().row_bytes
+            && dead_letter > most
+        {
+            anyhow::bail!(
+                "batch.max-record-bytes = {record} is more than a dead letter may hold on this \
+                 sink: its statements take at most {most} bytes (MySQL's max_allowed_packet); \
+                 lower it or raise the server's"
+            );
+        }
         store.prepare_tables(&self.store_tables).await?;
         store
             .prepare_indexes(&config.sink.sql.index, &self.store_tables)

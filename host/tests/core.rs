@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use apiary::config::{PluginsSection, SqlSink, TimeSection};
+use apiary::config::{BatchSection, PluginsSection, SqlSink, TimeSection};
 use apiary::lookup::Lookups;
 use apiary::metrics::Metrics;
 use apiary::model::{LaneKey, SourceBatch};
@@ -193,6 +193,7 @@ fn factory(
         activity: Arc::new(Activity::default()),
         metrics: Arc::new(Metrics::default()),
         time: TimeSection::default(),
+        max_record_bytes: BatchSection::default().max_record_bytes,
         repartitions: None,
     }
 }

@@ -426,6 +426,66 @@ fn batch_max_bytes_bounds_a_batch() {
     assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
+/// A line of 200 MB, over `batch.max-record-bytes`: a dead letter of the
+/// parser keeping its first bytes. The host never holds the whole line
+/// (before the limit, it read it whole and handed it to the parser), and
+/// every other line counts.
+#[test]
+fn a_record_over_max_record_bytes_is_a_dead_letter_never_held_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let gifts = gifts(2_000, 29);
+    let mut lines = gifts.clone();
+    lines.insert(1_000, format!("{{\"pad\": \"{}\"}}", "x".repeat(200 << 20)));
+    let tail = "max-record-bytes = 1048576\n";
+    let pipeline = Pipeline::with_tail(root.path(), &lines, &[], "", "", tail);
+    let (ok, log, peak) = pipeline.run_with(&["--until-end"]);
+    assert!(ok, "{log}");
+    assert_eq!(pipeline.pairs(TOTALS), gift_totals_of(gifts.iter()));
+    assert_eq!(pipeline.committed(), lines.len() as i64);
+    let dead = sqlite_rows(
+        &pipeline.db(),
+        "SELECT record_offset, plugin, LENGTH(record_value), reason FROM apiary_dead_letter",
+        |r| {
+            use sqlx::Row as _;
+            let offset: i64 = r.get(0);
+            let plugin: String = r.get(1);
+            let kept: i64 = r.get(2);
+            let reason: String = r.get(3);
+            (offset, plugin, kept, reason)
+        },
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (offset, plugin, kept, reason) = &dead[0];
+    assert_eq!(
+        (*offset, plugin.as_str(), *kept),
+        (1_000, "seed-json-parser", 1 << 20)
+    );
+    assert!(
+        reason.contains("more than 1048576 bytes (batch.max-record-bytes)"),
+        "{reason}"
+    );
+    assert!(peak < 150 << 20, "peak RSS {} MiB", peak >> 20);
+}
+
+/// On MySQL a dead letter must fit one statement: a `max-record-bytes`
+/// over `max_allowed_packet` stops the run at the start, saying so.
+#[test]
+fn max_record_bytes_past_the_mysql_packet_stops_with_a_message() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = gifts(10, 31);
+    let url = Server::Mysql.fresh_database("record");
+    let tail = "max-record-bytes = 33554432\n";
+    let pipeline = Pipeline::with_tail(root.path(), &lines, &[], "", "", tail).into_sink(&url);
+    let (ok, log, _) = pipeline.run_with(&["--until-end"]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("batch.max-record-bytes = 33554432 is more than a dead letter may hold"),
+        "{log}"
+    );
+    assert!(log.contains("max_allowed_packet"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 #[test]
 fn plugin_logs_are_rate_limited_and_drops_counted() {
     let root = tempfile::tempdir().unwrap();

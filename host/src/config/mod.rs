@@ -368,6 +368,12 @@ impl PipelineConfig {
         if self.batch.max_bytes == 0 {
             return Err(invalid("batch.max-bytes", "must be at least 1".into()));
         }
+        if self.batch.max_record_bytes == 0 {
+            return Err(invalid(
+                "batch.max-record-bytes",
+                "must be at least 1".into(),
+            ));
+        }
         let limits = std::iter::once(("plugins".to_owned(), None, None, None)).chain(
             self.plugins.limits.iter().map(|(name, l)| {
                 (

@@ -229,6 +229,11 @@ pub struct BatchSection {
     /// larger record is a batch of its own.
     #[serde(default = "default_batch_bytes")]
     pub max_bytes: usize,
+    /// A record whose value is larger is a dead letter of its parser,
+    /// keeping this many of its first bytes; a file source holds no more
+    /// of a line than that.
+    #[serde(default = "default_record_bytes")]
+    pub max_record_bytes: usize,
 }
 
 impl Default for BatchSection {
@@ -237,6 +242,7 @@ impl Default for BatchSection {
             max_records: default_batch_records(),
             max_wait: default_batch_wait(),
             max_bytes: default_batch_bytes(),
+            max_record_bytes: default_record_bytes(),
         }
     }
 }
@@ -270,6 +276,10 @@ fn default_batch_records() -> usize {
 
 fn default_batch_bytes() -> usize {
     8 << 20
+}
+
+fn default_record_bytes() -> usize {
+    4 << 20
 }
 
 fn default_batch_wait() -> Duration {

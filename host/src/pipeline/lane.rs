@@ -14,7 +14,7 @@ use super::repartition::{APPLIED_STATE, Applied, Forwarder, Progress, Role};
 use crate::config;
 use crate::metrics::LaneMetrics;
 use crate::model::lane::sub_batch;
-use crate::model::wit::types::RawBatch;
+use crate::model::wit::types::{RawBatch, RawRecord, Span};
 use crate::model::{Checkpoint, DeadLetter, LaneKey, SourceBatch, StateChange, TimerChange};
 use crate::output::{Output, Pending};
 use crate::plugin::{BatchResult, Engine, Held, LanePlugins, LivePlugins};
@@ -78,6 +78,8 @@ pub struct Lane {
     advance_failed: bool,
     max_rows: usize,
     max_bytes: usize,
+    /// Records with more bytes of key and value are dead letters.
+    max_record_bytes: usize,
     interval: Duration,
     stats: LaneStats,
     /// Side outputs, written before each checkpoint commits.
@@ -157,6 +159,7 @@ impl Lane {
             advance_failed: false,
             max_rows: config.max_rows,
             max_bytes: config.max_bytes,
+            max_record_bytes: usize::MAX,
             interval: config.interval,
             stats: LaneStats::default(),
             outputs: Vec::new(),
@@ -217,6 +220,13 @@ impl Lane {
     /// nothing for `timeout` (see `[time] idle-timeout`).
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Refuses records with more than `limit` bytes of key and value
+    /// (`[batch] max-record-bytes`).
+    pub fn with_max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
         self
     }
 
@@ -526,6 +536,14 @@ impl Lane {
             }
             None => read,
         };
+        let within;
+        let batch = match self.refuse_oversized(batch) {
+            Some(kept) => {
+                within = sub_batch(batch, &kept);
+                &within
+            }
+            None => batch,
+        };
         let marks = unapplied.as_ref().map_or(0, |u| u.marks);
         let result = if batch.records.is_empty() {
             // Watermark marks alone: the sources' watermarks may have moved.
@@ -590,17 +608,51 @@ impl Lane {
         Ok(None)
     }
 
+    /// Refuses the records of `batch` with more than `max_record_bytes`
+    /// of key and value, as dead letters of the parser; returns the others
+    /// if it refused any.
+    fn refuse_oversized(&mut self, batch: &RawBatch) -> Option<Vec<RawRecord>> {
+        let most = self.max_record_bytes;
+        let size = |r: &RawRecord| r.key.map_or(0, |k| k.len as usize) + r.value.len as usize;
+        if batch.records.iter().all(|r| size(r) <= most) {
+            return None;
+        }
+        let mut kept = Vec::with_capacity(batch.records.len());
+        for (index, record) in batch.records.iter().enumerate() {
+            if size(record) <= most {
+                kept.push(record.clone());
+                continue;
+            }
+            let parser = self.plugins.parser_name().to_owned();
+            let reason = format!(
+                "a record of more than {most} bytes (batch.max-record-bytes); \
+                 the dead letter keeps its first {most}"
+            );
+            self.dead_letter(batch, index, parser, reason);
+        }
+        Some(kept)
+    }
+
+    /// Keeps a refused record: at most `max_record_bytes` of its key and
+    /// value, the key first.
     fn dead_letter(&mut self, batch: &RawBatch, index: usize, plugin: String, reason: String) {
         let record = &batch.records[index];
         tracing::debug!(lane = %self.key, offset = record.offset, %plugin, "record refused: {reason}");
         self.stats.dead_letters += 1;
         self.metrics.dead_letter(&plugin);
+        let mut room = self.max_record_bytes;
+        let mut keep = |span: Span| {
+            let bytes = span_bytes(batch, span);
+            let kept = bytes[..bytes.len().min(room)].to_vec();
+            room -= kept.len();
+            kept
+        };
         let letter = DeadLetter {
             stream: self.key.stream.clone(),
             partition: record.partition,
             offset: record.offset,
-            key: record.key.map(|k| span_bytes(batch, k).to_vec()),
-            value: span_bytes(batch, record.value).to_vec(),
+            key: record.key.map(&mut keep),
+            value: keep(record.value),
             plugin,
             reason,
         };

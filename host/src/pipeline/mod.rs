@@ -150,6 +150,7 @@ pub async fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<
             activity: flags.activity.clone(),
             metrics,
             time: config.time.clone(),
+            max_record_bytes: config.batch.max_record_bytes,
             repartitions,
         },
         tokio::runtime::Handle::current(),
@@ -195,6 +196,7 @@ fn start_sources(
             },
             max_records: config.batch.max_records,
             max_bytes: config.batch.max_bytes,
+            max_record_bytes: config.batch.max_record_bytes,
             max_wait: config.batch.max_wait,
             until: if options.until_end {
                 Some(std::fs::metadata(&file.path).map_or(0, |m| m.len()))

@@ -51,6 +51,8 @@ pub struct LaneFactory {
     pub metrics: Arc<Metrics>,
     /// Event time.
     pub time: config::TimeSection,
+    /// Records with a longer value are dead letters.
+    pub max_record_bytes: usize,
     /// The Kafka source's repartitions, if it has any.
     pub repartitions: Option<Arc<Repartitions>>,
 }
@@ -112,6 +114,7 @@ impl LaneFactory {
         .with_activity(self.activity.clone())
         .with_metrics(lane_metrics)
         .with_idle_timeout(self.time.idle_timeout)
+        .with_max_record_bytes(self.max_record_bytes)
         .with_live(LiveLink {
             plugins: self.plugins.clone(),
             generation,

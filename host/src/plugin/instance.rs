@@ -401,6 +401,11 @@ impl LanePlugins {
         self
     }
 
+    /// The name of the lane's parser.
+    pub fn parser_name(&self) -> &str {
+        &self.parser.loaded.info.name
+    }
+
     /// The lane's watermark, ms since the epoch.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark

@@ -30,6 +30,9 @@ pub struct FileReader {
     pub max_records: usize,
     /// Bytes of record data per batch at most (a larger record goes alone).
     pub max_bytes: usize,
+    /// Bytes of a line held at most: the lane refuses a longer record, so
+    /// one byte more than that says it is longer.
+    pub max_record_bytes: usize,
     /// Bounded mode: the file's size at the start; the reader stops once
     /// it has read that far.
     pub until: Option<u64>,
@@ -78,13 +81,14 @@ impl FileReader {
             .with_context(|| format!("cannot open source file {}", self.path.display()))?;
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut line = Vec::with_capacity(512);
+        let keep = self.max_record_bytes.saturating_add(1);
         let mut offset = 0i64;
         // Bytes read so far, for `until`.
         let mut consumed = 0u64;
         // Skip what earlier checkpoints already cover.
         while offset < start {
             line.clear();
-            let read = reader.read_until(b'\n', &mut line)?;
+            let read = read_line_within(&mut reader, &mut line, keep)?;
             if read == 0 {
                 break;
             }
@@ -99,7 +103,7 @@ impl FileReader {
             if self.interrupt.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let read = match reader.read_until(b'\n', &mut line) {
+            let read = match read_line_within(&mut reader, &mut line, keep) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -157,5 +161,76 @@ impl FileReader {
             next_offset,
         })
         .map_err(|_| anyhow::anyhow!("lane {} stopped", self.lane))
+    }
+}
+
+/// Reads to the end of the line (or of the data there is) like
+/// `read_until(b'\n')`, but appends to `line` no more than `keep` bytes of
+/// it, and its newline: a line of any length takes bounded memory. Returns
+/// the bytes read.
+fn read_line_within(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    keep: usize,
+) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(read);
+        }
+        let newline = memchr::memchr(b'\n', available);
+        let used = newline.map_or(available.len(), |at| at + 1);
+        let text = &available[..newline.unwrap_or(used)];
+        let room = keep.saturating_sub(line.len().min(keep));
+        line.extend_from_slice(&text[..text.len().min(room)]);
+        if newline.is_some() {
+            line.push(b'\n');
+        }
+        reader.consume(used);
+        read += used;
+        if newline.is_some() {
+            return Ok(read);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_keeps_at_most_its_first_bytes_and_its_newline() {
+        let data = format!("short\n{}\nnext\npartial", "x".repeat(100_000));
+        // A small buffer, so long lines span many refills.
+        let mut reader = BufReader::with_capacity(64, data.as_bytes());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let read = read_line_within(&mut reader, &mut line, 10).unwrap();
+            if read == 0 {
+                break;
+            }
+            lines.push((read, String::from_utf8(line).unwrap()));
+        }
+        let long = format!("{}\n", "x".repeat(10));
+        assert_eq!(
+            lines,
+            [
+                (6, "short\n".to_owned()),
+                (100_001, long),
+                (5, "next\n".to_owned()),
+                (7, "partial".to_owned()),
+            ]
+        );
+        // A partial line read on later goes on where it stopped.
+        let mut line = b"xxxxxxxx".to_vec();
+        let mut rest = BufReader::new(&b"yyyy\n"[..]);
+        assert_eq!(read_line_within(&mut rest, &mut line, 10).unwrap(), 5);
+        assert_eq!(line, b"xxxxxxxxyy\n");
     }
 }
