@@ -702,6 +702,53 @@ fn windows_up_to_every_lanes_closed_until_are_whole() {
     assert!(whole_rows().len() >= 9, "{:?}", whole_rows());
 }
 
+/// A sink whose bookkeeping tables an earlier version made, before event
+/// time (no `watermark`, `expires` or `closed_until`): the columns are
+/// added, and the lane resumes at its stored offset.
+#[test]
+fn bookkeeping_tables_of_an_earlier_version_get_the_new_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let gifts: Vec<Gift> = (0..100)
+        .map(|i| Gift {
+            time: START + i * MINUTE,
+            amount: i + 1,
+        })
+        .collect();
+    let input = dir.path().join("gifts.jsonl");
+    append_lines(&input, &gift_lines(&gifts));
+    let config = gifts_pipeline(dir.path(), &input, "");
+    let stored = format!(
+        "INSERT INTO apiary_offsets VALUES ('pipeline', '{}', 0, 40)",
+        input.display()
+    );
+    support::sql::execute(
+        &format!("sqlite://{}?mode=rwc", db.display()),
+        &[
+            "CREATE TABLE apiary_offsets (consumer TEXT NOT NULL, stream TEXT NOT NULL, \
+             part INTEGER NOT NULL, next_offset BIGINT NOT NULL, \
+             PRIMARY KEY (consumer, stream, part))",
+            "CREATE TABLE apiary_state (consumer TEXT NOT NULL, stream TEXT NOT NULL, \
+             part INTEGER NOT NULL, plugin VARCHAR(64) NOT NULL, skey VARCHAR(255) NOT NULL, \
+             value BLOB NOT NULL, PRIMARY KEY (consumer, stream, part, plugin, skey))",
+            &stored,
+        ],
+    );
+    run_until_idle(&config);
+    let read = "SELECT COUNT(*) FROM apiary_offsets \
+                WHERE next_offset = 100 AND watermark IS NOT NULL";
+    assert_eq!(sqlite_count(&db, read), 1);
+    let total = sqlite_count(&db, "SELECT SUM(gift_total_amount) FROM gift_type_totals");
+    assert_eq!(total, (41..=100).sum::<i64>());
+    let latest = gifts.last().unwrap().time;
+    assert_eq!(
+        sqlite_text(&db, "SELECT closed_until FROM apiary_offsets"),
+        [sink_time(latest)]
+    );
+    let expires = "SELECT COUNT(*) FROM pragma_table_info('apiary_state') WHERE name = 'expires'";
+    assert_eq!(sqlite_count(&db, expires), 1);
+}
+
 /// A visit of `user` in `grade` at event time `time`.
 fn graded_visit(user: i64, grade: i64, time: i64) -> String {
     format!(

@@ -239,7 +239,7 @@ impl SqlStore {
                     .execute(alter.as_str())
                     .await
                     .with_context(|| format!("cannot add column {column} to {table}"))?;
-                tracing::info!(table, column, "added column for event time");
+                tracing::info!(table, column, "added a column that an earlier version lacked");
             }
         }
         Ok(())
