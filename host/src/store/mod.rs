@@ -239,7 +239,11 @@ impl SqlStore {
                     .execute(alter.as_str())
                     .await
                     .with_context(|| format!("cannot add column {column} to {table}"))?;
-                tracing::info!(table, column, "added a column that an earlier version lacked");
+                tracing::info!(
+                    table,
+                    column,
+                    "added a column that an earlier version lacked"
+                );
             }
         }
         Ok(())
@@ -415,8 +419,20 @@ impl SqlStore {
     }
 
     /// Where a lane resumes, if it has a checkpoint: its next offset and
-    /// its watermark, if it had one.
+    /// its watermark, if it had one. Transient failures are retried as a
+    /// checkpoint's are: a lane opening while the others' commits hold
+    /// every connection waits for one.
     pub async fn load_position(
+        &self,
+        lane: &LaneKey,
+    ) -> anyhow::Result<Option<(i64, Option<i64>)>> {
+        self.retrying(lane, "reading a checkpoint", |_| {
+            self.try_load_position(lane)
+        })
+        .await
+    }
+
+    async fn try_load_position(
         &self,
         lane: &LaneKey,
     ) -> anyhow::Result<Option<(i64, Option<i64>)>> {
@@ -433,8 +449,14 @@ impl SqlStore {
         Ok(position)
     }
 
-    /// The stored state and timers of `plugin` in a lane.
+    /// The stored state and timers of `plugin` in a lane, retried like
+    /// [`SqlStore::load_position`].
     pub async fn load_state(&self, lane: &LaneKey, plugin: &str) -> anyhow::Result<StoredState> {
+        self.retrying(lane, "reading state", |_| self.try_load_state(lane, plugin))
+            .await
+    }
+
+    async fn try_load_state(&self, lane: &LaneKey, plugin: &str) -> anyhow::Result<StoredState> {
         let failed = || format!("cannot read the state of `{plugin}` in lane {lane}");
         let rows = sqlx::query(&self.own.select_state)
             .bind(&lane.consumer)
@@ -482,16 +504,35 @@ impl SqlStore {
             .acquire()
             .await
             .context("the checkpoint store is closed")?;
-        let mut attempt = 0;
+        self.retrying(&checkpoint.lane, "checkpoint", |attempt| {
+            self.try_commit(checkpoint, attempt > 0)
+        })
+        .await
+    }
+
+    /// Runs `attempt` (given the number of attempts before it) until it
+    /// succeeds, fails for good, or has failed for a transient reason
+    /// ([`is_transient`]) `max_retries` times, waiting `retry_backoff`,
+    /// doubled each time, in between.
+    async fn retrying<T, F>(
+        &self,
+        lane: &LaneKey,
+        what: &str,
+        mut attempt: impl FnMut(u32) -> F,
+    ) -> anyhow::Result<T>
+    where
+        F: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let mut failed = 0;
         loop {
-            match self.try_commit(checkpoint, attempt > 0).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < self.max_retries && is_transient(self.dialect, &e) => {
-                    let delay = self.retry_backoff * 2u32.pow(attempt);
-                    attempt += 1;
+            match attempt(failed).await {
+                Ok(value) => return Ok(value),
+                Err(e) if failed < self.max_retries && is_transient(self.dialect, &e) => {
+                    let delay = self.retry_backoff * 2u32.pow(failed);
+                    failed += 1;
                     tracing::warn!(
-                        lane = %checkpoint.lane,
-                        "checkpoint failed ({e:#}); retry {attempt}/{} in {delay:?}",
+                        %lane,
+                        "{what} failed ({e:#}); retry {failed}/{} in {delay:?}",
                         self.max_retries
                     );
                     tokio::time::sleep(delay).await;
@@ -554,7 +595,7 @@ impl SqlStore {
             tx.rollback()
                 .await
                 .context("cannot roll a checkpoint back")?;
-            let stored = self.load_position(lane).await?.map(|p| p.0);
+            let stored = self.try_load_position(lane).await?.map(|p| p.0);
             if retried && stored == Some(checkpoint.next_offset) {
                 // The attempt that failed had committed after all.
                 return Ok(());
