@@ -103,13 +103,9 @@ impl FileReader {
             if self.interrupt.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let read = match read_line_within(&mut reader, &mut line, keep) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("reading {}", self.path.display()));
-                }
-            };
+            // Retries an interrupted read itself.
+            let read = read_line_within(&mut reader, &mut line, keep)
+                .with_context(|| format!("reading {}", self.path.display()))?;
             consumed += read as u64;
             let complete = line.last() == Some(&b'\n');
             // Bounded mode: the end taken at the start is reached.

@@ -227,13 +227,19 @@ impl SqlStore {
                 .context("cannot create Apiary's bookkeeping tables")?;
         }
         // Tables made by earlier versions lack the later columns.
-        for (table, column, ty) in [
-            ("apiary_offsets", "watermark", "BIGINT"),
-            ("apiary_state", "expires", "BIGINT"),
-            ("apiary_offsets", "closed_until", time),
-        ] {
+        let later: [(&str, &[(&str, &str)]); 2] = [
+            (
+                "apiary_offsets",
+                &[("watermark", "BIGINT"), ("closed_until", time)],
+            ),
+            ("apiary_state", &[("expires", "BIGINT")]),
+        ];
+        for (table, columns) in later {
             let existing = self.existing_columns(table).await?.unwrap_or_default();
-            if !existing.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
+            for &(column, ty) in columns {
+                if existing.iter().any(|c| c.name.eq_ignore_ascii_case(column)) {
+                    continue;
+                }
                 let alter = format!("ALTER TABLE {table} ADD COLUMN {column} {ty}");
                 self.pool
                     .execute(alter.as_str())
