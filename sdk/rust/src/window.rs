@@ -18,11 +18,12 @@
 //! - [`Sessions`] of activity separated by at least `gap`: an event opens
 //!   `[time, time + gap)`, and windows that overlap or touch merge.
 //!
-//! Hopping windows can also be kept for a while after they fire
-//! ([`Hopping::with_lateness`], Flink's `allowedLateness`): an event late
-//! for a fired window within that time still counts, and the batch's
-//! `commit` returns the window's [`Update`], its value now and what the
-//! late events added, so a result can be corrected after it was shown.
+//! Windows can also be kept for a while after they fire
+//! ([`Hopping::with_lateness`], [`Sessions::with_lateness`], Flink's
+//! `allowedLateness`): an event late for a fired window within that time
+//! still counts, and the batch's `commit` returns the window's [`Update`],
+//! its value now and what the late events added, so a result can be
+//! corrected after it was shown.
 //!
 //! Each window set works on a [`Host`] in a batch: [`Hopping::batch`] or
 //! [`Sessions::batch`] takes the batch's events and `commit` writes the
@@ -169,9 +170,10 @@ impl fmt::Display for Refused {
 }
 
 /// A window that late events changed after the watermark passed its end,
-/// within its allowed lateness ([`Hopping::with_lateness`]). A window that
-/// had no event then never fired: its first update is its first result
-/// (`value` and `added` are then the same).
+/// within its allowed lateness ([`Hopping::with_lateness`],
+/// [`Sessions::with_lateness`]). A window that had no event then never
+/// fired: its first update is its first result (`value` and `added` are
+/// then the same).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update<A> {
     /// The key the events were added under.
@@ -506,15 +508,18 @@ impl<A: Accumulator> HoppingBatch<'_, A> {
 pub struct Sessions<A> {
     name: String,
     gap: i64,
+    lateness: i64,
     acc: PhantomData<fn() -> A>,
 }
 
-/// One open session in state.
+/// One session in state: open, or fired and kept for lateness.
 #[derive(Debug, Clone)]
 struct Session<A> {
     start: i64,
     end: i64,
     value: A,
+    /// What the batch's events added, while a batch holds it (not stored).
+    added: Option<A>,
 }
 
 impl<A: Accumulator> Sessions<A> {
@@ -528,13 +533,60 @@ impl<A: Accumulator> Sessions<A> {
         Ok(Self {
             name: name.to_owned(),
             gap,
+            lateness: 0,
             acc: PhantomData,
         })
+    }
+
+    /// Keeps each session `lateness` ms of event time after it fires, as
+    /// Flink's `allowedLateness` does for merging windows: until the
+    /// watermark passes its end - 1 + `lateness`, a late event that
+    /// overlaps or touches it merges into it, and the batch's
+    /// [`SessionBatch::commit`] returns the session's [`Update`]. A late
+    /// event can move a fired session's bounds (an earlier start, or two
+    /// fired sessions joined into one): the update then has the new
+    /// bounds, and supersedes the results shown for the sessions it took
+    /// in. A late event that extends a session past the watermark reopens
+    /// it: it fires again when the watermark reaches its new end - 1.
+    pub fn with_lateness(mut self, lateness: i64) -> Result<Self, String> {
+        if lateness < 0 {
+            return Err(format!(
+                "allowed lateness of {lateness} ms: it must not be negative"
+            ));
+        }
+        self.lateness = lateness;
+        Ok(self)
     }
 
     /// The gap in ms.
     pub fn gap(&self) -> i64 {
         self.gap
+    }
+
+    /// How long a session is kept after it fires, in ms.
+    pub fn lateness(&self) -> i64 {
+        self.lateness
+    }
+
+    /// The watermark at which a session ending at `end` is let go: it
+    /// takes late events while the watermark is below it.
+    fn kept_until(&self, end: i64) -> i64 {
+        (end - 1).saturating_add(self.lateness)
+    }
+
+    /// The timers `sessions` need at `watermark`: each one's end - 1 until
+    /// it fires, and with lateness the time it is let go.
+    fn timers(&self, sessions: &[Session<A>], watermark: Option<i64>) -> BTreeSet<i64> {
+        let mut times = BTreeSet::new();
+        for s in sessions {
+            if watermark.is_none_or(|w| s.end - 1 > w) {
+                times.insert(s.end - 1);
+            }
+            if self.lateness > 0 {
+                times.insert(self.kept_until(s.end));
+            }
+        }
+        times
     }
 
     /// Starts a batch; `watermark` is the batch's.
@@ -573,31 +625,46 @@ impl<A: Accumulator> Sessions<A> {
         }
     }
 
-    /// The session of a fired timer, if the timer is one of this set's:
-    /// removes it from state and returns it.
+    /// The session of a fired timer, if the timer is one of this set's
+    /// and a session ends there: returns it, and removes it from state
+    /// (with lateness: removes the sessions whose lateness has passed, and
+    /// keeps this one).
     pub fn fire(&self, host: &mut impl Host, timer: &FiredTimer) -> Option<Fired<A>> {
         let key = timer
             .key
             .strip_prefix(self.name.as_str())?
             .strip_prefix('/')?;
         let mut sessions = self.load(host, key);
-        let at = sessions.iter().position(|s| s.end - 1 == timer.time)?;
-        let session = sessions.remove(at);
-        self.store(host, key, &sessions);
-        Some(Fired {
-            key: key.to_owned(),
-            start: session.start,
-            end: session.end,
-            value: session.value,
-        })
+        let before = sessions.len();
+        let fired = sessions
+            .iter()
+            .position(|s| s.end - 1 == timer.time)
+            .map(|at| {
+                let s = &sessions[at];
+                let mut value = A::default();
+                value.merge(&s.value);
+                Fired {
+                    key: key.to_owned(),
+                    start: s.start,
+                    end: s.end,
+                    value,
+                }
+            });
+        // Timers fire in time order, so a session let go at or before this
+        // one has no other timer left.
+        sessions.retain(|s| self.kept_until(s.end) > timer.time);
+        if sessions.len() != before {
+            self.store(host, key, &sessions);
+        }
+        fired
     }
 }
 
-/// A key's sessions as a batch changes them, and the session ends its
-/// timers were set for before.
+/// A key's sessions as a batch changes them, and the timers they had
+/// before.
 struct Touched<A> {
     sessions: Vec<Session<A>>,
-    ends_before: BTreeSet<i64>,
+    timers_before: BTreeSet<i64>,
 }
 
 /// The events of one batch for a [`Sessions`] window set.
@@ -610,7 +677,7 @@ pub struct SessionBatch<'a, A: Accumulator> {
 impl<A: Accumulator> SessionBatch<'_, A> {
     /// Adds an event at `time` under `key`: merges it into the sessions it
     /// overlaps or touches, or opens one; refuses it when the resulting
-    /// session has already fired.
+    /// session has already fired (and passed its lateness).
     pub fn add(
         &mut self,
         host: &impl Host,
@@ -621,18 +688,20 @@ impl<A: Accumulator> SessionBatch<'_, A> {
         let end = time
             .checked_add(self.windows.gap)
             .ok_or(Refused::OutOfRange(time))?;
+        let (windows, watermark) = (self.windows, self.watermark);
         let touched = self.keys.entry(key.to_owned()).or_insert_with(|| {
-            let sessions = self.windows.load(host, key);
-            let ends_before = sessions.iter().map(|s| s.end).collect();
+            let sessions = windows.load(host, key);
+            let timers_before = windows.timers(&sessions, watermark);
             Touched {
                 sessions,
-                ends_before,
+                timers_before,
             }
         });
         let mut merged = Session {
             start: time,
             end,
             value: A::default(),
+            added: Some(A::default()),
         };
         let mut overlapping = Vec::new();
         for (i, s) in touched.sessions.iter().enumerate() {
@@ -645,37 +714,64 @@ impl<A: Accumulator> SessionBatch<'_, A> {
             merged.start = merged.start.min(s.start);
             merged.end = merged.end.max(s.end);
         }
-        if let Some(watermark) = self.watermark.filter(|&w| merged.end - 1 <= w) {
+        if let Some(watermark) = watermark.filter(|&w| windows.kept_until(merged.end) <= w) {
             return Err(Refused::Late(Late {
                 time,
                 watermark,
                 window: (merged.start, merged.end),
-                lateness: 0,
+                lateness: windows.lateness,
             }));
         }
+        let mut added = A::default();
         for &i in overlapping.iter().rev() {
             let s = touched.sessions.remove(i);
             merged.value.merge(&s.value);
+            if let Some(a) = &s.added {
+                added.merge(a);
+            }
         }
-        merged.value.add(input);
+        let mut one = A::default();
+        one.add(input);
+        merged.value.merge(&one);
+        added.merge(&one);
+        merged.added = Some(added);
         let at = touched.sessions.partition_point(|s| s.start < merged.start);
         touched.sessions.insert(at, merged);
         Ok(())
     }
 
     /// Writes each touched key's sessions once, and moves their timers.
-    pub fn commit(self, host: &mut impl Host) {
+    /// Returns the fired sessions that late events changed (only with
+    /// [`Sessions::with_lateness`]), in key then end order.
+    pub fn commit(self, host: &mut impl Host) -> Vec<Update<A>> {
+        let mut updates = Vec::new();
         for (key, touched) in self.keys {
             self.windows.store(host, &key, &touched.sessions);
             let timer_key = self.windows.key(&key);
-            let ends: BTreeSet<i64> = touched.sessions.iter().map(|s| s.end).collect();
-            for gone in touched.ends_before.difference(&ends) {
-                host.delete_timer(&timer_key, gone - 1);
+            let timers = self.windows.timers(&touched.sessions, self.watermark);
+            for gone in touched.timers_before.difference(&timers) {
+                host.delete_timer(&timer_key, *gone);
             }
-            for new in ends.difference(&touched.ends_before) {
-                host.set_timer(&timer_key, new - 1);
+            for new in timers.difference(&touched.timers_before) {
+                host.set_timer(&timer_key, *new);
+            }
+            let Some(watermark) = self.watermark else {
+                continue;
+            };
+            for s in touched.sessions {
+                // Past the watermark, every event the batch added was late.
+                if let Some(added) = s.added.filter(|_| s.end - 1 <= watermark) {
+                    updates.push(Update {
+                        key: key.clone(),
+                        start: s.start,
+                        end: s.end,
+                        value: s.value,
+                        added,
+                    });
+                }
             }
         }
+        updates
     }
 }
 
@@ -703,7 +799,12 @@ fn decode_sessions<A: Accumulator>(mut bytes: &[u8]) -> Option<Vec<Session<A>>> 
         let end = i64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
         let len = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?);
         let value = A::decode(take(&mut bytes, len as usize)?)?;
-        sessions.push(Session { start, end, value });
+        sessions.push(Session {
+            start,
+            end,
+            value,
+            added: None,
+        });
     }
     Some(sessions)
 }

@@ -535,3 +535,190 @@ fn unreadable_state_counts_as_empty() {
             .is_none()
     );
 }
+
+/// Sessions kept for lateness, by hand: a late event within the lateness
+/// updates a fired session (the same bounds, or an earlier start), one
+/// that extends it past the watermark reopens it, and the session is let
+/// go at end - 1 + lateness.
+#[test]
+fn sessions_kept_for_lateness_take_late_events() {
+    let sessions = Sessions::<Count>::new("s", 10)
+        .unwrap()
+        .with_lateness(20)
+        .unwrap();
+    let mut host = MemoryHost::new();
+    let mut b = sessions.batch(None);
+    b.add(&host, "r", 100, ()).unwrap();
+    assert!(b.commit(&mut host).is_empty());
+    let fired: Vec<_> = host
+        .take_due(120)
+        .iter()
+        .filter_map(|t| sessions.fire(&mut host, t))
+        .collect();
+    assert_eq!(
+        fired,
+        [Fired {
+            key: "r".into(),
+            start: 100,
+            end: 110,
+            value: Count(1)
+        }]
+    );
+    assert_eq!(host.state_len(), 1, "kept for lateness");
+    assert_eq!(host.timers().collect::<Vec<_>>(), [(129, "s/r")]);
+
+    // Two late events: one that moves its end, one that moves its start.
+    let mut b = sessions.batch(Some(120));
+    b.add(&host, "r", 105, ()).unwrap();
+    b.add(&host, "r", 95, ()).unwrap();
+    let err = b.add(&host, "r", 50, ()).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("[50, 60) has fired and its allowed lateness of 20 ms has passed"),
+        "{err}"
+    );
+    assert_eq!(
+        b.commit(&mut host),
+        [Update {
+            key: "r".into(),
+            start: 95,
+            end: 115,
+            value: Count(3),
+            added: Count(2)
+        }]
+    );
+    assert_eq!(host.timers().collect::<Vec<_>>(), [(134, "s/r")]);
+
+    // One that extends it past the watermark: open again, no update yet.
+    let mut b = sessions.batch(Some(120));
+    b.add(&host, "r", 115, ()).unwrap();
+    assert!(b.commit(&mut host).is_empty());
+    assert_eq!(
+        host.timers().collect::<Vec<_>>(),
+        [(124, "s/r"), (144, "s/r")]
+    );
+    let mut fired = Vec::new();
+    for timer in host.take_due(143) {
+        fired.extend(sessions.fire(&mut host, &timer));
+    }
+    assert_eq!(
+        fired,
+        [Fired {
+            key: "r".into(),
+            start: 95,
+            end: 125,
+            value: Count(4)
+        }]
+    );
+    assert_eq!(host.state_len(), 1);
+    for timer in host.take_due(144) {
+        assert!(sessions.fire(&mut host, &timer).is_none());
+    }
+    assert_eq!((host.state_len(), host.timers().count()), (0, 0));
+}
+
+/// With a lateness larger than the disorder, nothing is refused, and the
+/// last result shown for each session (fired or updated; a session a
+/// later one took in is superseded by it) is the session of every event,
+/// computed directly.
+#[test]
+fn sessions_kept_for_lateness_end_exact_under_disorder_past_the_watermark() {
+    for seed in 40..44 {
+        let (gap, disorder) = (10_000, 30_000);
+        let sessions = Sessions::<Sum>::new("s", gap)
+            .unwrap()
+            .with_lateness(disorder + 1)
+            .unwrap();
+        // The watermark trails the largest time by 1 ms only: events come
+        // up to 30 s behind it, into sessions that have fired.
+        let batches = traffic(seed, 2_000, 25_000, disorder as u64, 3);
+        let mut host = MemoryHost::new();
+        let mut watermark: Option<i64> = None;
+        let mut shown: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
+        let mut updates = 0;
+        let advance = |host: &mut MemoryHost, to: i64, shown: &mut BTreeMap<_, _>| {
+            for timer in host.take_due(to) {
+                if let Some(f) = sessions.fire(host, &timer) {
+                    shown.insert((f.key, f.start, f.end), f.value.0);
+                }
+            }
+        };
+        for batch in &batches {
+            let mut b = sessions.batch(watermark);
+            for (key, time, amount) in batch {
+                b.add(&host, key, *time, *amount).unwrap();
+            }
+            for u in b.commit(&mut host) {
+                updates += 1;
+                let before = shown.get(&(u.key.clone(), u.start, u.end)).copied();
+                if let Some(before) = before {
+                    assert_eq!(u.value.0, before + u.added.0);
+                }
+                assert!(u.added.0 > 0 && u.end - 1 <= watermark.unwrap());
+                shown.insert((u.key, u.start, u.end), u.value.0);
+            }
+            let next = batch.iter().map(|e| e.1).max().expect("events") - 1;
+            if watermark.is_none_or(|w| next > w) {
+                watermark = Some(next);
+                advance(&mut host, next, &mut shown);
+            }
+        }
+        advance(&mut host, i64::MAX - 1, &mut shown);
+        let last: BTreeMap<(String, i64), (i64, i64)> = shown
+            .iter()
+            .filter(|((key, start, end), _)| {
+                !shown
+                    .keys()
+                    .any(|(k, s, e)| k == key && s <= start && end <= e && (s, e) != (start, end))
+            })
+            .map(|((key, start, end), sum)| ((key.clone(), *end), (*start, *sum)))
+            .collect();
+        assert_eq!(last, brute_sessions(&batches, gap), "seed {seed}");
+        assert!(updates > 0, "seed {seed}: no late event updated a session");
+        assert_eq!((host.state_len(), host.timers().count()), (0, 0));
+    }
+}
+
+/// Past the lateness, events are refused, each one too late even for a
+/// session of its own, and every session is still let go in the end.
+#[test]
+fn sessions_refuse_events_past_their_lateness_and_let_every_session_go() {
+    let (gap, lateness) = (10_000, 5_000);
+    let sessions = Sessions::<Sum>::new("s", gap)
+        .unwrap()
+        .with_lateness(lateness)
+        .unwrap();
+    let batches = traffic(50, 3_000, 25_000, 60_000, 3);
+    let mut host = MemoryHost::new();
+    let mut watermark: Option<i64> = None;
+    let mut refused = 0;
+    for batch in &batches {
+        let mut b = sessions.batch(watermark);
+        for (key, time, amount) in batch {
+            if let Err(e) = b.add(&host, key, *time, *amount) {
+                let w = watermark.expect("only late events are refused");
+                assert!(time + gap - 1 + lateness <= w, "{e}");
+                refused += 1;
+            }
+        }
+        b.commit(&mut host);
+        let next = batch.iter().map(|e| e.1).max().expect("events") - 1;
+        if watermark.is_none_or(|w| next > w) {
+            watermark = Some(next);
+            for timer in host.take_due(next) {
+                sessions.fire(&mut host, &timer);
+            }
+        }
+    }
+    for timer in host.take_due(i64::MAX - 1) {
+        sessions.fire(&mut host, &timer);
+    }
+    assert!(refused > 0);
+    assert_eq!((host.state_len(), host.timers().count()), (0, 0));
+}
+
+#[test]
+fn a_negative_session_lateness_is_refused() {
+    let sessions = Sessions::<Sum>::new("s", 10).unwrap();
+    assert!(sessions.with_lateness(-1).is_err());
+}
