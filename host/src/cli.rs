@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 use crate::assembly::Assembly;
-use crate::config::PipelineConfig;
+use crate::config::{BatchSection, PipelineConfig};
 use crate::lookup::Lookups;
 use crate::pipeline::{self, RunOptions};
 use crate::plugin::Engine;
@@ -62,6 +62,10 @@ pub enum Command {
         /// Records per batch handed to the plugins.
         #[arg(long, default_value_t = 1024)]
         batch_size: usize,
+        /// Lines longer than this many bytes are refused, not read whole
+        /// (as `[batch] max-record-bytes` in a pipeline).
+        #[arg(long, default_value_t = BatchSection::default().max_record_bytes)]
+        max_record_bytes: usize,
         /// A dimension table for the `lookup` import, from a CSV file whose
         /// first column is the key; repeatable.
         #[arg(long = "lookup", value_name = "TABLE=CSV")]
@@ -149,10 +153,14 @@ impl Cli {
                 topic,
                 input,
                 batch_size,
+                max_record_bytes,
                 lookups,
             } => {
                 if batch_size == 0 {
                     bail!("--batch-size must be at least 1");
+                }
+                if max_record_bytes == 0 {
+                    bail!("--max-record-bytes must be at least 1");
                 }
                 let lookups = replay_lookups(&lookups)?;
                 let reader: Box<dyn BufRead> = if input == Path::new("-") {
@@ -169,6 +177,7 @@ impl Cli {
                         lookups,
                         &topic,
                         batch_size,
+                        max_record_bytes,
                         reader,
                         out,
                         std::io::stderr(),

@@ -17,6 +17,7 @@ use crate::model::TableSchema;
 use crate::model::wit::types::{RawBatch, Value};
 use crate::plugin::{Engine, Held, LanePlugins, PluginState};
 use crate::source::BatchBuilder;
+use crate::source::file::read_line_within;
 
 /// Counts of a replay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +31,18 @@ pub struct ReplaySummary {
 }
 
 /// Replays `input` (one raw record per line) as records of `topic` through
-/// the plugins in `plugins_dir`, with `lookups` as dimension tables. Rows go to `out`, refused records to `err`
-/// as `line N: plugin: reason`.
+/// the plugins in `plugins_dir`, with `lookups` as dimension tables. Rows
+/// go to `out`, refused records to `err` as `line N: plugin: reason`. A
+/// line of more than `max_record_bytes` is refused for the parser, as
+/// `apiary run` refuses it, and only that many of its bytes are held.
+#[allow(clippy::too_many_arguments)]
 pub fn replay(
     plugins_dir: &Path,
     lookups: Lookups,
     topic: &str,
     batch_size: usize,
-    input: impl BufRead,
+    max_record_bytes: usize,
+    mut input: impl BufRead,
     mut out: impl Write,
     mut err: impl Write,
 ) -> anyhow::Result<ReplaySummary> {
@@ -49,10 +54,11 @@ pub fn replay(
     })?;
     let mut summary = ReplaySummary::default();
     let mut batch = BatchBuilder::new(topic, batch_size);
-    let mut flush = |batch: &mut BatchBuilder,
-                     summary: &mut ReplaySummary,
-                     lane: &mut LanePlugins,
-                     out: &mut dyn Write|
+    let flush = |batch: &mut BatchBuilder,
+                 summary: &mut ReplaySummary,
+                 lane: &mut LanePlugins,
+                 out: &mut dyn Write,
+                 err: &mut dyn Write|
      -> anyhow::Result<()> {
         let raw = batch.take();
         // Records are isolated as `apiary run` isolates them: a record a
@@ -79,17 +85,35 @@ pub fn replay(
         }
         Ok(())
     };
-    for (n, line) in input.split(b'\n').enumerate() {
-        let line = line.context("cannot read input")?;
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        batch.push(0, n as i64, None, None, line, &[]);
+    let mut line = Vec::new();
+    for n in 0_i64.. {
+        line.clear();
+        let read = read_line_within(&mut input, &mut line, max_record_bytes.saturating_add(1))
+            .context("cannot read input")?;
+        if read == 0 {
+            break;
+        }
         summary.records += 1;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.len() > max_record_bytes {
+            writeln!(
+                err,
+                "line {}: {}: a record of more than {max_record_bytes} bytes \
+                 (--max-record-bytes)",
+                n + 1,
+                lane.parser_name()
+            )?;
+            summary.rejected += 1;
+            continue;
+        }
+        batch.push(0, n, None, None, text, &[]);
         if batch.len() >= batch_size {
-            flush(&mut batch, &mut summary, &mut lane, &mut out)?;
+            flush(&mut batch, &mut summary, &mut lane, &mut out, &mut err)?;
         }
     }
     if !batch.is_empty() {
-        flush(&mut batch, &mut summary, &mut lane, &mut out)?;
+        flush(&mut batch, &mut summary, &mut lane, &mut out, &mut err)?;
     }
     match lane.advance_watermark(&engine, i64::MAX) {
         Ok(result) => print_rows(&mut out, &result.rows, &mut summary)?,

@@ -170,6 +170,14 @@ fn watch_peak(child: &mut std::process::Child, limit: std::time::Duration) -> u6
     peak
 }
 
+/// 2000 gifts, and the same with a 200 MB line as line 1001.
+fn gifts_and_a_200_mb_line(seed: u64) -> (Vec<String>, Vec<String>) {
+    let gifts = gifts(2_000, seed);
+    let mut lines = gifts.clone();
+    lines.insert(1_000, format!("{{\"pad\": \"{}\"}}", "x".repeat(200 << 20)));
+    (gifts, lines)
+}
+
 fn gifts(count: usize, seed: u64) -> Vec<String> {
     generate(Topic::LiveGiftTotal, count, seed, 0.0).lines
 }
@@ -433,9 +441,7 @@ fn batch_max_bytes_bounds_a_batch() {
 #[test]
 fn a_record_over_max_record_bytes_is_a_dead_letter_never_held_whole() {
     let root = tempfile::tempdir().unwrap();
-    let gifts = gifts(2_000, 29);
-    let mut lines = gifts.clone();
-    lines.insert(1_000, format!("{{\"pad\": \"{}\"}}", "x".repeat(200 << 20)));
+    let (gifts, lines) = gifts_and_a_200_mb_line(29);
     let tail = "max-record-bytes = 1048576\n";
     let pipeline = Pipeline::with_tail(root.path(), &lines, &[], "", "", tail);
     let (ok, log, peak) = pipeline.run_with(&["--until-end"]);
@@ -680,6 +686,53 @@ fn replay_isolates_a_failing_record_like_run() {
         }
     }
     assert_eq!(replayed, gift_totals_of(lines.iter()));
+}
+
+/// `apiary replay` holds no more of a line than `--max-record-bytes`: a
+/// 200 MB line is refused for the parser, by its line number, and every other
+/// gift counts (before the bound, replay read each line whole).
+#[test]
+fn replay_refuses_a_line_over_max_record_bytes_without_holding_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (gifts, lines) = gifts_and_a_200_mb_line(41);
+    let input = root.path().join("gifts.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    drop(lines);
+    let dir = root.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for plugin in ["seed-json-parser", "gift-type-totals"] {
+        let name = format!("{plugin}.wasm");
+        std::fs::copy(plugins_dir().join(&name), dir.join(&name)).unwrap();
+    }
+    let (stdout, stderr) = (root.path().join("out"), root.path().join("err"));
+    let mut child = apiary()
+        .args(["replay", "--max-record-bytes", "1048576", "--plugins"])
+        .arg(&dir)
+        .args(["--topic", "live_gift_total", "--input"])
+        .arg(&input)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let peak = watch_peak(&mut child, std::time::Duration::from_secs(180));
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    let refused: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line")).collect();
+    assert_eq!(
+        refused,
+        ["line 1001: seed-json-parser: a record of more than 1048576 bytes (--max-record-bytes)"]
+    );
+    let mut replayed = BTreeMap::new();
+    for line in std::fs::read_to_string(&stdout).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let row = &row["row"];
+        *replayed
+            .entry(row["gift_type"].as_i64().unwrap())
+            .or_default() += row["gift_total_amount"].as_i64().unwrap();
+    }
+    assert_eq!(replayed, gift_totals_of(gifts.iter()));
+    assert!(peak < 150 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
 /// The SQL sinks every dialect test runs on: SQLite, and fresh MariaDB

@@ -531,3 +531,52 @@ fn silent_and_idle_source_partitions_do_not_hold_windows_back() {
     // window stays open.
     assert_eq!(windows(), expected);
 }
+
+/// A record too large for one message to the internal topic (the
+/// producer's `message.max.bytes`) is a dead letter of the first stage's
+/// parser, and the hop goes on. (Before, the producer refused it and the
+/// run stopped, again at every restart.)
+#[test]
+fn a_record_too_large_to_forward_is_a_dead_letter() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(GIFTS, 1, 1).unwrap();
+    cluster
+        .create_topic(&format!("large.repartition.{GIFTS}"), 4, 1)
+        .unwrap();
+    let gifts = generate(Topic::LiveGiftTotal, 2_000, 155, 0.0);
+    let mut large: serde_json::Value = serde_json::from_str(&gifts.lines[0]).unwrap();
+    large["pad"] = "x".repeat(600_000).into();
+    let large = large.to_string();
+    let producer = producer(&brokers);
+    let (before, after) = gifts.lines.split_at(1_000);
+    for line in before.iter().chain([&large]).chain(after) {
+        send(&producer, BaseRecord::to(GIFTS).payload(line));
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    let text = format!(
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {brokers:?}\ngroup = \"large\"\n\
+         topics = [{GIFTS:?}]\n[source.kafka.properties]\n\"message.max.bytes\" = \"500000\"\n\
+         [source.kafka.repartition.{GIFTS}]\nby = \"user_id\"\n\
+         partitions = 4\nreplication = 1\n[sink.sql]\nurl = \"sqlite://out.db\"\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+    );
+    std::fs::write(&config, text).unwrap();
+    run_until_quiet(&config, "3s");
+    let db = dir.path().join("out.db");
+    assert_eq!(sqlite_pairs(&db, TOTALS), gifts.gift_totals());
+    let dead = sqlite_text(
+        &db,
+        "SELECT record_offset || ' ' || plugin || ': ' || reason FROM apiary_dead_letter",
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].starts_with("1000 seed-json-parser: a record of ")
+            && dead[0].contains("does not fit one message to repartition topic"),
+        "{dead:?}"
+    );
+}

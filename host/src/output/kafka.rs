@@ -141,6 +141,39 @@ impl KafkaOutputs {
     }
 }
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_BYTES: usize = 1_000_000;
+
+/// Room for a message's framing in its batch, beyond its key, value and
+/// headers (librdkafka counts 97 bytes at most).
+const FRAMING_BYTES: usize = 256;
+
+/// The most bytes one message of a producer made from `config` may take
+/// (its `message.max.bytes`): librdkafka refuses a larger one.
+pub fn message_bytes(config: &rdkafka::ClientConfig) -> anyhow::Result<usize> {
+    match config.get("message.max.bytes") {
+        Some(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("`message.max.bytes`: `{text}` is not a number of bytes")),
+        None => Ok(DEFAULT_MESSAGE_BYTES),
+    }
+}
+
+/// What a message of `key_and_value` bytes with `headers` (name, value)
+/// takes against `message.max.bytes`, framing included; a header costs its
+/// name, its value and two varint lengths.
+pub fn wire_bytes<'a>(
+    key_and_value: usize,
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> usize {
+    let headers: usize = headers
+        .into_iter()
+        .map(|(name, value)| name.len() + value.len() + 10)
+        .sum();
+    FRAMING_BYTES + headers + key_and_value
+}
+
 /// `config` set for an idempotent producer that waits for every replica:
 /// a retry never duplicates a record the broker has.
 pub fn idempotent(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {

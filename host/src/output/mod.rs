@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 
 pub use dead_letter_topic::DeadLetterTopic;
 pub use hbase::HBase;
-pub use kafka::{KafkaOutputs, idempotent};
+pub use kafka::{KafkaOutputs, idempotent, message_bytes, wire_bytes};
 
 use crate::config::PipelineConfig;
 use crate::model::{DeadLetter, LaneKey, TableRows, TableSchema};

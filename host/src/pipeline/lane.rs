@@ -573,7 +573,11 @@ impl Lane {
             applied.apply(batch);
         }
         if let Some(forwarder) = &mut self.forwarder {
-            forwarder.send(&self.key, batch, &targets, self.plugins.watermark())?;
+            let watermark = self.plugins.watermark();
+            for (index, reason) in forwarder.send(&self.key, batch, &targets, watermark)? {
+                let parser = self.plugins.parser_name().to_owned();
+                self.dead_letter(batch, index, parser, reason);
+            }
         }
         let mut row_count = 0;
         for (table, cells) in rows {

@@ -45,7 +45,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProd
 use crate::config::KafkaSource;
 use crate::model::wit::types::{RawBatch, RawRecord};
 use crate::model::{EventRoute, LaneKey, StateChange, StoredState, StoredValue};
-use crate::output::idempotent;
+use crate::output::{idempotent, message_bytes, wire_bytes};
 use crate::source::span_bytes;
 
 /// The name the second stage's applied offsets are stored under, beside
@@ -328,6 +328,8 @@ pub struct Forwarder {
     pending_bytes: usize,
     /// The checkpoint the records sent now belong to.
     epoch: usize,
+    /// The producer's `message.max.bytes`: a larger record is refused.
+    message_bytes: usize,
 }
 
 impl Forwarder {
@@ -338,6 +340,7 @@ impl Forwarder {
     pub fn new(source: &KafkaSource, topic: &str, partitions: i32) -> anyhow::Result<Self> {
         let mut config = idempotent(source.client_config());
         config.set("message.timeout.ms", "0");
+        let message_bytes = message_bytes(&config).context("[source.kafka.properties]")?;
         let producer = config
             .create_with_context(Deliveries::default())
             .context("cannot create the repartition producer")?;
@@ -348,6 +351,7 @@ impl Forwarder {
             announced: None,
             pending_bytes: 0,
             epoch: 0,
+            message_bytes,
         })
     }
 
@@ -392,20 +396,57 @@ impl Forwarder {
     /// `watermark` after the batch: earlier ones must not, since records
     /// of the same batch may be older than that watermark, and the second
     /// stage would find them late. Blocks while the producer's queue is
-    /// full.
+    /// full. Returns the records too large for one message (the
+    /// producer's `message.max.bytes`), with why, unsent.
     pub fn send(
         &mut self,
         lane: &LaneKey,
         batch: &RawBatch,
         targets: &[(usize, i32)],
         watermark: Option<i64>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<(usize, String)>> {
         let watermark = watermark.map(|w| w.to_string());
-        // `targets` is in record order: the last entry per partition wins.
-        let last: HashMap<i32, usize> = targets.iter().map(|&(i, p)| (p, i)).collect();
+        let source_of =
+            |record: &RawRecord| format!("{}:{}:{}", lane.stream, lane.partition, record.offset);
+        let mut refused = Vec::new();
+        let mut sendable = Vec::with_capacity(targets.len());
         for &(index, partition) in targets {
             let record = &batch.records[index];
-            let source = format!("{}:{}:{}", lane.stream, lane.partition, record.offset);
+            let source = source_of(record);
+            let headers = record
+                .headers
+                .iter()
+                .map(|h| (span_bytes(batch, h.name), span_bytes(batch, h.value)))
+                .chain([(SOURCE_HEADER.as_bytes(), source.as_bytes())])
+                .chain(
+                    watermark
+                        .as_ref()
+                        .map(|w| (WATERMARK_HEADER.as_bytes(), w.as_bytes())),
+                );
+            let data = record.key.map_or(0, |k| k.len as usize) + record.value.len as usize;
+            let size = wire_bytes(data, headers);
+            if size > self.message_bytes {
+                // `targets` is sorted: a record's partitions are together.
+                if refused.last().is_some_and(|(last, _)| *last == index) {
+                    continue;
+                }
+                refused.push((
+                    index,
+                    format!(
+                        "a record of {size} bytes with its headers does not fit one message \
+                         to repartition topic `{}` (message.max.bytes is {})",
+                        self.topic, self.message_bytes
+                    ),
+                ));
+            } else {
+                sendable.push((index, partition));
+            }
+        }
+        // `sendable` is in record order: the last entry per partition wins.
+        let last: HashMap<i32, usize> = sendable.iter().map(|&(i, p)| (p, i)).collect();
+        for (index, partition) in sendable {
+            let record = &batch.records[index];
+            let source = source_of(record);
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
             for header in &record.headers {
                 let name = String::from_utf8_lossy(span_bytes(batch, header.name));
@@ -442,7 +483,7 @@ impl Forwarder {
             self.pending_bytes += value.len() + key.map_or(0, <[u8]>::len);
             self.produce(out)?;
         }
-        Ok(())
+        Ok(refused)
     }
 
     /// Produces `out` in the current checkpoint, waiting while the

@@ -331,6 +331,7 @@ pub fn test(dir: &Path, bless: bool) -> anyhow::Result<TestOutcome> {
         crate::lookup::Lookups::default(),
         &fixture.topic,
         1024,
+        crate::config::BatchSection::default().max_record_bytes,
         std::io::BufReader::new(file),
         &mut rows,
         &mut refusals,

@@ -164,7 +164,7 @@ impl FileReader {
 /// `read_until(b'\n')`, but appends to `line` no more than `keep` bytes of
 /// it, and its newline: a line of any length takes bounded memory. Returns
 /// the bytes read.
-fn read_line_within(
+pub fn read_line_within(
     reader: &mut impl BufRead,
     line: &mut Vec<u8>,
     keep: usize,

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use sqlx::Row as _;
 
 use super::kafka::{broker, create_topic, produce_keyed};
-use super::{apiary, plugins_dir, run_with_limit, sqlite_committed, sqlite_rows};
+use super::{plugins_dir, run_until_quiet, sqlite_committed, sqlite_rows};
 
 /// What the parser and the rules must make of the good messages.
 #[derive(Debug, Default)]
@@ -115,14 +114,7 @@ pub fn run_and_check(parser: &Path, logical: &str, messages: &Messages) -> Vec<S
         ),
     )
     .unwrap();
-    let (out, _, stderr) = run_with_limit(
-        apiary()
-            .arg("run")
-            .arg(&config)
-            .args(["--stop-when-idle", "10s"]),
-        Duration::from_secs(240),
-    );
-    assert!(out.status.success(), "{stderr}");
+    run_until_quiet(&config, "10s");
 
     let db = dir.path().join("out.db");
     assert_eq!(sqlite_committed(&db), messages.records.len() as i64);

@@ -375,6 +375,20 @@ pub fn run_until_idle(config: &Path) -> String {
     stderr
 }
 
+/// `apiary run CONFIG --stop-when-idle IDLE` (a Kafka source, read until
+/// nothing came for `idle`), which must succeed within four minutes.
+pub fn run_until_quiet(config: &Path, idle: &str) -> String {
+    let (out, _, stderr) = run_with_limit(
+        apiary()
+            .arg("run")
+            .arg(config)
+            .args(["--stop-when-idle", idle]),
+        std::time::Duration::from_secs(240),
+    );
+    assert!(out.status.success(), "apiary run failed: {stderr}");
+    stderr
+}
+
 /// Writes a pipeline config in `dir` consuming `topic` as group `group`
 /// from the test broker into the SQLite database `dir/out.db`, with `extra`
 /// lines added to `[source.kafka]`, and returns its path.
