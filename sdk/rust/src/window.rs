@@ -653,6 +653,11 @@ impl<A: Accumulator> Sessions<A> {
         // Timers fire in time order, so a session let go at or before this
         // one has no other timer left.
         sessions.retain(|s| self.kept_until(s.end) > timer.time);
+        if fired.is_some() && self.lateness > 0 {
+            // Set again here: a session written before the lateness was
+            // set has no timer to let it go.
+            host.set_timer(&timer.key, self.kept_until(timer.time + 1));
+        }
         if sessions.len() != before {
             self.store(host, key, &sessions);
         }

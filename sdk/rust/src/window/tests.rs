@@ -636,8 +636,14 @@ fn sessions_kept_for_lateness_end_exact_under_disorder_past_the_watermark() {
         let mut watermark: Option<i64> = None;
         let mut shown: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
         let mut updates = 0;
-        let advance = |host: &mut MemoryHost, to: i64, shown: &mut BTreeMap<_, _>| {
-            for timer in host.take_due(to) {
+        // As the host does: until no timer is due, those set while firing
+        // included.
+        let advance = |host: &mut MemoryHost, to: i64, shown: &mut BTreeMap<_, _>| loop {
+            let due = host.take_due(to);
+            if due.is_empty() {
+                break;
+            }
+            for timer in due {
                 if let Some(f) = sessions.fire(host, &timer) {
                     shown.insert((f.key, f.start, f.end), f.value.0);
                 }
@@ -690,6 +696,15 @@ fn sessions_refuse_events_past_their_lateness_and_let_every_session_go() {
         .unwrap();
     let batches = traffic(50, 3_000, 25_000, 60_000, 3);
     let mut host = MemoryHost::new();
+    let advance = |host: &mut MemoryHost, to: i64| loop {
+        let due = host.take_due(to);
+        if due.is_empty() {
+            break;
+        }
+        for timer in due {
+            sessions.fire(host, &timer);
+        }
+    };
     let mut watermark: Option<i64> = None;
     let mut refused = 0;
     for batch in &batches {
@@ -705,14 +720,10 @@ fn sessions_refuse_events_past_their_lateness_and_let_every_session_go() {
         let next = batch.iter().map(|e| e.1).max().expect("events") - 1;
         if watermark.is_none_or(|w| next > w) {
             watermark = Some(next);
-            for timer in host.take_due(next) {
-                sessions.fire(&mut host, &timer);
-            }
+            advance(&mut host, next);
         }
     }
-    for timer in host.take_due(i64::MAX - 1) {
-        sessions.fire(&mut host, &timer);
-    }
+    advance(&mut host, i64::MAX - 1);
     assert!(refused > 0);
     assert_eq!((host.state_len(), host.timers().count()), (0, 0));
 }
@@ -721,4 +732,29 @@ fn sessions_refuse_events_past_their_lateness_and_let_every_session_go() {
 fn a_negative_session_lateness_is_refused() {
     let sessions = Sessions::<Sum>::new("s", 10).unwrap();
     assert!(sessions.with_lateness(-1).is_err());
+}
+
+/// A rule that starts keeping its sessions for lateness (a parameter
+/// changed) still lets go of the sessions it wrote before.
+#[test]
+fn sessions_written_before_the_lateness_was_set_are_let_go_too() {
+    let before = Sessions::<Count>::new("s", 10).unwrap();
+    let after = Sessions::<Count>::new("s", 10)
+        .unwrap()
+        .with_lateness(15)
+        .unwrap();
+    let mut host = MemoryHost::new();
+    let mut b = before.batch(None);
+    b.add(&host, "r", 100, ()).unwrap();
+    b.commit(&mut host);
+    let mut fired = Vec::new();
+    for timer in host.take_due(120) {
+        fired.extend(after.fire(&mut host, &timer).map(|f| (f.end, f.value)));
+    }
+    assert_eq!(fired, [(110, Count(1))]);
+    assert_eq!(host.state_len(), 1, "kept for lateness");
+    for timer in host.take_due(124) {
+        assert!(after.fire(&mut host, &timer).is_none());
+    }
+    assert_eq!((host.state_len(), host.timers().count()), (0, 0));
 }
