@@ -406,13 +406,11 @@ impl Forwarder {
         watermark: Option<i64>,
     ) -> anyhow::Result<Vec<(usize, String)>> {
         let watermark = watermark.map(|w| w.to_string());
-        let source_of =
-            |record: &RawRecord| format!("{}:{}:{}", lane.stream, lane.partition, record.offset);
         let mut refused = Vec::new();
         let mut sendable = Vec::with_capacity(targets.len());
         for &(index, partition) in targets {
             let record = &batch.records[index];
-            let source = source_of(record);
+            let source = format!("{}:{}:{}", lane.stream, lane.partition, record.offset);
             let headers = record
                 .headers
                 .iter()
@@ -439,14 +437,13 @@ impl Forwarder {
                     ),
                 ));
             } else {
-                sendable.push((index, partition));
+                sendable.push((index, partition, source));
             }
         }
         // `sendable` is in record order: the last entry per partition wins.
-        let last: HashMap<i32, usize> = sendable.iter().map(|&(i, p)| (p, i)).collect();
-        for (index, partition) in sendable {
+        let last: HashMap<i32, usize> = sendable.iter().map(|&(i, p, _)| (p, i)).collect();
+        for (index, partition, source) in sendable {
             let record = &batch.records[index];
-            let source = source_of(record);
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
             for header in &record.headers {
                 let name = String::from_utf8_lossy(span_bytes(batch, header.name));

@@ -220,6 +220,24 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// `lateness` if it can be an allowed lateness (not negative).
+fn check_lateness(lateness: i64) -> Result<i64, String> {
+    if lateness < 0 {
+        Err(format!(
+            "allowed lateness of {lateness} ms: it must not be negative"
+        ))
+    } else {
+        Ok(lateness)
+    }
+}
+
+/// The watermark at which a window ending at `end` and kept `lateness` ms
+/// after it fires is let go: it takes late events while the watermark is
+/// below it.
+fn kept_until(end: i64, lateness: i64) -> i64 {
+    (end - 1).saturating_add(lateness)
+}
+
 /// Reads an accumulator from state; what cannot be read is logged and
 /// counts as empty, so a corrupt entry costs its own value only.
 fn load<A: Accumulator>(host: &impl Host, key: &str) -> Option<A> {
@@ -275,12 +293,7 @@ impl<A: Accumulator> Hopping<A> {
     /// [`HoppingBatch::commit`] returns the window's [`Update`]. Its panes
     /// are then state that expires with the watermark.
     pub fn with_lateness(mut self, lateness: i64) -> Result<Self, String> {
-        if lateness < 0 {
-            return Err(format!(
-                "allowed lateness of {lateness} ms: it must not be negative"
-            ));
-        }
-        self.lateness = lateness;
+        self.lateness = check_lateness(lateness)?;
         Ok(self)
     }
 
@@ -364,7 +377,7 @@ impl<A: Accumulator> Hopping<A> {
     /// late events.
     fn pane_expires(&self, pane: i64) -> i64 {
         let last_end = (pane.div_euclid(self.slide) * self.slide).saturating_add(self.size);
-        (last_end - 1).saturating_add(self.lateness)
+        kept_until(last_end, self.lateness)
     }
 
     /// Writes pane `pane` under `state_key`; with lateness, as expiring.
@@ -428,8 +441,7 @@ impl<A: Accumulator> HoppingBatch<'_, A> {
             return Err(Refused::OutOfRange(time));
         };
         let lateness = self.windows.lateness;
-        let kept_until = |end: i64| (end - 1).saturating_add(lateness);
-        if let Some(watermark) = self.watermark.filter(|&w| kept_until(end) <= w) {
+        if let Some(watermark) = self.watermark.filter(|&w| kept_until(end, lateness) <= w) {
             return Err(Refused::Late(Late {
                 time,
                 watermark,
@@ -439,7 +451,7 @@ impl<A: Accumulator> HoppingBatch<'_, A> {
         }
         if let Some(w) = self.watermark.filter(|_| lateness > 0) {
             for (_, end) in self.windows.windows_of(time) {
-                if end - 1 <= w && kept_until(end) > w {
+                if end - 1 <= w && kept_until(end, lateness) > w {
                     self.updated.insert((key.to_owned(), end));
                 }
             }
@@ -549,12 +561,7 @@ impl<A: Accumulator> Sessions<A> {
     /// in. A late event that extends a session past the watermark reopens
     /// it: it fires again when the watermark reaches its new end - 1.
     pub fn with_lateness(mut self, lateness: i64) -> Result<Self, String> {
-        if lateness < 0 {
-            return Err(format!(
-                "allowed lateness of {lateness} ms: it must not be negative"
-            ));
-        }
-        self.lateness = lateness;
+        self.lateness = check_lateness(lateness)?;
         Ok(self)
     }
 
@@ -568,10 +575,9 @@ impl<A: Accumulator> Sessions<A> {
         self.lateness
     }
 
-    /// The watermark at which a session ending at `end` is let go: it
-    /// takes late events while the watermark is below it.
+    /// The watermark at which a session ending at `end` is let go.
     fn kept_until(&self, end: i64) -> i64 {
-        (end - 1).saturating_add(self.lateness)
+        kept_until(end, self.lateness)
     }
 
     /// The timers `sessions` need at `watermark`: each one's end - 1 until

@@ -504,6 +504,8 @@ fn panes_written_before_the_lateness_was_set_expire_too() {
 fn a_negative_lateness_is_refused() {
     let windows = Hopping::<Sum>::tumbling("t", 10).unwrap();
     assert!(windows.with_lateness(-1).is_err());
+    let sessions = Sessions::<Sum>::new("s", 10).unwrap();
+    assert!(sessions.with_lateness(-1).is_err());
 }
 
 #[test]
@@ -534,6 +536,21 @@ fn unreadable_state_counts_as_empty() {
             )
             .is_none()
     );
+}
+
+/// Fires the session timers due at `to` as the host does: until none is
+/// due, those set while firing included. Returns what fired.
+fn fire_sessions(sessions: &Sessions<Sum>, host: &mut MemoryHost, to: i64) -> Vec<Fired<Sum>> {
+    let mut fired = Vec::new();
+    loop {
+        let due = host.take_due(to);
+        if due.is_empty() {
+            return fired;
+        }
+        for timer in due {
+            fired.extend(sessions.fire(host, &timer));
+        }
+    }
 }
 
 /// Sessions kept for lateness, by hand: a late event within the lateness
@@ -636,17 +653,9 @@ fn sessions_kept_for_lateness_end_exact_under_disorder_past_the_watermark() {
         let mut watermark: Option<i64> = None;
         let mut shown: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
         let mut updates = 0;
-        // As the host does: until no timer is due, those set while firing
-        // included.
-        let advance = |host: &mut MemoryHost, to: i64, shown: &mut BTreeMap<_, _>| loop {
-            let due = host.take_due(to);
-            if due.is_empty() {
-                break;
-            }
-            for timer in due {
-                if let Some(f) = sessions.fire(host, &timer) {
-                    shown.insert((f.key, f.start, f.end), f.value.0);
-                }
+        let advance = |host: &mut MemoryHost, to: i64, shown: &mut BTreeMap<_, _>| {
+            for f in fire_sessions(&sessions, host, to) {
+                shown.insert((f.key, f.start, f.end), f.value.0);
             }
         };
         for batch in &batches {
@@ -696,15 +705,6 @@ fn sessions_refuse_events_past_their_lateness_and_let_every_session_go() {
         .unwrap();
     let batches = traffic(50, 3_000, 25_000, 60_000, 3);
     let mut host = MemoryHost::new();
-    let advance = |host: &mut MemoryHost, to: i64| loop {
-        let due = host.take_due(to);
-        if due.is_empty() {
-            break;
-        }
-        for timer in due {
-            sessions.fire(host, &timer);
-        }
-    };
     let mut watermark: Option<i64> = None;
     let mut refused = 0;
     for batch in &batches {
@@ -720,18 +720,12 @@ fn sessions_refuse_events_past_their_lateness_and_let_every_session_go() {
         let next = batch.iter().map(|e| e.1).max().expect("events") - 1;
         if watermark.is_none_or(|w| next > w) {
             watermark = Some(next);
-            advance(&mut host, next);
+            fire_sessions(&sessions, &mut host, next);
         }
     }
-    advance(&mut host, i64::MAX - 1);
+    fire_sessions(&sessions, &mut host, i64::MAX - 1);
     assert!(refused > 0);
     assert_eq!((host.state_len(), host.timers().count()), (0, 0));
-}
-
-#[test]
-fn a_negative_session_lateness_is_refused() {
-    let sessions = Sessions::<Sum>::new("s", 10).unwrap();
-    assert!(sessions.with_lateness(-1).is_err());
 }
 
 /// A rule that starts keeping its sessions for lateness (a parameter
