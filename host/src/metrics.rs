@@ -42,6 +42,9 @@ pub struct LaneMetrics {
     watermark_ms: Mutex<Option<i64>>,
     /// The plugin the lane waits for a new version of, while quarantined.
     quarantined: Mutex<Option<String>>,
+    /// The rule that failed on timers fired without a batch, while its
+    /// failure holds the lane's watermark (until the lane's next batch).
+    timers_failed: Mutex<Option<String>>,
     /// Bumped on every committed checkpoint of any lane (the dashboard
     /// pushes updates on it); shared with the [`Metrics`] that made the lane.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
@@ -133,6 +136,13 @@ impl LaneMetrics {
         *self.quarantined.lock().unwrap_or_else(|e| e.into_inner()) = plugin.map(str::to_owned);
     }
 
+    /// Records that `rule` failed on the timers a watermark moved without
+    /// records fired, so the watermark stays where it was (`None`: it
+    /// moves again).
+    pub fn set_timers_failed(&self, rule: Option<&str>) {
+        *self.timers_failed.lock().unwrap_or_else(|e| e.into_inner()) = rule.map(str::to_owned);
+    }
+
     /// What the lane's counters and gauges hold now.
     pub fn snapshot(&self) -> LaneSnapshot {
         let lock = |m: &Mutex<Option<i64>>| *m.lock().unwrap_or_else(|e| e.into_inner());
@@ -149,8 +159,14 @@ impl LaneMetrics {
             lag: self.lag(),
             watermark_ms: lock(&self.watermark_ms),
             paused: self.source_paused.load(Ordering::Relaxed),
+            held: self.held(),
             quarantined: self
                 .quarantined
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            timers_failed: self
+                .timers_failed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
@@ -175,8 +191,13 @@ pub struct LaneSnapshot {
     pub watermark_ms: Option<i64>,
     /// Whether the source paused the lane's partition.
     pub paused: bool,
+    /// Whether the lane holds a batch back until its plugins change.
+    pub held: bool,
     /// The plugin the lane waits for a new version of, if quarantined.
     pub quarantined: Option<String>,
+    /// The rule whose failure on timers fired without a batch holds the
+    /// lane's watermark, if one does.
+    pub timers_failed: Option<String>,
 }
 
 /// Every lane's counters, and what else a scrape reports.
@@ -408,6 +429,13 @@ fn render_lanes(out: &mut String, lanes: &BTreeMap<String, Arc<LaneMetrics>>) {
         "Times the lane's partition was paused.",
         &|m| get(&m.source_pauses),
     );
+    counter(
+        out,
+        "apiary_lane_held",
+        "1 while the lane holds a batch back until its plugins change (a quarantined \
+         plugin, or no parser for its topic).",
+        &|m| f64::from(u8::from(m.held())),
+    );
     per_lane(
         out,
         "apiary_watermark_ms",
@@ -479,6 +507,34 @@ fn render_lane_plugins(out: &mut String, lanes: &BTreeMap<String, Arc<LaneMetric
             }
         }
     }
+    type Blocked = fn(&LaneMetrics) -> &Mutex<Option<String>>;
+    let blocked: [(&str, &str, Blocked); 2] = [
+        (
+            "apiary_plugin_quarantined",
+            "1 while the lane waits for a new version of the plugin, which kept failing.",
+            |m| &m.quarantined,
+        ),
+        (
+            "apiary_timers_failed",
+            "1 while the rule's failure on timers fired without a batch holds the lane's \
+             watermark, until the lane's next batch.",
+            |m| &m.timers_failed,
+        ),
+    ];
+    for (name, help, plugin) in blocked {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (lane, m) in lanes {
+            if let Some(plugin) = &*plugin(m).lock().unwrap_or_else(|e| e.into_inner()) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{lane=\"{}\",plugin=\"{}\"}} 1",
+                    escape(lane),
+                    escape(plugin)
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +595,48 @@ mod tests {
             "{text}"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn a_held_lane_names_the_plugin_it_waits_for() {
+        let metrics = Metrics::default();
+        let lane = metrics.lane("gifts[0]");
+        let text = metrics.render();
+        assert!(
+            text.contains("apiary_lane_held{lane=\"gifts[0]\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("apiary_plugin_quarantined{"), "{text}");
+
+        lane.set_timers_failed(Some("gift-windows"));
+        let text = metrics.render();
+        assert!(
+            text.contains("apiary_timers_failed{lane=\"gifts[0]\",plugin=\"gift-windows\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiary_lane_held{lane=\"gifts[0]\"} 0\n"),
+            "{text}"
+        );
+
+        lane.set_timers_failed(None);
+        lane.set_quarantined(Some("gift-windows"));
+        lane.set_held(true);
+        let text = metrics.render();
+        assert!(!text.contains("apiary_timers_failed{"), "{text}");
+        assert!(
+            text.contains(
+                "apiary_plugin_quarantined{lane=\"gifts[0]\",plugin=\"gift-windows\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("apiary_lane_held{lane=\"gifts[0]\"} 1\n"),
+            "{text}"
+        );
+        let snapshot = lane.snapshot();
+        assert!(snapshot.held);
+        assert_eq!(snapshot.quarantined.as_deref(), Some("gift-windows"));
     }
 
     #[test]

@@ -540,19 +540,46 @@ fn a_rule_failing_on_timers_the_clock_fires_does_not_stop_the_run() {
     livestream_format::push_timestamp(&mut time, latest + 3_600_000);
     trap["create_time"] = time.into();
     lines.push(trap.to_string());
+    let address = free_address();
     let pipeline = Pipeline::with_tail(
         root.path(),
         &lines,
         &["hostile-rule.wasm"],
         "",
         "",
-        "[time]\nidle-timeout = \"200ms\"\n",
+        &format!("[time]\nidle-timeout = \"200ms\"\n[metrics]\nlisten = \"{address}\"\n"),
     );
-    let (ok, log, _) = pipeline.run_with(&["--stop-when-idle", "3s"]);
+    // While the failure holds the watermark, the metrics name the rule.
+    let failed = |samples: &BTreeMap<String, f64>| {
+        samples.iter().any(|(name, value)| {
+            name.starts_with("apiary_timers_failed{")
+                && name.ends_with(",plugin=\"hostile-rule\"}")
+                && *value == 1.0
+        })
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let ((ok, log, _), seen) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if try_scrape(&address).is_ok_and(|samples| failed(&samples)) {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            false
+        });
+        let run = pipeline.run_with(&["--stop-when-idle", "3s"]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (run, watcher.join().unwrap())
+    });
     assert!(ok, "the run stopped: {log}");
     assert!(
         log.contains("idle watermark") && log.contains("trapped in on-timers"),
         "{log}"
+    );
+    assert!(
+        seen,
+        "no apiary_timers_failed for hostile-rule while it held the watermark"
     );
     assert_eq!(pipeline.pairs(TOTALS), gift_totals_of(lines.iter()));
     assert_eq!(pipeline.committed(), lines.len() as i64);

@@ -257,6 +257,20 @@ fn a_quarantined_kafka_partition_pauses_alone_while_the_others_go_on() {
     wait_until(Duration::from_secs(30), "lag metrics", &log, || {
         gauges(&poisoned) == expected && gauges(&clean) == (Some(0.0), Some(0.0))
     });
+    // And which plugin it waits for.
+    let held = |topic: &str| {
+        let samples = scrape(&address);
+        let quarantined =
+            format!("apiary_plugin_quarantined{{lane=\"{topic}[0]\",plugin=\"hostile-rule\"}}");
+        (
+            samples
+                .get(&format!("apiary_lane_held{{lane=\"{topic}[0]\"}}"))
+                .copied(),
+            samples.get(&quarantined).copied(),
+        )
+    };
+    assert_eq!(held(&poisoned), (Some(1.0), Some(1.0)));
+    assert_eq!(held(&clean), (Some(0.0), None));
 
     // Without the broken plugin the paused partition resumes where it
     // stopped: nothing skipped, nothing twice.
@@ -267,6 +281,7 @@ fn a_quarantined_kafka_partition_pauses_alone_while_the_others_go_on() {
     wait_until(Duration::from_secs(30), "no lag", &log, || {
         gauges(&poisoned) == (Some(0.0), Some(0.0))
     });
+    assert_eq!(held(&poisoned), (Some(0.0), None));
     interrupt_and_wait(&mut child, &log);
     assert_eq!(
         sqlite_pairs(&db, TOTALS),

@@ -250,10 +250,12 @@ impl PipelineView {
         match &self.source {
             Source::Live(metrics) => {
                 for (lane, s) in metrics.lane_snapshots() {
-                    let state = match (&s.quarantined, s.paused) {
+                    let state = match (&s.quarantined, &s.timers_failed) {
                         (Some(plugin), _) => format!("quarantined ({plugin})"),
-                        (None, true) => "paused".to_owned(),
-                        (None, false) => "running".to_owned(),
+                        (None, _) if s.held => "held (no parser)".to_owned(),
+                        (None, Some(rule)) => format!("watermark held ({rule}: timers failed)"),
+                        (None, None) if s.paused => "paused".to_owned(),
+                        (None, None) => "running".to_owned(),
                     };
                     table.rows.push(vec![
                         json!(lane),
@@ -346,5 +348,18 @@ mod tests {
         assert_eq!(row[2], 100);
         assert_eq!(row[5], "1970-01-01 08:00:00");
         assert_eq!(row[7], "quarantined (top-gifters)");
+
+        let state = || view.table().rows[0][7].clone();
+        lane.set_quarantined(None);
+        lane.set_timers_failed(Some("gift-windows"));
+        assert_eq!(state(), "watermark held (gift-windows: timers failed)");
+        lane.set_held(true);
+        assert_eq!(state(), "held (no parser)");
+        lane.set_held(false);
+        lane.set_timers_failed(None);
+        lane.source_paused(true);
+        assert_eq!(state(), "paused");
+        lane.source_paused(false);
+        assert_eq!(state(), "running");
     }
 }

@@ -17,7 +17,7 @@ use crate::model::lane::sub_batch;
 use crate::model::wit::types::{RawBatch, RawRecord, Span};
 use crate::model::{Checkpoint, DeadLetter, LaneKey, SourceBatch, StateChange, TimerChange};
 use crate::output::{Output, Pending};
-use crate::plugin::{BatchResult, Engine, Held, LanePlugins, LivePlugins};
+use crate::plugin::{BatchFailure, BatchResult, Engine, Held, LanePlugins, LivePlugins};
 use crate::source::{Activity, CommitHook, span_bytes};
 use crate::store::SqlStore;
 
@@ -481,6 +481,8 @@ impl Lane {
                     lane = %self.key,
                     "{why}: {e:#}; the watermark stays where it was until the lane's next batch"
                 );
+                let rule = e.downcast_ref::<BatchFailure>().map(|f| f.plugin.as_str());
+                self.metrics.set_timers_failed(rule);
                 self.advance_failed = true;
                 BatchResult::default()
             }
@@ -556,7 +558,9 @@ impl Lane {
         } else {
             match self.plugins.process_isolating(&self.engine, batch)? {
                 Ok(result) => {
-                    self.advance_failed = false;
+                    if std::mem::take(&mut self.advance_failed) {
+                        self.metrics.set_timers_failed(None);
+                    }
                     result
                 }
                 Err(held) => return Ok(Some(held)),

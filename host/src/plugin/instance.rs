@@ -468,7 +468,8 @@ impl LanePlugins {
                 }
                 self.watermark = before;
                 self.restart(engine)?;
-                Err(anyhow::anyhow!("{failure}"))
+                // A [`BatchFailure`], so the caller can name the rule.
+                Err(failure.into())
             }
         }
     }

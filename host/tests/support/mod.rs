@@ -422,25 +422,30 @@ pub fn free_address() -> String {
 
 /// `GET /metrics` from `address`, the body's samples by name and labels.
 pub fn scrape(address: &str) -> BTreeMap<String, f64> {
+    try_scrape(address).unwrap()
+}
+
+/// [`scrape`], or why not: for a process that may not serve yet, or any
+/// more.
+pub fn try_scrape(address: &str) -> std::io::Result<BTreeMap<String, f64>> {
     use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: apiary\r\n\r\n")
-        .unwrap();
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: apiary\r\n\r\n")?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
         "{head}"
     );
-    body.lines()
+    Ok(body
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let (name, value) = l.rsplit_once(' ').unwrap();
             (name.to_owned(), value.parse().unwrap())
         })
-        .collect()
+        .collect())
 }
 
 /// Puts `file` into `dir` as `<name>.wasm` the way deployments do: copied
