@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use livestream_example::Topic;
 use rdkafka::Message as _;
-use support::kafka::{create_topic, header, produce, read_topic};
+use support::kafka::{create_topic, create_topic_with, header, produce, read_topic};
 use support::process::{interrupt_and_wait, signal, spawn_run, wait_exit, wait_until};
 use support::*;
 
@@ -71,24 +71,36 @@ fn totals_match_what_was_produced_and_bad_records_reach_the_dead_letter_topic() 
     }
 }
 
-/// A refused record larger than the dead-letter producer's
-/// `message.max.bytes` reaches the topic cut to its first bytes, with its
-/// whole length in a header, and the run goes on; the table keeps it whole.
-/// (Before the cut, the producer refused it and every checkpoint failed.)
-#[test]
-fn a_dead_letter_larger_than_a_message_reaches_the_topic_cut() {
-    let topic = create_topic("big-dead", 1);
-    let dead_topic = create_topic("big-dead-out", 1);
-    let input = generate(Topic::LiveGiftTotal, 2_000, 23, 0.0);
-    let big: Vec<u8> = (0..800_000).map(|i| b'a' + (i % 26) as u8).collect();
+/// A one-partition topic of `gifts` gifts keyed by their line number, with
+/// a record of `bytes` bytes (not JSON, keyed `big`) at offset `gifts / 2`;
+/// the topic, the gifts and the big record's value.
+fn gifts_around_a_big_record(
+    prefix: &str,
+    gifts: usize,
+    bytes: usize,
+) -> (String, Generated, Vec<u8>) {
+    let topic = create_topic(prefix, 1);
+    let input = generate(Topic::LiveGiftTotal, gifts, 23, 0.0);
+    let big: Vec<u8> = (0..bytes).map(|i| b'a' + (i % 26) as u8).collect();
     let mut records: Vec<(Vec<u8>, Vec<u8>)> = input
         .lines
         .iter()
         .enumerate()
         .map(|(i, line)| (i.to_string().into_bytes(), line.as_bytes().to_vec()))
         .collect();
-    records.insert(1_000, (b"big".to_vec(), big.clone()));
+    records.insert(gifts / 2, (b"big".to_vec(), big.clone()));
     support::kafka::produce_keyed(&topic, &records);
+    (topic, input, big)
+}
+
+/// A refused record larger than the dead-letter producer's
+/// `message.max.bytes` reaches the topic cut to its first bytes, with its
+/// whole length in a header, and the run goes on; the table keeps it whole.
+/// (Before the cut, the producer refused it and every checkpoint failed.)
+#[test]
+fn a_dead_letter_larger_than_a_message_reaches_the_topic_cut() {
+    let (topic, input, big) = gifts_around_a_big_record("big-dead", 2_000, 800_000);
+    let dead_topic = create_topic("big-dead-out", 1);
 
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
@@ -125,6 +137,38 @@ fn a_dead_letter_larger_than_a_message_reaches_the_topic_cut() {
     );
     assert_eq!(header(message, "apiary.key-bytes"), None);
     assert_eq!(header(message, "apiary.offset").as_deref(), Some("1000"));
+}
+
+/// A dead-letter topic that allows less than the producer
+/// (`max.message.bytes` set on the topic) gets letters cut to its own
+/// limit, which the broker describes. (The test broker does not enforce the
+/// limit; a Kafka broker refuses a larger message, and every checkpoint
+/// after it would fail.)
+#[test]
+fn a_dead_letter_is_cut_to_the_topics_own_limit() {
+    let (topic, input, big) = gifts_around_a_big_record("small-dead", 200, 400_000);
+    let dead_topic = create_topic_with("small-dead-out", 1, &[("max.message.bytes", "100000")]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("dead-letter-topic = {dead_topic:?}");
+    let config = kafka_config(dir.path(), &topic, &format!("{topic}-g"), &extra);
+    run_until_quiet(&config, "5s");
+    let db = dir.path().join("out.db");
+    assert_eq!(sqlite_pairs(&db, TOTALS), input.gift_totals());
+
+    let dead = read_topic(&dead_topic, 1, Duration::from_secs(60));
+    assert_eq!(dead.len(), 1);
+    let value = dead[0].payload().unwrap_or_default();
+    assert!(
+        value.len() > 90_000 && value.len() < 100_000,
+        "{} bytes",
+        value.len()
+    );
+    assert_eq!(value, &big[..value.len()]);
+    assert_eq!(
+        header(&dead[0], "apiary.value-bytes").as_deref(),
+        Some("400000")
+    );
 }
 
 #[test]

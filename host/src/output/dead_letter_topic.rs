@@ -1,16 +1,22 @@
 //! Dead letters produced to a Kafka topic: the refused record's own key and
 //! value, and where it came from and why in headers.
 //!
-//! A letter's key and value are cut to fit the producer's
-//! `message.max.bytes`: a record can be larger than what the producer takes
-//! (a topic that allows larger messages, or `[batch] max-record-bytes`),
-//! and one refused message would otherwise fail every checkpoint after it.
+//! A letter's key and value are cut to fit both the producer's
+//! `message.max.bytes` and the topic's `max.message.bytes`, as the broker
+//! describes it: a record can be larger than what either takes (a source
+//! topic that allows larger messages, or `[batch] max-record-bytes`), and
+//! one refused message would otherwise fail every checkpoint after it.
 //! The SQL sink's `apiary_dead_letter` keeps the whole letter.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::OnceCell;
 
 use super::kafka::{idempotent, message_bytes, send_all, wire_bytes};
 use super::{Output, Pending};
@@ -21,9 +27,14 @@ use crate::model::DeadLetter;
 /// (`[source.kafka] dead-letter-topic`).
 pub struct DeadLetterTopic {
     producer: FutureProducer,
+    /// Asks the broker for the topic's `max.message.bytes`.
+    admin: AdminClient<DefaultClientContext>,
     topic: String,
     /// The producer's `message.max.bytes`.
-    message_bytes: usize,
+    producer_bytes: usize,
+    /// The topic's `max.message.bytes`, once the broker has described the
+    /// topic (`None`: it sets none of its own).
+    topic_bytes: OnceCell<Option<usize>>,
 }
 
 impl Output for DeadLetterTopic {
@@ -48,22 +59,32 @@ impl DeadLetterTopic {
     /// settings; idempotent, so retries do not duplicate.
     pub fn new(source: &KafkaSource, topic: &str) -> anyhow::Result<Self> {
         let config = idempotent(source.client_config());
-        let message_bytes = message_bytes(&config).context("[source.kafka.properties]")?;
+        let producer_bytes = message_bytes(&config).context("[source.kafka.properties]")?;
         let producer = config
             .create()
             .context("cannot create the dead-letter producer")?;
+        let admin = source
+            .client_config()
+            .create()
+            .context("cannot create a Kafka admin client for the dead-letter topic")?;
         Ok(Self {
             producer,
+            admin,
             topic: topic.to_owned(),
-            message_bytes,
+            producer_bytes,
+            topic_bytes: OnceCell::new(),
         })
     }
 
     /// Produces every dead letter and waits until the broker has them all.
     pub async fn send(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let most = self.message_bytes().await;
         let messages: Vec<Message> = letters
             .iter()
-            .map(|letter| Message::of(letter, self.message_bytes))
+            .map(|letter| Message::of(letter, most))
             .collect();
         let records = messages.iter().map(|message| {
             let headers = message.headers.iter().fold(
@@ -85,6 +106,52 @@ impl DeadLetterTopic {
         });
         send_all(&self.producer, records, "dead-letter topic").await
     }
+
+    /// The most bytes one letter may take: the producer's limit, and the
+    /// topic's once the broker has described it. A topic the broker cannot
+    /// describe yet (it is created by the first letter) is asked about again
+    /// with the next letters.
+    async fn message_bytes(&self) -> usize {
+        let topic = match self.topic_bytes.get() {
+            Some(&described) => described,
+            None => match topic_message_bytes(&self.admin, &self.topic).await {
+                Ok(described) => {
+                    let _ = self.topic_bytes.set(described);
+                    described
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %self.topic, "cannot describe the dead-letter topic: {e:#}");
+                    None
+                }
+            },
+        };
+        topic.map_or(self.producer_bytes, |topic| topic.min(self.producer_bytes))
+    }
+}
+
+/// `topic`'s `max.message.bytes` as the broker describes the topic, if it
+/// sets one.
+async fn topic_message_bytes(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> anyhow::Result<Option<usize>> {
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+        .await?;
+    for result in results {
+        let resource = result?;
+        if let Some(value) = resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+        {
+            let bytes = value.trim().parse().with_context(|| {
+                format!("the broker's `max.message.bytes` of `{topic}`: `{value}`")
+            })?;
+            return Ok(Some(bytes));
+        }
+    }
+    Ok(None)
 }
 
 /// A dead letter as one message: its key and value, cut to fit if they

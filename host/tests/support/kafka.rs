@@ -25,6 +25,11 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A fresh topic with `partitions` partitions, named after `prefix`.
 pub fn create_topic(prefix: &str, partitions: i32) -> String {
+    create_topic_with(prefix, partitions, &[])
+}
+
+/// [`create_topic`] with topic `configs` (name, value).
+pub fn create_topic_with(prefix: &str, partitions: i32, configs: &[(&str, &str)]) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -34,7 +39,10 @@ pub fn create_topic(prefix: &str, partitions: i32) -> String {
         .set("bootstrap.servers", broker())
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    let topic = configs.iter().fold(
+        NewTopic::new(&name, partitions, TopicReplication::Fixed(1)),
+        |topic, (key, value)| topic.set(key, value),
+    );
     let results = runtime()
         .block_on(admin.create_topics([&topic], &AdminOptions::new()))
         .unwrap_or_else(|e| {
