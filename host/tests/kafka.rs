@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use livestream_example::Topic;
 use rdkafka::Message as _;
-use support::kafka::{create_topic, create_topic_with, header, produce, read_topic};
+use support::kafka::{create_topic, create_topic_with, header, produce, read_topic, topic_config};
 use support::process::{interrupt_and_wait, signal, spawn_run, wait_exit, wait_until};
 use support::*;
 
@@ -168,6 +168,31 @@ fn a_dead_letter_is_cut_to_the_topics_own_limit() {
     assert_eq!(
         header(&dead[0], "apiary.value-bytes").as_deref(),
         Some("400000")
+    );
+}
+
+/// A repartition whose producer sends larger messages than a Kafka topic
+/// takes by default creates its internal topic to take them too.
+#[test]
+fn a_repartition_topic_takes_what_its_producer_sends() {
+    let topic = create_topic("wide", 2);
+    let input = generate(Topic::LiveGiftTotal, 500, 25, 0.0);
+    produce(&topic, &input.lines);
+    let dir = tempfile::tempdir().unwrap();
+    let group = format!("{topic}-g");
+    let extra = "[source.kafka.repartition.live_gift_total]\n\
+                 by = \"user_id\"\npartitions = 2\nreplication = 1\n\
+                 [source.kafka.properties]\n\"message.max.bytes\" = \"5000000\"";
+    let config = kafka_config(dir.path(), &topic, &group, extra);
+    run_until_quiet(&config, "5s");
+    assert_eq!(
+        sqlite_pairs(&dir.path().join("out.db"), TOTALS),
+        input.gift_totals()
+    );
+    let internal = format!("{group}.repartition.live_gift_total");
+    assert_eq!(
+        topic_config(&internal, "max.message.bytes").as_deref(),
+        Some("5000000")
     );
 }
 

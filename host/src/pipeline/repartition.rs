@@ -66,6 +66,9 @@ const MARK_HEADER: &str = "apiary.mark";
 /// What a first stage's watermark header says when it is idle.
 const IDLE: &str = "idle";
 
+/// Kafka's default `max.message.bytes` of a topic.
+const KAFKA_TOPIC_BYTES: usize = 1_048_588;
+
 /// How long a checkpoint waits for the broker to acknowledge what its lane
 /// forwarded.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(300);
@@ -107,11 +110,19 @@ impl Repartitions {
         let admin: AdminClient<DefaultClientContext> = config
             .create()
             .context("cannot create a Kafka admin client for the repartition topics")?;
+        // A producer that sends larger messages than a Kafka topic takes
+        // by default gets internal topics that take them too.
+        let message_bytes =
+            message_bytes(&source.client_config()).context("[source.kafka.properties]")?;
+        let topic_bytes = message_bytes.to_string();
         let mut stages = BTreeMap::new();
         for (logical, repartition) in &source.repartition {
             let internal = source.internal_topic(logical).unwrap_or_default();
             let replication = TopicReplication::Fixed(repartition.replication);
-            let topic = NewTopic::new(&internal, repartition.partitions, replication);
+            let mut topic = NewTopic::new(&internal, repartition.partitions, replication);
+            if message_bytes > KAFKA_TOPIC_BYTES {
+                topic = topic.set("max.message.bytes", &topic_bytes);
+            }
             let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
             // A broker that cannot create topics (or a user who may not)
             // is fine if the topic is there already.

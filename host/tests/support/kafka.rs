@@ -57,6 +57,23 @@ pub fn create_topic_with(prefix: &str, partitions: i32, configs: &[(&str, &str)]
     name
 }
 
+/// Topic `topic`'s configuration `name`, as the broker describes it.
+pub fn topic_config(topic: &str, name: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .expect("admin client");
+    let results = runtime()
+        .block_on(admin.describe_configs(
+            [&rdkafka::admin::ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    results
+        .into_iter()
+        .find_map(|r| r.unwrap().get(name).and_then(|e| e.value.clone()))
+}
+
 /// Produces `lines` to `topic`, keyed by line number so they spread over
 /// the partitions, and waits until the broker has them all.
 pub fn produce(topic: &str, lines: &[String]) {
