@@ -143,6 +143,14 @@ impl LaneMetrics {
         *self.timers_failed.lock().unwrap_or_else(|e| e.into_inner()) = rule.map(str::to_owned);
     }
 
+    /// Records that the lane stopped (the run ends, or its partition went
+    /// to another process): it holds nothing back any more.
+    pub fn lane_stopped(&self) {
+        self.set_held(false);
+        self.set_quarantined(None);
+        self.set_timers_failed(None);
+    }
+
     /// What the lane's counters and gauges hold now.
     pub fn snapshot(&self) -> LaneSnapshot {
         let lock = |m: &Mutex<Option<i64>>| *m.lock().unwrap_or_else(|e| e.into_inner());
@@ -637,6 +645,16 @@ mod tests {
         let snapshot = lane.snapshot();
         assert!(snapshot.held);
         assert_eq!(snapshot.quarantined.as_deref(), Some("gift-windows"));
+
+        lane.set_timers_failed(Some("gift-windows"));
+        lane.lane_stopped();
+        let text = metrics.render();
+        assert!(
+            text.contains("apiary_lane_held{lane=\"gifts[0]\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("apiary_plugin_quarantined{"), "{text}");
+        assert!(!text.contains("apiary_timers_failed{"), "{text}");
     }
 
     #[test]

@@ -334,6 +334,7 @@ impl Lane {
             }
         }
         self.checkpoint().await?;
+        self.metrics.lane_stopped();
         let s = &self.stats;
         tracing::info!(
             lane = %self.key,
