@@ -148,8 +148,8 @@ impl Pipeline {
 /// Polls `/proc/<pid>/status` until the child exits (killing it after
 /// `limit`), returning the peak of its own memory: what it allocated, not
 /// the pages of its executable it maps. The kernel's peak (`VmHWM`) counts
-/// those too, and how many of the debug binary's 500 MB a process maps
-/// depends on what else runs it (tests in parallel: up to 160 MB more).
+/// those too, and how many of the debug binary's half a gigabyte a process
+/// maps varies from run to run (in one CI run, 160 MB more than alone).
 /// So the peak is the highest `RssAnon` seen every 10 ms, or the kernel's
 /// peak less the most file pages seen, if higher: that catches a spike
 /// between two polls, and never counts a file page.
