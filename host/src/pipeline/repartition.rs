@@ -76,6 +76,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(300);
 /// The repartitions of a pipeline's Kafka source.
 pub struct Repartitions {
     source: KafkaSource,
+    /// The producers' `message.max.bytes`.
+    message_bytes: usize,
     /// Logical topic → its internal topic and how it is keyed.
     stages: BTreeMap<String, Stage>,
 }
@@ -173,6 +175,7 @@ impl Repartitions {
         }
         Ok(Some(Arc::new(Self {
             source: source.clone(),
+            message_bytes,
             stages,
         })))
     }
@@ -195,7 +198,12 @@ impl Repartitions {
             by: stage.by,
             partitions: stage.partitions,
         };
-        let forwarder = Forwarder::new(&self.source, &stage.internal, stage.partitions)?;
+        let forwarder = Forwarder::new(
+            &self.source,
+            &stage.internal,
+            stage.partitions,
+            self.message_bytes,
+        )?;
         Ok(Some((route, Role::Forward(forwarder))))
     }
 }
@@ -347,11 +355,16 @@ impl Forwarder {
     /// A producer to `topic`: idempotent, so a retry never duplicates a
     /// record nor lets the next overtake it; and retrying for as long as it
     /// takes, since a record given up while later ones got through would
-    /// look applied to the second stage.
-    pub fn new(source: &KafkaSource, topic: &str, partitions: i32) -> anyhow::Result<Self> {
+    /// look applied to the second stage. `message_bytes` is its
+    /// `message.max.bytes`, read once for every forwarder.
+    pub fn new(
+        source: &KafkaSource,
+        topic: &str,
+        partitions: i32,
+        message_bytes: usize,
+    ) -> anyhow::Result<Self> {
         let mut config = idempotent(source.client_config());
         config.set("message.timeout.ms", "0");
-        let message_bytes = message_bytes(&config).context("[source.kafka.properties]")?;
         let producer = config
             .create_with_context(Deliveries::default())
             .context("cannot create the repartition producer")?;

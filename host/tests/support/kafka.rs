@@ -23,6 +23,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// An admin client of the test broker.
+fn admin() -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .expect("admin client")
+}
+
 /// A fresh topic with `partitions` partitions, named after `prefix`.
 pub fn create_topic(prefix: &str, partitions: i32) -> String {
     create_topic_with(prefix, partitions, &[])
@@ -35,10 +43,7 @@ pub fn create_topic_with(prefix: &str, partitions: i32, configs: &[(&str, &str)]
         .unwrap()
         .as_nanos();
     let name = format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()
-        .expect("admin client");
+    let admin = admin();
     let topic = configs.iter().fold(
         NewTopic::new(&name, partitions, TopicReplication::Fixed(1)),
         |topic, (key, value)| topic.set(key, value),
@@ -59,10 +64,7 @@ pub fn create_topic_with(prefix: &str, partitions: i32, configs: &[(&str, &str)]
 
 /// Topic `topic`'s configuration `name`, as the broker describes it.
 pub fn topic_config(topic: &str, name: &str) -> Option<String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .create()
-        .expect("admin client");
+    let admin = admin();
     let results = runtime()
         .block_on(admin.describe_configs(
             [&rdkafka::admin::ResourceSpecifier::Topic(topic)],
