@@ -4,6 +4,8 @@
 //!
 //! Needs the memory-engine test broker: `scripts/services start` (port 9094;
 //! `BENCH_KAFKA` overrides). `BENCH_RECORDS` sets N (default 1,000,000).
+//! `BENCH_ROWS` picks rows by name (default all: `sqlite,repartition,maria,
+//! visits,pg,pg-visits`), to profile or compare one.
 
 mod common;
 
@@ -68,47 +70,69 @@ async fn main() -> anyhow::Result<()> {
     let bare = bare_consumer(&broker, &gifts_topic, records)?;
     let bare_rss = common::peak_rss_mib();
     let dir = tempfile::tempdir()?;
-    let sqlite = apiary_run(
-        dir.path(),
-        "sqlite",
-        &broker,
-        &gifts_topic,
-        "sqlite://out.db",
-        records,
-    )
-    .await?;
-    // The same through a repartition by user: every record is read,
-    // forwarded to the internal topic and read again.
-    let hop = apiary_run(
-        dir.path(),
-        "repartition",
-        &broker,
-        &gifts_topic,
-        "sqlite://hop.db",
-        records,
-    )
-    .await?;
-    let db = format!("apiary_bench_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&sqlx::MySqlPool::connect(&mysql).await?)
-        .await?;
-    let url = format!("{mysql}/{db}");
-    let maria = apiary_run(dir.path(), "maria", &broker, &gifts_topic, &url, records).await?;
-    let log = apiary_run(dir.path(), "visits", &broker, &visits_topic, &url, visits).await?;
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&sqlx::PgPool::connect(&format!("{postgres}/postgres")).await?)
-        .await?;
-    let url = format!("{postgres}/{db}");
-    let pg = apiary_run(dir.path(), "pg", &broker, &gifts_topic, &url, records).await?;
-    let pg_log = apiary_run(
-        dir.path(),
-        "pg-visits",
-        &broker,
-        &visits_topic,
-        &url,
-        visits,
-    )
-    .await?;
+    let rows = std::env::var("BENCH_ROWS")
+        .unwrap_or_else(|_| "sqlite,repartition,maria,visits,pg,pg-visits".into());
+    let wanted = |row: &str| rows.split(',').any(|r| r.trim() == row);
+    let mut runs = Vec::new();
+    let mut mysql_db = String::new();
+    if wanted("maria") || wanted("visits") {
+        mysql_db = format!("{mysql}/{}", bench_database(&mysql, false).await?);
+    }
+    let mut postgres_db = String::new();
+    if wanted("pg") || wanted("pg-visits") {
+        postgres_db = format!("{postgres}/{}", bench_database(&postgres, true).await?);
+    }
+    for (row, title, sink, topic, n) in [
+        (
+            "sqlite",
+            "apiary, gifts → gift-type-totals → SQLite",
+            "sqlite://out.db",
+            &gifts_topic,
+            records,
+        ),
+        (
+            // The same through a repartition by user: every record is
+            // read, forwarded to the internal topic and read again.
+            "repartition",
+            "apiary, gifts → repartition by user_id → gift-type-totals → SQLite",
+            "sqlite://hop.db",
+            &gifts_topic,
+            records,
+        ),
+        (
+            "maria",
+            "apiary, gifts → gift-type-totals → MariaDB",
+            &mysql_db,
+            &gifts_topic,
+            records,
+        ),
+        (
+            "visits",
+            "apiary, visits → viewer-log + grade-members → MariaDB",
+            &mysql_db,
+            &visits_topic,
+            visits,
+        ),
+        (
+            "pg",
+            "apiary, gifts → gift-type-totals → PostgreSQL",
+            &postgres_db,
+            &gifts_topic,
+            records,
+        ),
+        (
+            "pg-visits",
+            "apiary, visits → viewer-log + grade-members → PostgreSQL",
+            &postgres_db,
+            &visits_topic,
+            visits,
+        ),
+    ] {
+        if wanted(row) {
+            let run = apiary_run(dir.path(), row, &broker, topic, sink, n).await?;
+            runs.push((title, run, n));
+        }
+    }
 
     let bare_rate = common::rate(records, bare);
     println!(
@@ -119,39 +143,8 @@ async fn main() -> anyhow::Result<()> {
         "| bare rdkafka consumer (poll only), gifts | {:.0}k | 1.00 | – | – | {bare_rss} MiB (from {bare_start}) |",
         bare_rate / 1e3
     );
-    for (name, run, n) in [
-        (
-            "apiary, gifts → gift-type-totals → SQLite",
-            &sqlite,
-            records,
-        ),
-        (
-            "apiary, gifts → repartition by user_id → gift-type-totals → SQLite",
-            &hop,
-            records,
-        ),
-        (
-            "apiary, gifts → gift-type-totals → MariaDB",
-            &maria,
-            records,
-        ),
-        (
-            "apiary, visits → viewer-log + grade-members → MariaDB",
-            &log,
-            visits,
-        ),
-        (
-            "apiary, gifts → gift-type-totals → PostgreSQL",
-            &pg,
-            records,
-        ),
-        (
-            "apiary, visits → viewer-log + grade-members → PostgreSQL",
-            &pg_log,
-            visits,
-        ),
-    ] {
-        let r = common::rate(n, run.took);
+    for (name, run, n) in &runs {
+        let r = common::rate(*n, run.took);
         println!(
             "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} | {} MiB (from {}) |",
             r / 1e3,
@@ -164,6 +157,21 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Creates a database of this run on the server at `url` (`postgres`:
+/// PostgreSQL, else MariaDB); its name.
+async fn bench_database(url: &str, postgres: bool) -> anyhow::Result<String> {
+    let db = format!("apiary_bench_{}", std::process::id());
+    let create = format!("CREATE DATABASE {db}");
+    if postgres {
+        let pool = sqlx::PgPool::connect(&format!("{url}/postgres")).await?;
+        sqlx::query(&create).execute(&pool).await?;
+    } else {
+        let pool = sqlx::MySqlPool::connect(url).await?;
+        sqlx::query(&create).execute(&pool).await?;
+    }
+    Ok(db)
 }
 
 /// Produces `lines` to `topic`; their bytes in all.
@@ -259,6 +267,10 @@ async fn apiary_run(
         "[pipeline]\nname = {name:?}\n[plugins]\ndir = {plugins:?}\n[source.kafka]\nbrokers = {broker:?}\n\
          group = \"{topic}-{name}\"\ntopics = {{ {topic:?} = {logical:?} }}\n[sink.sql]\nurl = {sink:?}\n"
     );
+    // Experiments: `BENCH_SOURCE` adds lines to `[source.kafka]`.
+    if let Ok(extra) = std::env::var("BENCH_SOURCE") {
+        text = text.replace("[sink.sql]", &format!("{extra}\n[sink.sql]"));
+    }
     let repartitioned = name == "repartition";
     if repartitioned {
         // No pausing: the memory engine loses records when a paused

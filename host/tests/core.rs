@@ -213,6 +213,7 @@ fn batches(key: &LaneKey, lines: &[String], from: i64, size: usize) -> Vec<Sourc
                 lane: key.clone(),
                 batch: builder.take(),
                 next_offset: offset,
+                room: None,
             }
         })
         .collect()
@@ -229,10 +230,10 @@ fn a_lane_checkpoints_by_count_and_by_time_and_resumes_where_it_stopped() {
     let input = core.open(&key);
     assert_eq!(input.start, None, "a new lane has no checkpoint");
     let mut sent = batches(&key, &lines[..2_000], 0, 500).into_iter();
-    input.batches.blocking_send(sent.next().unwrap()).unwrap();
+    assert!(input.batches.blocking_send(sent.next().unwrap()));
     core.wait("a checkpoint by count", || core.position(&key) == Some(500));
     for batch in sent {
-        input.batches.blocking_send(batch).unwrap();
+        assert!(input.batches.blocking_send(batch));
     }
     core.wait("every batch", || core.position(&key) == Some(2_000));
     drop(input);
@@ -243,7 +244,7 @@ fn a_lane_checkpoints_by_count_and_by_time_and_resumes_where_it_stopped() {
     let input = core.open(&key);
     assert_eq!(input.start, Some(2_000));
     for batch in batches(&key, &lines[2_000..], 2_000, 1_000) {
-        input.batches.blocking_send(batch).unwrap();
+        assert!(input.batches.blocking_send(batch));
     }
     drop(input);
     core.supervisor.close(&key).unwrap();
@@ -256,7 +257,7 @@ fn a_lane_checkpoints_by_count_and_by_time_and_resumes_where_it_stopped() {
     let core = Core::new(&[], "max-rows = 1000000\ninterval = \"100ms\"");
     let input = core.open(&key);
     let first = batches(&key, &lines[..10], 0, 10).pop().unwrap();
-    input.batches.blocking_send(first).unwrap();
+    assert!(input.batches.blocking_send(first));
     core.wait("a checkpoint by time", || core.position(&key) == Some(10));
     drop(input);
     core.supervisor.close(&key).unwrap();
@@ -272,22 +273,22 @@ fn a_lane_checkpointed_by_another_process_is_fenced_off() {
     let key = Core::lane(0);
     let mut sent = batches(&key, &lines, 0, 500).into_iter();
     let stalled = core.open(&key);
-    stalled.batches.blocking_send(sent.next().unwrap()).unwrap();
+    assert!(stalled.batches.blocking_send(sent.next().unwrap()));
     core.wait("the first checkpoint", || core.position(&key) == Some(500));
     // The lane's new owner resumes from the last checkpoint.
     let owner = core.another_process();
     let resumed = owner.open(key.clone(), TOPIC, None).unwrap();
     assert_eq!(resumed.start, Some(500));
-    resumed.batches.blocking_send(sent.next().unwrap()).unwrap();
+    assert!(resumed.batches.blocking_send(sent.next().unwrap()));
     core.wait("the new owner's checkpoint", || {
         core.position(&key) == Some(1_000)
     });
     // The old owner wakes up with the same records.
     let again = batches(&key, &lines[500..1_000], 500, 500);
-    stalled
+    let resent = stalled
         .batches
-        .blocking_send(again.into_iter().next().unwrap())
-        .unwrap();
+        .blocking_send(again.into_iter().next().unwrap());
+    assert!(resent);
     drop(stalled);
     let error = core.supervisor.close(&key).unwrap_err();
     let message = format!("{error:#}");
@@ -295,7 +296,7 @@ fn a_lane_checkpointed_by_another_process_is_fenced_off() {
         message.contains("checkpointed by another process") && message.contains("1000"),
         "{message}"
     );
-    resumed.batches.blocking_send(sent.next().unwrap()).unwrap();
+    assert!(resumed.batches.blocking_send(sent.next().unwrap()));
     drop(resumed);
     owner.close(&key).unwrap();
     assert_eq!(core.position(&key), Some(1_500));
@@ -309,7 +310,7 @@ fn a_stop_request_commits_what_was_processed_and_leaves_the_queue() {
     let key = Core::lane(0);
     let input = core.open(&key);
     let mut sent = batches(&key, &lines, 0, 500).into_iter();
-    input.batches.blocking_send(sent.next().unwrap()).unwrap();
+    assert!(input.batches.blocking_send(sent.next().unwrap()));
     core.wait("the first batch", || {
         input.metrics.snapshot().records == 500
     });
@@ -336,7 +337,7 @@ fn a_poison_record_is_bisected_out_to_the_dead_letters() {
     let key = Core::lane(0);
     let input = core.open(&key);
     for batch in batches(&key, &lines, 0, 1_000) {
-        input.batches.blocking_send(batch).unwrap();
+        assert!(input.batches.blocking_send(batch));
     }
     drop(input);
     core.supervisor.close(&key).unwrap();
@@ -367,7 +368,7 @@ fn a_quarantined_lane_holds_its_batch_until_new_plugins_come_and_lets_go_on_clos
     let mut sent = batches(&key, &lines[..300], 0, 300);
     sent.extend(batches(&key, &poisoned, 300, 300));
     for batch in sent {
-        input.batches.blocking_send(batch).unwrap();
+        assert!(input.batches.blocking_send(batch));
     }
     // Every record of the second batch fails: the lane commits the first
     // and holds the second, skipping nothing.
@@ -385,7 +386,7 @@ fn a_quarantined_lane_holds_its_batch_until_new_plugins_come_and_lets_go_on_clos
     let input = core.open(&key);
     assert_eq!(input.start, Some(300));
     for batch in batches(&key, &poisoned, 300, 300) {
-        input.batches.blocking_send(batch).unwrap();
+        assert!(input.batches.blocking_send(batch));
     }
     core.wait("the quarantine again", || {
         input.metrics.snapshot().quarantined.is_some()

@@ -204,12 +204,12 @@ fn partitions_paused_and_resumed_at_every_stall_count_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
     // A lane with no room at once has its partition paused: here, every
     // time its queue is full, so each resume must continue at the right
-    // record.
+    // record. Small batches fill the queue (`QUEUE_BATCHES` of them) often.
     let config = kafka_config(
         dir.path(),
         &topic,
         &format!("{topic}-g"),
-        "pause-after = \"0s\"",
+        "pause-after = \"0s\"\n[batch]\nmax-records = 256",
     );
     let address = free_address();
     let text = std::fs::read_to_string(&config).unwrap();

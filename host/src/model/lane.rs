@@ -35,6 +35,9 @@ pub struct SourceBatch {
     pub batch: RawBatch,
     /// Offset of the record after the last one in the batch.
     pub next_offset: i64,
+    /// The bytes the batch takes of its lane's queue budget, given back
+    /// when the lane drops it (see `source::queue`); `None` outside one.
+    pub room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A record a plugin refused, kept with its bytes and the reason.

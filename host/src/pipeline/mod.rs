@@ -20,7 +20,7 @@ pub use buffer::RowBuffer;
 pub use lane::{Lane, LaneStats, LiveLink};
 pub use reload::Reloader;
 pub use repartition::Repartitions;
-pub use supervisor::{LaneFactory, LaneSupervisor, QUEUE_BATCHES};
+pub use supervisor::{LaneFactory, LaneSupervisor};
 
 use crate::assembly::{self, Assembly};
 use crate::config::PipelineConfig;

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::lane::{Lane, LaneStats, LiveLink};
@@ -20,12 +19,8 @@ use crate::metrics::Metrics;
 use crate::model::LaneKey;
 use crate::output::Output;
 use crate::plugin::{Engine, LanePlugins, LivePlugins, PluginState};
-use crate::source::{Activity, CommitHook, LaneInput, Lanes};
+use crate::source::{Activity, CommitHook, LaneInput, Lanes, lane_queue};
 use crate::store::SqlStore;
-
-/// Batches queued per lane between its source and its plugins. With the
-/// batch size this bounds a lane's memory: `QUEUE_BATCHES + 2` batches.
-pub const QUEUE_BATCHES: usize = 4;
 
 /// Everything a new lane needs: shared by all lanes of a run.
 pub struct LaneFactory {
@@ -173,7 +168,7 @@ impl Lanes for LaneSupervisor {
         }
         let let_go = Arc::new(AtomicBool::new(false));
         lane = lane.with_let_go(let_go.clone());
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let (tx, rx) = lane_queue(self.runtime.clone());
         let task = self.runtime.spawn(lane.run(rx));
         self.running
             .lock()

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::mpsc;
 
-use super::{Activity, BatchBuilder, Lanes};
+use super::{Activity, BatchBuilder, BatchSender, Lanes};
 use crate::model::{LaneKey, SourceBatch};
 
 /// How often a file at its end is polled for new lines.
@@ -73,7 +72,7 @@ impl FileReader {
     fn read(
         &self,
         start: i64,
-        tx: &mpsc::Sender<SourceBatch>,
+        tx: &BatchSender,
         activity: &Activity,
         stop: &AtomicBool,
     ) -> anyhow::Result<()> {
@@ -149,14 +148,16 @@ impl FileReader {
         &self,
         batch: &mut BatchBuilder,
         next_offset: i64,
-        tx: &mpsc::Sender<SourceBatch>,
+        tx: &BatchSender,
     ) -> anyhow::Result<()> {
-        tx.blocking_send(SourceBatch {
+        let sent = tx.blocking_send(SourceBatch {
             lane: self.lane.clone(),
             batch: batch.take(),
             next_offset,
-        })
-        .map_err(|_| anyhow::anyhow!("lane {} stopped", self.lane))
+            room: None,
+        });
+        anyhow::ensure!(sent, "lane {} stopped", self.lane);
+        Ok(())
     }
 }
 

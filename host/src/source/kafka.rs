@@ -14,8 +14,8 @@
 //! opened again from the new checkpoint if the partition is still read here.
 //!
 //! Memory is bounded by librdkafka's prefetch queue, one per process
-//! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus
-//! `QUEUE_BATCHES + 2` batches per lane (see `pipeline`). A lane that falls behind briefly
+//! (`queued.max.messages.kbytes`, 64 MiB unless overridden), plus each
+//! lane's queue and the batch being cut for it (see `queue`). A lane that falls behind briefly
 //! is ordinary backpressure: polling waits for room in its channel and the
 //! prefetch queue is kept. A lane with no room for `pause-after`
 //! (quarantined, waiting for its parser, or a slow sink) has its partition
@@ -35,10 +35,9 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{Activity, BatchBuilder, Lanes};
+use super::{Activity, BatchBuilder, BatchSender, Lanes};
 use crate::config::{Assignment, BatchSection, KafkaSource, StartOffset};
 use crate::error::Fenced;
 use crate::metrics::LaneMetrics;
@@ -595,7 +594,7 @@ struct OpenLane {
     /// lane takes it.
     held: Option<SourceBatch>,
     metrics: Arc<LaneMetrics>,
-    tx: mpsc::Sender<SourceBatch>,
+    tx: BatchSender,
 }
 
 impl OpenLane {
@@ -605,6 +604,7 @@ impl OpenLane {
             lane: self.key.clone(),
             batch: self.builder.take(),
             next_offset: self.next_offset,
+            room: None,
         }
     }
 }
@@ -753,12 +753,12 @@ impl Assigned {
             Err(TrySendError::Closed(_)) => return false,
             Err(TrySendError::Full(batch)) => batch,
         };
-        match runtime.block_on(tokio::time::timeout(pause_after, lane.tx.reserve())) {
-            Ok(Ok(permit)) => {
-                permit.send(batch);
+        match runtime.block_on(tokio::time::timeout(pause_after, lane.tx.reserve(&batch))) {
+            Ok(Some(reserved)) => {
+                reserved.send(batch);
                 true
             }
-            Ok(Err(_)) => false,
+            Ok(None) => false,
             Err(_) => match consumer.pause(&partition_list(&lane.key)) {
                 Ok(()) => {
                     tracing::debug!(
@@ -772,7 +772,7 @@ impl Assigned {
                 // Unpaused, more records would come: wait as for any lane.
                 Err(e) => {
                     tracing::warn!(lane = %lane.key, "cannot pause the partition of a full lane: {e}");
-                    lane.tx.blocking_send(batch).is_ok()
+                    lane.tx.blocking_send(batch)
                 }
             },
         }

@@ -8,17 +8,17 @@
 mod batch;
 pub mod file;
 pub mod kafka;
+pub mod queue;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
 pub use batch::{BatchBuilder, span_bytes};
+pub use queue::{BatchSender, lane_queue};
 
 use crate::metrics::LaneMetrics;
-use crate::model::{LaneKey, SourceBatch};
+use crate::model::LaneKey;
 
 /// Called with the lane and its next offset after each committed
 /// checkpoint (Kafka mirrors it to the group's offsets, for lag
@@ -58,7 +58,7 @@ pub struct LaneInput {
     /// starts there.
     pub start: Option<i64>,
     /// Where its batches go; dropping it tells the lane to finish.
-    pub batches: mpsc::Sender<SourceBatch>,
+    pub batches: BatchSender,
     /// The lane's metrics, which its source reports into too.
     pub metrics: Arc<LaneMetrics>,
 }
