@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Executor as _, Row as _};
+use sqlx::{Any, AnyPool, ConnectOptions as _, Executor as _, Row as _};
 
 pub use reader::{Reader, Table};
 
@@ -127,8 +127,16 @@ impl SqlStore {
                 })
             });
         }
+        // A checkpoint's statements carry thousands of rows and take over
+        // sqlx's one-second alert under a backlog, by design: its warning
+        // would print each statement whole. Checkpoint times are in the
+        // metrics; the statements stay at debug level (`sqlx=debug`).
+        let connect = url
+            .parse::<AnyConnectOptions>()
+            .with_context(|| format!("sink {}: invalid URL", redact_url(&config.url)))?
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         let pool = options
-            .connect(&url)
+            .connect_with(connect)
             .await
             .with_context(|| format!("cannot connect to sink {}", redact_url(&config.url)))?;
         let utc_offset_secs = match &config.time_zone {
