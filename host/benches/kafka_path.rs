@@ -1,6 +1,7 @@
 //! Kafka read path: a bare rdkafka consumer and Apiary (parser + rule +
 //! embedded SQLite sink, exactly-once checkpoints) over the same topic, in
-//! one run. Prints a table.
+//! one run. Prints a table, with the CPU time each reader and the broker
+//! (`tansu` processes on this machine) used.
 //!
 //! Needs the memory-engine test broker: `scripts/services start` (port 9094;
 //! `BENCH_KAFKA` overrides). `BENCH_RECORDS` sets N (default 1,000,000).
@@ -67,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
 
     common::reset_peak_rss();
     let bare_start = common::rss_mib();
+    let bare_cpu = Cpu::now();
     let bare = bare_consumer(&broker, &gifts_topic, records)?;
+    let bare_cpu = bare_cpu.stop();
     let bare_rss = common::peak_rss_mib();
     let dir = tempfile::tempdir()?;
     let rows = std::env::var("BENCH_ROWS")
@@ -136,27 +139,81 @@ async fn main() -> anyhow::Result<()> {
 
     let bare_rate = common::rate(records, bare);
     println!(
-        "| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 | peak RSS |"
+        "| reader | records/s | × bare consumer | rows written/s | checkpoint p50 / p99 | CPU s: reader + broker | records per CPU-s (× bare) | peak RSS |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let bare_per_cpu = common::rate(records, bare_cpu.total());
     println!(
-        "| bare rdkafka consumer (poll only), gifts | {:.0}k | 1.00 | – | – | {bare_rss} MiB (from {bare_start}) |",
-        bare_rate / 1e3
+        "| bare rdkafka consumer (poll only), gifts | {:.0}k | 1.00 | – | – | {} | {:.0}k (1.00) | {bare_rss} MiB (from {bare_start}) |",
+        bare_rate / 1e3,
+        bare_cpu,
+        bare_per_cpu / 1e3,
     );
     for (name, run, n) in &runs {
         let r = common::rate(*n, run.took);
+        let reads = if run.repartitioned { 2 * n } else { *n };
+        let per_cpu = common::rate(reads, run.cpu.total());
         println!(
-            "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} | {} MiB (from {}) |",
+            "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} | {} | {:.0}k ({:.2}) | {} MiB (from {}) |",
             r / 1e3,
             r / bare_rate,
             run.rows_written as f64 / run.took.as_secs_f64() / 1e3,
             run.p50,
             run.p99,
+            run.cpu,
+            per_cpu / 1e3,
+            per_cpu / bare_per_cpu,
             run.peak_rss_mib,
             run.start_rss_mib,
         );
     }
+    println!(
+        "\nCPU s: this process's over the whole reader (for Apiary from the group join to the idle stop), \
+         plus the `tansu` processes' over the same time; records per CPU-s counts every record read \
+         (twice through a repartition) over both."
+    );
     Ok(())
+}
+
+/// CPU time used by this process and by the broker (`tansu` processes)
+/// over a stretch of the bench.
+#[derive(Clone, Copy)]
+struct Cpu {
+    process: Duration,
+    broker: Duration,
+}
+
+impl Cpu {
+    fn now() -> Self {
+        Self {
+            process: common::process_cpu(),
+            broker: common::processes_cpu("tansu"),
+        }
+    }
+
+    /// What was used since `self` was taken.
+    fn stop(self) -> Self {
+        let now = Self::now();
+        Self {
+            process: now.process.saturating_sub(self.process),
+            broker: now.broker.saturating_sub(self.broker),
+        }
+    }
+
+    fn total(self) -> Duration {
+        self.process + self.broker
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} + {:.2}",
+            self.process.as_secs_f64(),
+            self.broker.as_secs_f64()
+        )
+    }
 }
 
 /// Creates a database of this run on the server at `url` (`postgres`:
@@ -235,6 +292,10 @@ struct Run {
     /// The process's peak RSS during the run, and its RSS at the start.
     peak_rss_mib: u64,
     start_rss_mib: u64,
+    /// CPU used over the whole run, the group join and idle stop included.
+    cpu: Cpu,
+    /// Whether every record was read twice (through a repartition).
+    repartitioned: bool,
 }
 
 /// Runs the pipeline in-process with exactly-once checkpoints on, from a
@@ -286,6 +347,7 @@ async fn apiary_run(
     let config = PipelineConfig::load(&path)?;
     common::reset_peak_rss();
     let start_rss_mib = common::rss_mib();
+    let cpu = Cpu::now();
     let summary = pipeline::run(
         config,
         RunOptions {
@@ -294,6 +356,7 @@ async fn apiary_run(
         },
     )
     .await?;
+    let cpu = cpu.stop();
     let read: u64 = summary.lanes.iter().map(|(_, s)| s.records).sum();
     let reads = if repartitioned { 2 * records } else { records };
     anyhow::ensure!(read as usize == reads, "apiary read {read} of {reads}");
@@ -306,5 +369,7 @@ async fn apiary_run(
         p99: at(0.99),
         peak_rss_mib: common::peak_rss_mib(),
         start_rss_mib,
+        cpu,
+        repartitioned,
     })
 }

@@ -1,6 +1,6 @@
 //! What the benches share: their settings from the environment, a plugin
 //! directory of chosen files, the best of three timed runs, rates,
-//! checkpoint quantiles and peak memory.
+//! checkpoint quantiles, peak memory and CPU time.
 
 #![allow(dead_code)]
 
@@ -125,4 +125,51 @@ fn status_mib(field: &str) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+/// CPU time (user and system) this process has used so far.
+pub fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is handed, which is zeroed.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// CPU time the running processes named `name` (a broker on this machine,
+/// say) have used so far, from `/proc`; zero where `/proc` cannot tell.
+pub fn processes_cpu(name: &str) -> Duration {
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let named = std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name);
+        let Some(stat) = named
+            .then(|| std::fs::read_to_string(dir.join("stat")).ok())
+            .flatten()
+        else {
+            continue;
+        };
+        // Fields 14 and 15 (utime, stime), counted after the command's
+        // closing parenthesis, which may itself hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total += tick(11) + tick(12);
+    }
+    Duration::from_millis(total * 1000 / ticks)
 }
