@@ -15,12 +15,16 @@ use std::time::{Duration, Instant};
 
 use apiary::config::PipelineConfig;
 use apiary::pipeline::{self, RunOptions};
+use common::Cpu;
 use livestream_example::{Generator, Topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+/// The test broker's processes, whose CPU the table shows beside each reader's.
+const BROKER: &str = "tansu";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -68,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
 
     common::reset_peak_rss();
     let bare_start = common::rss_mib();
-    let bare_cpu = Cpu::now();
+    let bare_cpu = Cpu::now(BROKER);
     let bare = bare_consumer(&broker, &gifts_topic, records)?;
     let bare_cpu = bare_cpu.stop();
     let bare_rss = common::peak_rss_mib();
@@ -173,47 +177,6 @@ async fn main() -> anyhow::Result<()> {
          (twice through a repartition) over both."
     );
     Ok(())
-}
-
-/// CPU time used by this process and by the broker (`tansu` processes)
-/// over a stretch of the bench.
-#[derive(Clone, Copy)]
-struct Cpu {
-    process: Duration,
-    broker: Duration,
-}
-
-impl Cpu {
-    fn now() -> Self {
-        Self {
-            process: common::process_cpu(),
-            broker: common::processes_cpu("tansu"),
-        }
-    }
-
-    /// What was used since `self` was taken.
-    fn stop(self) -> Self {
-        let now = Self::now();
-        Self {
-            process: now.process.saturating_sub(self.process),
-            broker: now.broker.saturating_sub(self.broker),
-        }
-    }
-
-    fn total(self) -> Duration {
-        self.process + self.broker
-    }
-}
-
-impl std::fmt::Display for Cpu {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:.2} + {:.2}",
-            self.process.as_secs_f64(),
-            self.broker.as_secs_f64()
-        )
-    }
 }
 
 /// Creates a database of this run on the server at `url` (`postgres`:
@@ -347,7 +310,7 @@ async fn apiary_run(
     let config = PipelineConfig::load(&path)?;
     common::reset_peak_rss();
     let start_rss_mib = common::rss_mib();
-    let cpu = Cpu::now();
+    let cpu = Cpu::now(BROKER);
     let summary = pipeline::run(
         config,
         RunOptions {

@@ -11,7 +11,9 @@
 //! with the database's bulk load (`LOAD DATA LOCAL INFILE`, `COPY`).
 //! Apiary's time is from its first batch to its last commit; "in commits"
 //! is the part of it its lanes spent committing checkpoints (the rest is
-//! reading, plugins and folding rows).
+//! reading, plugins and folding rows). Each writer's row shows the CPU it
+//! and the database server used, to tell a writer bound by the server's
+//! CPU from one waiting on its disk.
 //!
 //! Needs MariaDB and PostgreSQL (`scripts/services start`; `BENCH_MYSQL`
 //! and `BENCH_POSTGRES` override them, as `scheme://user@host:port`), the
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use apiary::config::PipelineConfig;
 use apiary::pipeline::{self, RunOptions};
+use common::Cpu;
 use livestream_example::{Generator, Topic};
 
 /// The table `viewer-log` writes, and its key.
@@ -81,7 +84,7 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     for &lanes in lanes {
         let database = format!("apiary_bench_rows_{lanes}");
         server.create_database(&database)?;
-        let run = apiary_run(dir, &server.url(&database), rows, lanes).await?;
+        let run = apiary_run(server, dir, &server.url(&database), rows, lanes).await?;
         let written = server.count(&database, TABLE)?;
         anyhow::ensure!(written > 0, "apiary wrote no rows");
         runs.push((lanes, database, written, run));
@@ -111,7 +114,9 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     std::fs::write(&script, transactions(&statements))?;
     server.create_copy(database)?;
     let started = Instant::now();
+    let cpu = Cpu::now(server.process_name());
     server.run_file(database, &script)?;
+    let upsert_cpu = cpu.stop();
     let upsert_rate = common::rate(written as usize, started.elapsed());
     check("the upserts")?;
 
@@ -121,6 +126,7 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     if server.is_mariadb() {
         for prepared in [false, true] {
             server.sql(Some(database), "TRUNCATE TABLE copy")?;
+            let cpu = Cpu::now(server.process_name());
             let took = sqlx_upserts(
                 &server.url(database),
                 &columns,
@@ -129,8 +135,9 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
                 prepared,
             )
             .await?;
+            let cpu = cpu.stop();
             check("sqlx")?;
-            sqlx_rates.push(common::rate(written as usize, took));
+            sqlx_rates.push((common::rate(written as usize, took), cpu));
         }
     }
 
@@ -138,7 +145,9 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
     std::fs::write(&load, load_file(&lines))?;
     server.sql(Some(database), "TRUNCATE TABLE copy")?;
     let started = Instant::now();
+    let cpu = Cpu::now(server.process_name());
     server.load(database, &load)?;
+    let load_cpu = cpu.stop();
     let load_rate = common::rate(written as usize, started.elapsed());
     check("the bulk load")?;
 
@@ -153,26 +162,26 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
         mib(cache)
     );
     println!(
-        "| writer | rows/s | × baseline (target) | checkpoint p50 / p99 | in commits | peak RSS |"
+        "| writer | rows/s | × baseline (target) | checkpoint p50 / p99 | in commits | CPU s: writer + server | peak RSS |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {}, {ROWS_PER_STATEMENT}-row upserts, one connection | {} | baseline of 1 lane | | | |",
+        "| {}, {ROWS_PER_STATEMENT}-row upserts, one connection | {} | baseline of 1 lane | | | {upsert_cpu} | |",
         server.client(),
         common::fmt(upsert_rate)
     );
-    for (rate, how) in sqlx_rates
+    for ((rate, cpu), how) in sqlx_rates
         .iter()
         .zip(["text statements", "prepared, bound parameters"])
     {
         println!(
-            "| sqlx, {ROWS_PER_STATEMENT}-row upserts, {how} | {} | {:.2} | | | |",
+            "| sqlx, {ROWS_PER_STATEMENT}-row upserts, {how} | {} | {:.2} | | | {cpu} | |",
             common::fmt(*rate),
             rate / upsert_rate
         );
     }
     println!(
-        "| {}, {} | {} | baseline of 4 lanes | | | |",
+        "| {}, {} | {} | baseline of 4 lanes | | | {load_cpu} | |",
         server.client(),
         server.bulk_load(),
         common::fmt(load_rate)
@@ -187,17 +196,22 @@ async fn bench(server: &Server, dir: &Path, rows: usize, lanes: &[usize]) -> any
         // Commit time per lane, as a share of the run.
         let commits = run.in_commits.as_secs_f64() / run.took.as_secs_f64() / *lanes as f64;
         println!(
-            "| apiary, {lanes} file lane(s), exactly-once | {} | {:.2} (≥ {target}) | {:.1}ms / {:.1}ms | {:.0} % | {} MiB (from {}) |",
+            "| apiary, {lanes} file lane(s), exactly-once | {} | {:.2} (≥ {target}) | {:.1}ms / {:.1}ms | {:.0} % | {} | {} MiB (from {}) |",
             common::fmt(rate),
             rate / baseline,
             run.p50.as_secs_f64() * 1e3,
             run.p99.as_secs_f64() * 1e3,
             commits * 100.0,
+            run.cpu,
             run.peak_rss_mib,
             run.start_rss_mib,
         );
     }
-    println!();
+    println!(
+        "\nCPU s: the writer's (this process, or the client it ran) and the server's \
+         processes' over the writer's run; on {} cores.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     Ok(())
 }
 
@@ -210,11 +224,19 @@ struct Run {
     /// The process's peak RSS during the run, and its RSS at the start.
     peak_rss_mib: u64,
     start_rss_mib: u64,
+    /// CPU used by this process and by the server over the run.
+    cpu: Cpu,
 }
 
 /// Runs the pipeline in-process over `lanes` files of `visits` generated
 /// visits, to their end, into the database at `url`.
-async fn apiary_run(dir: &Path, url: &str, visits: usize, lanes: usize) -> anyhow::Result<Run> {
+async fn apiary_run(
+    server: &Server,
+    dir: &Path,
+    url: &str,
+    visits: usize,
+    lanes: usize,
+) -> anyhow::Result<Run> {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -243,6 +265,7 @@ async fn apiary_run(dir: &Path, url: &str, visits: usize, lanes: usize) -> anyho
     std::fs::write(&path, text)?;
     common::reset_peak_rss();
     let start_rss_mib = common::rss_mib();
+    let cpu = Cpu::now(server.process_name());
     let summary = pipeline::run(
         PipelineConfig::load(&path)?,
         RunOptions {
@@ -251,6 +274,7 @@ async fn apiary_run(dir: &Path, url: &str, visits: usize, lanes: usize) -> anyho
         },
     )
     .await?;
+    let cpu = cpu.stop();
     let read: u64 = summary.lanes.iter().map(|(_, s)| s.records).sum();
     anyhow::ensure!(read as usize == visits, "apiary read {read} of {visits}");
     let (times, in_commits) = common::checkpoint_times(&summary);
@@ -262,6 +286,7 @@ async fn apiary_run(dir: &Path, url: &str, visits: usize, lanes: usize) -> anyho
         p99: at(0.99),
         peak_rss_mib: common::peak_rss_mib(),
         start_rss_mib,
+        cpu,
     })
 }
 
@@ -321,6 +346,14 @@ impl Server {
         match self {
             Self::Mariadb { .. } => "mariadb client",
             Self::Postgres { .. } => "psql",
+        }
+    }
+
+    /// The name of the server's processes, whose CPU the table shows.
+    fn process_name(&self) -> &'static str {
+        match self {
+            Self::Mariadb { .. } => "mariadbd",
+            Self::Postgres { .. } => "postgres",
         }
     }
 

@@ -127,18 +127,23 @@ fn status_mib(field: &str) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-/// CPU time (user and system) this process has used so far.
+/// CPU time (user and system) this process and the children it waited
+/// for (a database's command-line client, say) have used so far.
 pub fn process_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is handed, which is zeroed.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
+    let used = |who| {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is handed, which is zeroed.
+        let usage = unsafe {
+            libc::getrusage(who, usage.as_mut_ptr());
+            usage.assume_init()
+        };
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec.max(0) as u64)
+                + Duration::from_micros(t.tv_usec.max(0) as u64)
+        };
+        time(usage.ru_utime) + time(usage.ru_stime)
     };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
+    used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
 }
 
 /// CPU time the running processes named `name` (a broker on this machine,
@@ -172,4 +177,54 @@ pub fn processes_cpu(name: &str) -> Duration {
         total += tick(11) + tick(12);
     }
     Duration::from_millis(total * 1000 / ticks)
+}
+
+/// CPU time used over a stretch of a bench by this process (with its
+/// waited-for children) and by the server processes named `server` (the
+/// broker or the database on this machine).
+#[derive(Clone, Copy)]
+pub struct Cpu {
+    /// This process and its children.
+    pub process: Duration,
+    /// The server's processes.
+    pub server: Duration,
+    server_name: &'static str,
+}
+
+impl Cpu {
+    /// A reading now; [`Cpu::stop`] turns it into what was used since.
+    pub fn now(server_name: &'static str) -> Self {
+        Self {
+            process: process_cpu(),
+            server: processes_cpu(server_name),
+            server_name,
+        }
+    }
+
+    /// What was used since `self` was read.
+    pub fn stop(self) -> Self {
+        let now = Self::now(self.server_name);
+        Self {
+            process: now.process.saturating_sub(self.process),
+            server: now.server.saturating_sub(self.server),
+            server_name: self.server_name,
+        }
+    }
+
+    /// Both together.
+    pub fn total(self) -> Duration {
+        self.process + self.server
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    /// `process + server`, in seconds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} + {:.2}",
+            self.process.as_secs_f64(),
+            self.server.as_secs_f64()
+        )
+    }
 }
