@@ -146,8 +146,10 @@ pub fn process_cpu() -> Duration {
     used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
 }
 
-/// CPU time the running processes named `name` (a broker on this machine,
-/// say) have used so far, from `/proc`; zero where `/proc` cannot tell.
+/// CPU time the running processes named `name` (a broker or a database
+/// server on this machine) and the children they reaped have used so far,
+/// from `/proc`; zero where `/proc` cannot tell. The reaped children count
+/// a PostgreSQL backend whose connection closed during the reading.
 pub fn processes_cpu(name: &str) -> Duration {
     // SAFETY: sysconf only reads a constant of the system.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
@@ -164,8 +166,9 @@ pub fn processes_cpu(name: &str) -> Duration {
         else {
             continue;
         };
-        // Fields 14 and 15 (utime, stime), counted after the command's
-        // closing parenthesis, which may itself hold spaces.
+        // Fields 14 to 17 (utime, stime, and the reaped children's
+        // cutime, cstime), counted after the command's closing
+        // parenthesis, which may itself hold spaces.
         let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let tick = |i: usize| {
@@ -174,7 +177,7 @@ pub fn processes_cpu(name: &str) -> Duration {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        total += tick(11) + tick(12);
+        total += tick(11) + tick(12) + tick(13) + tick(14);
     }
     Duration::from_millis(total * 1000 / ticks)
 }
