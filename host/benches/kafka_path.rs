@@ -155,8 +155,7 @@ async fn main() -> anyhow::Result<()> {
     );
     for (name, run, n) in &runs {
         let r = common::rate(*n, run.took);
-        let reads = if run.repartitioned { 2 * n } else { *n };
-        let per_cpu = common::rate(reads, run.cpu.total());
+        let per_cpu = common::rate(run.reads, run.cpu.total());
         println!(
             "| {name} | {:.0}k | {:.2} | {:.0}k | {:.1?} / {:.1?} | {} | {:.0}k ({:.2}) | {} MiB (from {}) |",
             r / 1e3,
@@ -257,8 +256,8 @@ struct Run {
     start_rss_mib: u64,
     /// CPU used over the whole run, the group join and idle stop included.
     cpu: Cpu,
-    /// Whether every record was read twice (through a repartition).
-    repartitioned: bool,
+    /// Records read: every record twice through a repartition.
+    reads: usize,
 }
 
 /// Runs the pipeline in-process with exactly-once checkpoints on, from a
@@ -333,6 +332,6 @@ async fn apiary_run(
         peak_rss_mib: common::peak_rss_mib(),
         start_rss_mib,
         cpu,
-        repartitioned,
+        reads,
     })
 }

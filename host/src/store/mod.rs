@@ -130,7 +130,7 @@ impl SqlStore {
         // A checkpoint's statements carry thousands of rows and take over
         // sqlx's one-second alert under a backlog, by design: its warning
         // would print each statement whole. Checkpoint times are in the
-        // metrics; the statements stay at debug level (`sqlx=debug`).
+        // metrics; the statements stay at debug level (`sqlx::query=debug`).
         let connect = url
             .parse::<AnyConnectOptions>()
             .with_context(|| format!("sink {}: invalid URL", redact_url(&config.url)))?
