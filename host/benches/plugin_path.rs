@@ -3,6 +3,10 @@
 //!
 //! `cargo bench -p apiary --bench plugin_path` (after `scripts/build-plugins`);
 //! `BENCH_RECORDS` sets the number of gift records (default 1,000,000).
+//! `BENCH_EARLIER_PLUGINS` names a directory with `seed-json-parser.wasm`
+//! and `gift-type-totals.wasm` built against an earlier contract (an
+//! earlier checkout's `target/plugins`): they run beside the shipped ones,
+//! through the same host, in the interface table.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,13 +68,28 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    // The interface's own share: the same parse and fold on 0.2.0 and on
-    // two prototype interfaces, batches built beforehand, one driver.
+    // The interface's own share: the same parse and fold on the shipped
+    // contract, on an earlier one's plugins if given, and on two
+    // prototype interfaces; batches built beforehand, one driver.
     let bench_plugins = root.parent().unwrap().join("bench-plugins");
-    let table = prototype::gift_totals(&PluginSet::load_dir(&engine, &full, &Default::default())?)?;
+    let shipped = PluginSet::load_dir(&engine, &full, &Default::default())?;
+    let table = prototype::gift_totals(&shipped)?;
+    let contract = |set: &PluginSet| format!("apiary:plugin@{}", set.parsers[0].pre.contract());
+    let shipped_name = contract(&shipped);
+    let earlier = match std::env::var_os("BENCH_EARLIER_PLUGINS") {
+        Some(dir) => {
+            let dir = only(
+                Path::new(&dir),
+                &["seed-json-parser.wasm", "gift-type-totals.wasm"],
+            )?;
+            let set = PluginSet::load_dir(&engine, &dir, &Default::default())?;
+            Some((format!("{} (earlier plugins)", contract(&set)), dir))
+        }
+        None => None,
+    };
     println!();
     println!(
-        "| interface (same logic, same driver, batches built beforehand) | batch | records/s | × native | × 0.2.0 |"
+        "| interface (same logic, same driver, batches built beforehand) | batch | records/s | × native | × {shipped_name} |"
     );
     println!("|---|---:|---:|---:|---:|");
     for batch in [64, 1024] {
@@ -82,6 +101,13 @@ fn main() -> anyhow::Result<()> {
             records,
             time(|| prototype::run_current(&engine, &full, &current_batches).unwrap()),
         );
+        let earlier = earlier.as_ref().map(|(name, dir)| {
+            let rate = rate(
+                records,
+                time(|| prototype::run_current(&engine, dir, &current_batches).unwrap()),
+            );
+            (name.as_str(), rate)
+        });
         let spans = rate(
             records,
             time(|| prototype::run_spans(&engine, &bench_plugins, &table, &spans_batches).unwrap()),
@@ -96,14 +122,16 @@ fn main() -> anyhow::Result<()> {
             "| native parse + aggregate | {batch} | {} | 1.00 | |",
             fmt(native)
         );
-        for (name, rate) in [
-            ("apiary:plugin@0.2.0", current),
-            ("prototype `spans`: text as spans, headers per batch", spans),
-            (
+        let rows = [
+            Some((shipped_name.as_str(), current)),
+            earlier,
+            Some(("prototype `spans`: text as spans, headers per batch", spans)),
+            Some((
                 "prototype `columns`: every field a list of numbers",
                 columns,
-            ),
-        ] {
+            )),
+        ];
+        for (name, rate) in rows.into_iter().flatten() {
             println!(
                 "| {name} | {batch} | {} | {:.2} | {:.2} |",
                 fmt(rate),

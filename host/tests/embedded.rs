@@ -116,7 +116,7 @@ fn stateful_rule_counts_each_member_once_across_runs() {
 }
 
 /// `daily-gift-totals` is built against the 0.1.0 contract: it runs beside
-/// the 0.2.0 parser and a 0.2.0 windowed rule.
+/// the 0.3.0 parser and a 0.3.0 windowed rule.
 #[test]
 fn time_partitioned_output_creates_a_table_per_day() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,8 +132,8 @@ fn time_partitioned_output_creates_a_table_per_day() {
     .unwrap();
     for (name, contract) in [
         ("daily-gift-totals.wasm", "0.1.0"),
-        ("gift-windows.wasm", "0.2.0"),
-        ("seed-json-parser.wasm", "0.2.0"),
+        ("gift-windows.wasm", "0.3.0"),
+        ("seed-json-parser.wasm", "0.3.0"),
     ] {
         let (out, stdout, stderr) = output(apiary().arg("inspect").arg(plugins.join(name)));
         assert!(out.status.success(), "{stderr}");

@@ -29,9 +29,11 @@ pub fn postgres_url() -> String {
 
 /// A plugin directory holding only `names` from `root`.
 pub fn only(root: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
+    static DIRS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "apiary-bench-{}-{}",
+        "apiary-bench-{}-{}-{}",
         std::process::id(),
+        DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         names.join("+")
     ));
     std::fs::create_dir_all(&dir)?;

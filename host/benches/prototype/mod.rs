@@ -1,9 +1,11 @@
 //! The plugin interface's own cost: the same parser and rule logic, driven
-//! by the same few lines of host code, through `apiary:plugin@0.2.0` and
-//! through two prototype interfaces (`wit/` beside this file):
+//! by the same few lines of host code, through the shipped contract (as a
+//! lane calls it: `apiary:plugin@0.3.0` through the host's conversions to
+//! and from its own events) and through two prototype interfaces (`wit/`
+//! beside this file), called directly:
 //!
 //! - `spans`: event text as spans of one string per batch, headers once per
-//!   batch, records and events still lists of records;
+//!   batch, records and events still lists of records (what 0.3.0 became);
 //! - `columns`: every field one list of numbers per batch, as in Arrow.
 //!
 //! Each driver does what a lane does around the two calls and nothing else:
@@ -61,8 +63,8 @@ pub use spans::types::RawBatch as SpansBatch;
 /// Epoch ticks per call: the default ten-second limit.
 const DEADLINE_TICKS: u64 = 1000;
 
-/// The shipped `seed-json-parser` and `gift-type-totals` (0.2.0) from
-/// `dir`, over `batches`. Returns the events parsed.
+/// `seed-json-parser` and `gift-type-totals` (the shipped ones, or those
+/// of an earlier contract) from `dir`, over `batches`. Returns the events parsed.
 pub fn run_current(engine: &Engine, dir: &Path, batches: &[RawBatch]) -> anyhow::Result<u64> {
     let lookups = Arc::new(Lookups::default());
     let plugins = PluginSet::load_dir(engine, dir, &lookups)?;
@@ -78,19 +80,21 @@ pub fn run_current(engine: &Engine, dir: &Path, batches: &[RawBatch]) -> anyhow:
     let mut rule = RuleInstance::new(engine, plugins.rules[0].clone(), lane, lookups, state())?;
     let mut sink = Sink::new(gift_totals(&plugins)?);
     for batch in batches {
-        let parsed = parser.parse(batch)?;
+        let parsed = parser.parse(batch).map_err(anyhow::Error::msg)?;
         check_indexes(
             parsed.events.iter().map(|e| e.record_index),
             batch.records.len(),
         )?;
         let latest = parsed.events.iter().filter_map(|e| e.time).max();
         sink.events += parsed.events.len() as u64;
-        let output = rule.process(&EventBatch {
-            topic: batch.topic.clone(),
-            platform: parsed.platform,
-            events: parsed.events,
-            watermark: sink.watermark,
-        })?;
+        let output = rule
+            .process(&EventBatch {
+                topic: batch.topic.clone(),
+                platform: parsed.platform,
+                events: parsed.events,
+                watermark: sink.watermark,
+            })
+            .map_err(anyhow::Error::msg)?;
         for rows in output.rows {
             sink.merge(rows.cells);
         }

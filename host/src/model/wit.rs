@@ -1,6 +1,8 @@
-//! Host-side bindings of the WIT contract: `wit/plugin.wit`
-//! (`apiary:plugin@0.2.0`, the host's own vocabulary) and, for plugins
-//! built before event time, `wit/v0.1.0/plugin.wit`.
+//! Host-side bindings of the WIT contracts: `wit/plugin.wit`
+//! (`apiary:plugin@0.3.0`, module [`v3`]), `wit/v0.2.0/plugin.wit` (the
+//! host's own vocabulary: its events own their text, so lanes can filter,
+//! repartition and dead-letter them one by one) and, for plugins built
+//! before event time, `wit/v0.1.0/plugin.wit` (module [`v1`]).
 //!
 //! One `bindgen!` per world; each rule world reuses its parser world's
 //! generated import interfaces so both share one set of types.
@@ -11,7 +13,7 @@
 pub mod parser_world {
     wasmtime::component::bindgen!({
         world: "parser-plugin",
-        path: "../wit",
+        path: "../wit/v0.2.0",
         anyhow: true,
         additional_derives: [PartialEq],
         // Over a state limit, the plugin traps like over any other limit.
@@ -26,7 +28,7 @@ pub mod parser_world {
 pub mod rule_world {
     wasmtime::component::bindgen!({
         world: "rule-plugin",
-        path: "../wit",
+        path: "../wit/v0.2.0",
         anyhow: true,
         with: {
             "apiary:plugin/types": super::parser_world::apiary::plugin::types,
@@ -37,6 +39,47 @@ pub mod rule_world {
         // A timer key longer than the host stores traps.
         imports: { "apiary:plugin/timers.set": trappable },
     });
+}
+
+/// The 0.3.0 contract, the one plugins are built against: its batches carry
+/// text as spans of one string, and the host turns them into and out of its
+/// own 0.2.0 types at the boundary (see `spans`).
+pub mod v3 {
+    /// Bindings of the 0.3.0 `parser-plugin` world, and its interfaces.
+    pub mod parser_world {
+        wasmtime::component::bindgen!({
+            world: "parser-plugin",
+            path: "../wit",
+            anyhow: true,
+            imports: {
+                "apiary:plugin/state.set": trappable,
+                "apiary:plugin/state.set-expiring": trappable,
+            },
+        });
+    }
+
+    /// Bindings of the 0.3.0 `rule-plugin` world.
+    pub mod rule_world {
+        wasmtime::component::bindgen!({
+            world: "rule-plugin",
+            path: "../wit",
+            anyhow: true,
+            with: {
+                "apiary:plugin/types": super::parser_world::apiary::plugin::types,
+                "apiary:plugin/log": super::parser_world::apiary::plugin::log,
+                "apiary:plugin/state": super::parser_world::apiary::plugin::state,
+                "apiary:plugin/lookup": super::parser_world::apiary::plugin::lookup,
+            },
+            imports: { "apiary:plugin/timers.set": trappable },
+        });
+    }
+
+    pub use parser_world::apiary::plugin::{log, lookup, state, types};
+    pub use parser_world::exports::apiary::plugin::parser::{ParseOutput, ParserInfo};
+    pub use parser_world::{ParserPlugin, ParserPluginPre};
+    pub use rule_world::apiary::plugin::timers;
+    pub use rule_world::exports::apiary::plugin::rule::{RuleInfo, RuleOutput};
+    pub use rule_world::{RulePlugin, RulePluginPre};
 }
 
 /// The 0.1.0 contract, for plugins built before event time: the host turns

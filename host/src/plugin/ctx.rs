@@ -8,7 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::lookup::Lookups;
-use crate::model::wit::{log, lookup, state, timers, types, v1};
+use crate::model::wit::{log, lookup, state, timers, types, v1, v3};
 use crate::model::{StateChange, StoredState, StoredValue, TimerChange};
 
 /// Store data of one plugin instance in one lane.
@@ -22,6 +22,9 @@ pub struct PluginCtx {
     pub state: PluginState,
     /// Memory limit of the instance (set by the engine).
     pub(super) limits: wasmtime::StoreLimits,
+    /// The same limit in bytes: also the most text a parser's spans may
+    /// make the host copy out of one batch.
+    pub(super) memory_limit: usize,
     /// Epoch ticks one call may take (set by the engine).
     pub(super) deadline_ticks: u64,
     /// Limits of the plugin's state (set by the engine).
@@ -101,6 +104,7 @@ impl PluginCtx {
             lookups,
             state,
             limits: wasmtime::StoreLimits::default(),
+            memory_limit: usize::MAX,
             deadline_ticks: u64::MAX,
             state_limits: StateLimits::default(),
             log_budget: (f64::from(u32::MAX), std::time::Instant::now()),
@@ -502,7 +506,7 @@ impl v1::state::Host for PluginCtx {
 
 impl v1::log::Host for PluginCtx {
     fn log(&mut self, level: v1::types::LogLevel, message: String) {
-        log::Host::log(self, super::compat::log_level(level), message);
+        log::Host::log(self, level.into(), message);
     }
 }
 
@@ -516,12 +520,64 @@ impl v1::lookup::Host for PluginCtx {
         let rows = self.lookups.get_many(&table, &keys, &columns)?;
         Ok(rows
             .into_iter()
-            .map(|row| row.map(|cells| cells.into_iter().map(super::compat::value_v1).collect()))
+            .map(|row| row.map(|cells| cells.into_iter().map(Into::into).collect()))
             .collect())
     }
 }
 
 impl v1::types::Host for PluginCtx {}
+
+/// The 0.3.0 imports are the 0.2.0 ones.
+impl v3::state::Host for PluginCtx {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        state::Host::get(self, key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> anyhow::Result<()> {
+        state::Host::set(self, key, value)
+    }
+
+    fn set_expiring(&mut self, key: String, value: Vec<u8>, expires_at: i64) -> anyhow::Result<()> {
+        state::Host::set_expiring(self, key, value, expires_at)
+    }
+
+    fn delete(&mut self, key: String) {
+        state::Host::delete(self, key)
+    }
+}
+
+impl v3::timers::Host for PluginCtx {
+    fn set(&mut self, key: String, time: i64) -> anyhow::Result<()> {
+        timers::Host::set(self, key, time)
+    }
+
+    fn delete(&mut self, key: String, time: i64) {
+        timers::Host::delete(self, key, time)
+    }
+}
+
+impl v3::log::Host for PluginCtx {
+    fn log(&mut self, level: v3::types::LogLevel, message: String) {
+        log::Host::log(self, level.into(), message);
+    }
+}
+
+impl v3::lookup::Host for PluginCtx {
+    fn get_many(
+        &mut self,
+        table: String,
+        keys: Vec<String>,
+        columns: Vec<String>,
+    ) -> Result<Vec<Option<Vec<v3::types::Value>>>, String> {
+        let rows = self.lookups.get_many(&table, &keys, &columns)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.map(|cells| cells.into_iter().map(Into::into).collect()))
+            .collect())
+    }
+}
+
+impl v3::types::Host for PluginCtx {}
 
 impl log::Host for PluginCtx {
     fn log(&mut self, level: types::LogLevel, message: String) {

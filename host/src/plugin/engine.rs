@@ -10,12 +10,16 @@ use wasmtime::{Cache, CacheConfig, Config, Store, StoreLimitsBuilder};
 use super::ctx::PluginCtx;
 use crate::config::PluginsSection;
 use crate::error::PluginRejected;
-use crate::model::wit::{log, lookup, state, timers, v1};
+use crate::model::wit::{log, lookup, state, timers, v1, v3};
 
 /// Export that marks a parser plugin.
-pub const PARSER_EXPORT: &str = "apiary:plugin/parser@0.2.0";
+pub const PARSER_EXPORT: &str = "apiary:plugin/parser@0.3.0";
 /// Export that marks a rule plugin.
-pub const RULE_EXPORT: &str = "apiary:plugin/rule@0.2.0";
+pub const RULE_EXPORT: &str = "apiary:plugin/rule@0.3.0";
+/// Export that marks a parser plugin of the 0.2.0 contract.
+pub const PARSER_EXPORT_V2: &str = "apiary:plugin/parser@0.2.0";
+/// Export that marks a rule plugin of the 0.2.0 contract.
+pub const RULE_EXPORT_V2: &str = "apiary:plugin/rule@0.2.0";
 /// Export that marks a parser plugin of the 0.1.0 contract.
 pub const PARSER_EXPORT_V1: &str = "apiary:plugin/parser@0.1.0";
 /// Export that marks a rule plugin of the 0.1.0 contract.
@@ -26,8 +30,10 @@ pub const RULE_EXPORT_V1: &str = "apiary:plugin/rule@0.1.0";
 pub enum Contract {
     /// `apiary:plugin@0.1.0`: no event time, timers or parameters.
     V1,
-    /// `apiary:plugin@0.2.0`.
+    /// `apiary:plugin@0.2.0`: text in a string per field.
     V2,
+    /// `apiary:plugin@0.3.0`.
+    V3,
 }
 
 impl std::fmt::Display for Contract {
@@ -35,6 +41,7 @@ impl std::fmt::Display for Contract {
         f.write_str(match self {
             Self::V1 => "0.1.0",
             Self::V2 => "0.2.0",
+            Self::V3 => "0.3.0",
         })
     }
 }
@@ -101,6 +108,10 @@ impl Engine {
         state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         timers::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v3::log::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v3::state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v3::lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+        v3::timers::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         v1::log::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         v1::state::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
         v1::lookup::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
@@ -166,8 +177,9 @@ impl Engine {
                 .unwrap_or(self.limits.state_write_limit),
         };
         ctx.set_log_rate(own.and_then(|l| l.log_rate).unwrap_or(self.limits.log_rate));
+        ctx.memory_limit = usize::try_from(memory).unwrap_or(usize::MAX);
         ctx.limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
+            .memory_size(ctx.memory_limit)
             .trap_on_grow_failure(true)
             .build();
         ctx.deadline_ticks = if timeout.is_zero() {
@@ -213,8 +225,10 @@ impl Engine {
             .collect();
         let has = |name: &str| exports.iter().any(|n| n == name);
         let found: Vec<(PluginKind, Contract)> = [
-            (PARSER_EXPORT, PluginKind::Parser, Contract::V2),
-            (RULE_EXPORT, PluginKind::Rule, Contract::V2),
+            (PARSER_EXPORT, PluginKind::Parser, Contract::V3),
+            (RULE_EXPORT, PluginKind::Rule, Contract::V3),
+            (PARSER_EXPORT_V2, PluginKind::Parser, Contract::V2),
+            (RULE_EXPORT_V2, PluginKind::Rule, Contract::V2),
             (PARSER_EXPORT_V1, PluginKind::Parser, Contract::V1),
             (RULE_EXPORT_V1, PluginKind::Rule, Contract::V1),
         ]
@@ -227,7 +241,7 @@ impl Engine {
             [] => Err(format!(
                 "matches no Apiary world: it exports [{}], expected `{PARSER_EXPORT}` \
                      (world parser-plugin) or `{RULE_EXPORT}` (world rule-plugin), or their \
-                     0.1.0 versions",
+                     0.2.0 and 0.1.0 versions",
                 exports.join(", ")
             )),
             _ => Err(

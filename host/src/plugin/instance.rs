@@ -18,7 +18,7 @@ use crate::model::schema::TableSchema;
 use crate::model::wit::types::{
     Event, EventBatch, FiredTimer, OutputRows, RawBatch, RawRecord, Value,
 };
-use crate::model::wit::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1};
+use crate::model::wit::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1, v3};
 use crate::model::{EventRoute, StateChange, TimerChange};
 use crate::text::{MAX_REASON_BYTES, bounded};
 
@@ -47,15 +47,29 @@ pub struct RuleInstance {
 enum ParserBindings {
     V1(v1::ParserPlugin),
     V2(ParserPlugin),
+    V3(v3::ParserPlugin),
 }
 
 enum RuleBindings {
     V1(v1::RulePlugin),
     V2(RulePlugin),
+    V3(v3::RulePlugin),
 }
 
-/// Instantiates `pre` and hands a 0.2.0 instance its parameters.
+/// Instantiates `pre` and hands an instance of 0.2.0 or later its
+/// parameters.
 macro_rules! instantiate {
+    (@init $store:expr, $loaded:expr, $what:literal, $pre:ident, $export:ident, $failed:ident) => {{
+        let instance = $pre.instantiate(&mut $store).map_err($failed)?;
+        instance
+            .$export()
+            .call_init(&mut $store, &$loaded.params)
+            .map_err($failed)?
+            .map_err(|e| {
+                anyhow::anyhow!(concat!($what, " `{}` init refused: {}"), $loaded.info.name, e)
+            })?;
+        instance
+    }};
     ($store:expr, $loaded:expr, $what:literal, $pre:ident, $bindings:ident, $export:ident) => {{
         let name = &$loaded.info.name;
         let failed = |e: wasmtime::Error| {
@@ -67,17 +81,8 @@ macro_rules! instantiate {
         };
         match &$loaded.pre {
             $pre::V1(pre) => $bindings::V1(pre.instantiate(&mut $store).map_err(failed)?),
-            $pre::V2(pre) => {
-                let instance = pre.instantiate(&mut $store).map_err(failed)?;
-                instance
-                    .$export()
-                    .call_init(&mut $store, &$loaded.params)
-                    .map_err(failed)?
-                    .map_err(|e| {
-                        anyhow::anyhow!(concat!($what, " `{}` init refused: {}"), name, e)
-                    })?;
-                $bindings::V2(instance)
-            }
+            $pre::V2(pre) => $bindings::V2(instantiate!(@init $store, $loaded, $what, pre, $export, failed)),
+            $pre::V3(pre) => $bindings::V3(instantiate!(@init $store, $loaded, $what, pre, $export, failed)),
         }
     }};
 }
@@ -90,33 +95,57 @@ fn renew_deadline(store: &mut Store<PluginCtx>) {
 
 impl ParserInstance {
     /// Parses one batch, within the plugin's time limit per call; the
-    /// output is unchecked (the lane checks it).
-    pub fn parse(&mut self, batch: &RawBatch) -> wasmtime::Result<ParseOutput> {
+    /// output is unchecked (the lane checks it). Fails with what went
+    /// wrong, worded to follow the parser's name.
+    pub fn parse(&mut self, batch: &RawBatch) -> Result<ParseOutput, String> {
         renew_deadline(&mut self.store);
-        match &self.bindings {
-            ParserBindings::V2(b) => b.apiary_plugin_parser().call_parse(&mut self.store, batch),
-            ParserBindings::V1(b) => {
-                let old = compat::raw_batch(batch);
-                let output = b.apiary_plugin_parser().call_parse(&mut self.store, &old)?;
-                Ok(compat::parse_output(output, batch))
+        let store = &mut self.store;
+        let output = match &self.bindings {
+            ParserBindings::V3(b) => {
+                let input = compat::v3::raw_batch(batch);
+                let max_text = store.data().memory_limit;
+                b.apiary_plugin_parser()
+                    .call_parse(&mut *store, &input)
+                    .map(|output| compat::v3::parse_output(output, max_text))
             }
-        }
+            ParserBindings::V2(b) => b
+                .apiary_plugin_parser()
+                .call_parse(&mut *store, batch)
+                .map(Ok),
+            ParserBindings::V1(b) => {
+                let input = compat::v1::raw_batch(batch);
+                b.apiary_plugin_parser()
+                    .call_parse(&mut *store, &input)
+                    .map(|output| Ok(compat::v1::parse_output(output, batch)))
+            }
+        };
+        output.unwrap_or_else(|trap| Err(format!("trapped: {}", store.data().trap_message(&trap))))
     }
 }
 
 impl RuleInstance {
     /// Runs the rule over one batch of events, within the plugin's time
-    /// limit per call; the output is unchecked (the lane checks it).
-    pub fn process(&mut self, batch: &EventBatch) -> wasmtime::Result<RuleOutput> {
+    /// limit per call; the output is unchecked (the lane checks it). Fails
+    /// with what went wrong, worded to follow the rule's name.
+    pub fn process(&mut self, batch: &EventBatch) -> Result<RuleOutput, String> {
         renew_deadline(&mut self.store);
-        match &self.bindings {
-            RuleBindings::V2(b) => b.apiary_plugin_rule().call_process(&mut self.store, batch),
-            RuleBindings::V1(b) => {
-                let old = compat::event_batch(batch);
-                let output = b.apiary_plugin_rule().call_process(&mut self.store, &old)?;
-                Ok(compat::rule_output(output))
+        let store = &mut self.store;
+        let output = match &self.bindings {
+            RuleBindings::V3(b) => {
+                let input = compat::v3::event_batch(batch)?;
+                b.apiary_plugin_rule()
+                    .call_process(&mut *store, &input)
+                    .map(Into::into)
             }
-        }
+            RuleBindings::V2(b) => b.apiary_plugin_rule().call_process(&mut *store, batch),
+            RuleBindings::V1(b) => {
+                let input = compat::v1::event_batch(batch);
+                b.apiary_plugin_rule()
+                    .call_process(&mut *store, &input)
+                    .map(Into::into)
+            }
+        };
+        output.map_err(|trap| format!("trapped: {}", store.data().trap_message(&trap)))
     }
 
     fn on_timers(
@@ -129,6 +158,13 @@ impl RuleInstance {
             RuleBindings::V2(b) => {
                 b.apiary_plugin_rule()
                     .call_on_timers(&mut self.store, timers, watermark)
+            }
+            RuleBindings::V3(b) => {
+                let timers = compat::v3::fired_timers(timers);
+                let rows =
+                    b.apiary_plugin_rule()
+                        .call_on_timers(&mut self.store, &timers, watermark)?;
+                Ok(rows.into_iter().map(Into::into).collect())
             }
             // A 0.1.0 rule cannot set timers.
             RuleBindings::V1(_) => Ok(Vec::new()),
@@ -709,10 +745,9 @@ impl LanePlugins {
                 reason,
             })
         };
-        let parsed = parser.parse(batch).map_err(|e| {
-            let message = parser.store.data().trap_message(&e);
-            fail(format!("parser `{name}` trapped: {message}"))
-        })?;
+        let parsed = parser
+            .parse(batch)
+            .map_err(|e| fail(format!("parser `{name}` {e}")))?;
         let records = batch.records.len();
         for rejection in parsed.rejected {
             let index = rejection.index as usize;
@@ -1049,10 +1084,9 @@ fn call_rule(
         plugin: name.clone(),
         reason,
     };
-    let output = rule.process(input).map_err(|e| {
-        let message = rule.store.data().trap_message(&e);
-        fail(format!("rule `{name}` trapped: {message}"))
-    })?;
+    let output = rule
+        .process(input)
+        .map_err(|e| fail(format!("rule `{name}` {e}")))?;
     let mut rows = Vec::with_capacity(output.rows.len());
     for out in output.rows {
         let table = loaded.table(&out.output).ok_or_else(|| {

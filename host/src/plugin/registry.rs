@@ -4,14 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::compat;
 use super::ctx::{PluginCtx, PluginState};
 use super::engine::{Contract, Engine, PluginKind};
 use crate::error::PluginRejected;
 use crate::lookup::Lookups;
 use crate::model::schema::TableSchema;
 use crate::model::wit::types::EventKind;
-use crate::model::wit::{ParserInfo, ParserPluginPre, RuleInfo, RulePluginPre, v1};
+use crate::model::wit::{ParserInfo, ParserPluginPre, RuleInfo, RulePluginPre, v1, v3};
 
 /// Size and modification time of a plugin file when it was loaded: a
 /// reload reuses a plugin whose file still has them.
@@ -53,6 +52,8 @@ pub enum ParserPre {
     V1(v1::ParserPluginPre<PluginCtx>),
     /// Built against 0.2.0.
     V2(ParserPluginPre<PluginCtx>),
+    /// Built against 0.3.0.
+    V3(v3::ParserPluginPre<PluginCtx>),
 }
 
 /// A rule component ready to instantiate, by contract version.
@@ -62,6 +63,8 @@ pub enum RulePre {
     V1(v1::RulePluginPre<PluginCtx>),
     /// Built against 0.2.0.
     V2(RulePluginPre<PluginCtx>),
+    /// Built against 0.3.0.
+    V3(v3::RulePluginPre<PluginCtx>),
 }
 
 /// A rule that compiled, matched its world and described valid outputs.
@@ -377,6 +380,7 @@ impl ParserPre {
         match self {
             Self::V1(_) => Contract::V1,
             Self::V2(_) => Contract::V2,
+            Self::V3(_) => Contract::V3,
         }
     }
 }
@@ -387,12 +391,13 @@ impl RulePre {
         match self {
             Self::V1(_) => Contract::V1,
             Self::V2(_) => Contract::V2,
+            Self::V3(_) => Contract::V3,
         }
     }
 }
 
 /// Compiles `path`, checks it against the worlds, and validates what
-/// `describe()` says. A 0.2.0 plugin describes itself once to tell its
+/// `describe()` says. A plugin of 0.2.0 or later describes itself once to tell its
 /// name, then, in a fresh instance given that name's parameters through
 /// `init`, again: the second answer is the one that counts.
 pub fn load_file(
@@ -429,6 +434,31 @@ pub fn load_file(
         ))
     };
     let init_failed = |name: &str, e: String| reject(format!("plugin `{name}` init failed: {e}"));
+    // What a plugin of 0.2.0 or later describes, given its parameters.
+    macro_rules! described {
+        ($pre:expr, $export:ident) => {{
+            let describe = |params: Option<&[(String, String)]>| {
+                let mut store = store();
+                let instance = $pre
+                    .instantiate(&mut store)
+                    .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
+                let export = instance.$export();
+                if let Some(params) = params {
+                    export
+                        .call_init(&mut store, params)
+                        .map_err(|e| reject(format!("init() failed: {e:#}")))?
+                        .map_err(|e| reject(format!("init() refused: {e}")))?;
+                }
+                export
+                    .call_describe(&mut store)
+                    .map_err(|e| reject(format!("describe() failed: {e:#}")))
+            };
+            let name = describe(None)?.name;
+            let params = engine.params_of(&name);
+            let info = describe(Some(&params)).map_err(|e| init_failed(&name, e.reason))?;
+            (info, params)
+        }};
+    }
     match kind {
         PluginKind::Parser => {
             let (pre, info, params) = match contract {
@@ -441,30 +471,17 @@ pub fn load_file(
                         .apiary_plugin_parser()
                         .call_describe(&mut store)
                         .map_err(|e| reject(format!("describe() failed: {e:#}")))?;
-                    (ParserPre::V1(pre), compat::parser_info(info), Vec::new())
+                    (ParserPre::V1(pre), info.into(), Vec::new())
                 }
                 Contract::V2 => {
                     let pre = ParserPluginPre::new(pre).map_err(|e| world("parser", e))?;
-                    let describe = |params: Option<&[(String, String)]>| {
-                        let mut store = store();
-                        let instance = pre
-                            .instantiate(&mut store)
-                            .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
-                        let parser = instance.apiary_plugin_parser();
-                        if let Some(params) = params {
-                            parser
-                                .call_init(&mut store, params)
-                                .map_err(|e| reject(format!("init() failed: {e:#}")))?
-                                .map_err(|e| reject(format!("init() refused: {e}")))?;
-                        }
-                        parser
-                            .call_describe(&mut store)
-                            .map_err(|e| reject(format!("describe() failed: {e:#}")))
-                    };
-                    let name = describe(None)?.name;
-                    let params = engine.params_of(&name);
-                    let info = describe(Some(&params)).map_err(|e| init_failed(&name, e.reason))?;
+                    let (info, params) = described!(pre, apiary_plugin_parser);
                     (ParserPre::V2(pre), info, params)
+                }
+                Contract::V3 => {
+                    let pre = v3::ParserPluginPre::new(pre).map_err(|e| world("parser", e))?;
+                    let (info, params) = described!(pre, apiary_plugin_parser);
+                    (ParserPre::V3(pre), info.into(), params)
                 }
             };
             check_name(&info.name, &info.version).map_err(reject)?;
@@ -495,28 +512,17 @@ pub fn load_file(
                         .apiary_plugin_rule()
                         .call_describe(&mut store)
                         .map_err(|e| reject(format!("describe() failed: {e:#}")))?;
-                    (RulePre::V1(pre), compat::rule_info(info), Vec::new())
+                    (RulePre::V1(pre), info.into(), Vec::new())
                 }
                 Contract::V2 => {
                     let pre = RulePluginPre::new(pre).map_err(|e| world("rule", e))?;
-                    let describe = |params: Option<&[(String, String)]>| {
-                        let mut store = store();
-                        let instance = pre
-                            .instantiate(&mut store)
-                            .map_err(|e| reject(format!("failed to initialise: {e:#}")))?;
-                        let rule = instance.apiary_plugin_rule();
-                        if let Some(params) = params {
-                            rule.call_init(&mut store, params)
-                                .map_err(|e| reject(format!("init() failed: {e:#}")))?
-                                .map_err(|e| reject(format!("init() refused: {e}")))?;
-                        }
-                        rule.call_describe(&mut store)
-                            .map_err(|e| reject(format!("describe() failed: {e:#}")))
-                    };
-                    let name = describe(None)?.name;
-                    let params = engine.params_of(&name);
-                    let info = describe(Some(&params)).map_err(|e| init_failed(&name, e.reason))?;
+                    let (info, params) = described!(pre, apiary_plugin_rule);
                     (RulePre::V2(pre), info, params)
+                }
+                Contract::V3 => {
+                    let pre = v3::RulePluginPre::new(pre).map_err(|e| world("rule", e))?;
+                    let (info, params) = described!(pre, apiary_plugin_rule);
+                    (RulePre::V3(pre), info.into(), params)
                 }
             };
             check_name(&info.name, &info.version).map_err(reject)?;

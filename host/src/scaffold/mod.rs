@@ -11,6 +11,9 @@ use anyhow::{Context as _, bail};
 
 /// The contract, as this `apiary` speaks it.
 const WIT: &str = include_str!("../../../wit/plugin.wit");
+/// The 0.2.0 contract, which Apiary keeps running: the Python, JavaScript
+/// and C templates and kits are written against it.
+const WIT_V2: &str = include_str!("../../../wit/v0.2.0/plugin.wit");
 
 /// A plugin's language.
 #[derive(
@@ -153,7 +156,11 @@ pub fn new(parent: &Path, name: &str, lang: Lang, kind: Kind) -> anyhow::Result<
         std::fs::create_dir_all(path.parent().expect("a file in the project"))?;
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("wit/plugin.wit", WIT)?;
+    let wit = match lang {
+        Lang::Rust => WIT,
+        Lang::Python | Lang::Js | Lang::C => WIT_V2,
+    };
+    write("wit/plugin.wit", wit)?;
     let (sample, topic) = match kind {
         Kind::Rule => (SAMPLE_GIFTS.to_owned(), "live_gift_total".to_owned()),
         Kind::Parser => (SAMPLE_CHAT.to_owned(), snake.clone()),

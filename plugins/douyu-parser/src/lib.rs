@@ -23,7 +23,7 @@ mod stt;
 
 use apiary_sdk::{
     ChatMessage, Event, EventBody, Gift, Params, ParseOutput, Parser, ParserInfo, RawBatch,
-    RawRecord, Rejection, RoomStatus, ViewerVisit,
+    RawRecord, Rejection, RoomStatus, Span, ViewerVisit,
 };
 use stt::Message;
 
@@ -40,33 +40,34 @@ impl Parser for DouyuParser {
     }
 
     fn describe(&self) -> ParserInfo {
-        ParserInfo::new("douyu-parser", "0.2.0", [TOPIC])
+        ParserInfo::new("douyu-parser", "0.3.0", [TOPIC])
     }
 
     fn parse(&self, batch: RawBatch) -> ParseOutput {
-        let mut events = Vec::with_capacity(batch.records.len());
-        let mut rejected = Vec::new();
+        let mut out = ParseOutput {
+            platform: "douyu".into(),
+            text: String::new(),
+            events: Vec::with_capacity(batch.records.len()),
+            rejected: Vec::new(),
+        };
         for (index, record) in (0u32..).zip(&batch.records) {
-            let start = events.len();
-            if let Err(reason) = read_record(&batch.data, record, index, &mut events) {
-                events.truncate(start);
-                rejected.push(Rejection::new(index, reason));
+            let (events, text) = (out.events.len(), out.text.len());
+            if let Err(reason) = read_record(&batch.data, record, index, &mut out) {
+                out.events.truncate(events);
+                out.text.truncate(text);
+                out.rejected.push(Rejection::new(index, reason));
             }
         }
-        ParseOutput {
-            platform: "douyu".into(),
-            events,
-            rejected,
-        }
+        out
     }
 }
 
-/// Appends the events of one record.
+/// Appends the events of one record, and their text, to `out`.
 fn read_record(
     data: &[u8],
     record: &RawRecord,
     index: u32,
-    events: &mut Vec<Event>,
+    out: &mut ParseOutput,
 ) -> Result<(), String> {
     let (start, len) = (record.value.start as usize, record.value.len as usize);
     let value = data.get(start..start.saturating_add(len)).ok_or_else(|| {
@@ -77,25 +78,30 @@ fn read_record(
     })?;
     for (n, body) in (1..).zip(stt::bodies(value)?) {
         let message = Message::parse(body).map_err(|e| format!("message {n}: {e}"))?;
-        let event = event(&message, record.timestamp).map_err(|e| {
+        let event = event(&message, record.timestamp, &mut out.text).map_err(|e| {
             let kind = message.optional("type").unwrap_or("untyped");
             format!("message {n} ({kind}): {e}")
         })?;
         if let Some(body) = event {
-            events.push(Event::new(index, time_of(&body), body));
+            out.events.push(Event::new(index, time_of(&body), body));
         }
     }
     Ok(())
 }
 
-/// The common event of a message, if its type has one.
-fn event(message: &Message, record_time: Option<i64>) -> Result<Option<EventBody>, String> {
+/// The common event of a message, if its type has one; its text laid out
+/// in `text`.
+fn event(
+    message: &Message,
+    record_time: Option<i64>,
+    text: &mut String,
+) -> Result<Option<EventBody>, String> {
     let body = match message.kind()? {
         "chatmsg" => EventBody::Chat(ChatMessage {
             user_id: message.int("uid")?,
             room_id: message.int("rid")?,
-            user_name: message.optional("nn").map(str::to_owned),
-            text: message.text("txt")?.to_owned(),
+            user_name: message.optional("nn").map(|name| Span::push(text, name)),
+            text: Span::push(text, message.text("txt")?),
             level: small(message.optional_int("level")?),
             time: message.optional_int("cst")?.or(record_time),
         }),
@@ -171,7 +177,6 @@ mod tests {
                         start,
                         len: v.len() as u32,
                     },
-                    headers: Vec::new(),
                 }
             })
             .collect();
@@ -179,6 +184,7 @@ mod tests {
             topic: TOPIC.into(),
             data,
             records,
+            headers: Vec::new(),
         }
     }
 
@@ -204,7 +210,11 @@ mod tests {
             panic!("{bodies:?}");
         };
         assert_eq!(
-            (chat.user_name.as_deref(), chat.text.as_str(), chat.time),
+            (
+                chat.user_name.map(|name| name.of(&out.text)),
+                chat.text.of(&out.text),
+                chat.time
+            ),
             (Some("a/b"), "666", Some(1_700_000_000_123))
         );
         assert_eq!((gift.gift_type, gift.amount, gift.room_id), (824, 3, 9999));
@@ -221,6 +231,7 @@ mod tests {
         two.extend(stt::frame("type@=dgb/rid@=1/gfid@=5/"));
         let out = DouyuParser.parse(batch(&[b"type@=chatmsg/rid@=1/uid@=2/txt@=ok/", &two]));
         assert_eq!(out.events.len(), 1, "only the first record's");
+        assert_eq!(out.text, "ok", "the refused record's text is taken back");
         let rejected: Vec<(u32, &str)> = out
             .rejected
             .iter()

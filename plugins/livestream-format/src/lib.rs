@@ -80,21 +80,62 @@ pub struct Gift {
 /// or `null`. `region_code` is also read under the name `region`, which the
 /// seed's sample data uses; when both are present, `region_code` wins.
 pub fn parse_visit(value: &[u8]) -> Result<Visit, FormatError> {
+    parse_visit_ref(value).map(VisitRef::into_owned)
+}
+
+/// A visit as [`parse_visit`] reads it, its text still borrowed from the
+/// record where the JSON strings had no escapes (see [`GiftRef`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisitRef<'a> {
+    pub user_id: i64,
+    pub room_id: i64,
+    pub ip: Option<Cow<'a, str>>,
+    pub arrive_time: Option<i64>,
+    pub leave_time: Option<i64>,
+    pub create_time: Option<i64>,
+    pub region_code: Option<i32>,
+    pub grade: Option<i32>,
+    pub province: Option<Cow<'a, str>>,
+}
+
+impl VisitRef<'_> {
+    /// The visit with its text owned.
+    pub fn into_owned(self) -> Visit {
+        Visit {
+            user_id: self.user_id,
+            room_id: self.room_id,
+            ip: self.ip.map(Cow::into_owned),
+            arrive_time: self.arrive_time,
+            leave_time: self.leave_time,
+            create_time: self.create_time,
+            region_code: self.region_code,
+            grade: self.grade,
+            province: self.province.map(Cow::into_owned),
+        }
+    }
+}
+
+/// Parses one `live_streaming_log` record as [`parse_visit`] does,
+/// borrowing its text where it can.
+pub fn parse_visit_ref(value: &[u8]) -> Result<VisitRef<'_>, FormatError> {
     let raw: RawVisit<'_> = scan::from_slice(value)?;
     let region_code = match raw.region_code {
         Some(v) => Some(v.to_i32("region_code")?),
         None => raw.region.map(|v| v.to_i32("region")).transpose()?,
     };
-    Ok(Visit {
+    Ok(VisitRef {
         user_id: required(raw.user_id, "user_id")?.to_i64("user_id")?,
         room_id: required(raw.room_id, "room_id")?.to_i64("room_id")?,
-        ip: raw.ip.map(|v| v.into_text("ip")).transpose()?,
+        ip: raw.ip.map(|v| v.into_text_ref("ip")).transpose()?,
         arrive_time: timestamp(raw.arrive_time.as_ref(), "arrive_time")?,
         leave_time: timestamp(raw.leave_time.as_ref(), "leave_time")?,
         create_time: timestamp(raw.create_time.as_ref(), "create_time")?,
         region_code,
         grade: raw.grade.map(|v| v.to_i32("grade")).transpose()?,
-        province: raw.province.map(|v| v.into_text("province")).transpose()?,
+        province: raw
+            .province
+            .map(|v| v.into_text_ref("province"))
+            .transpose()?,
     })
 }
 

@@ -161,13 +161,8 @@ impl<'a> Scalar<'a> {
     }
 
     /// A VARCHAR column: a string, or any other scalar as its JSON text
-    /// (Flink does the same).
-    pub fn into_text(self, field: &'static str) -> Result<String, FormatError> {
-        self.into_text_ref(field).map(Cow::into_owned)
-    }
-
-    /// Like [`Scalar::into_text`], still borrowing from the input where
-    /// the JSON string had no escapes.
+    /// (Flink does the same), borrowing from the input where the JSON
+    /// string had no escapes.
     pub fn into_text_ref(self, field: &'static str) -> Result<Cow<'a, str>, FormatError> {
         match self {
             Self::Str(s) => Ok(s),

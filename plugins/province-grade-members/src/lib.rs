@@ -62,6 +62,7 @@ impl Rule for ProvinceGradeMembers {
             let (Some(province), Some(grade)) = (visit.province, visit.grade) else {
                 continue;
             };
+            let province = province.of(&batch.text);
             if province.chars().count() > MAX_KEY_CHARS {
                 rejected.push(Rejection::new(
                     index,
@@ -69,7 +70,7 @@ impl Rule for ProvinceGradeMembers {
                 ));
                 continue;
             }
-            pairs.add((province, grade), visit.user_id, event.time);
+            pairs.add((province.to_owned(), grade), visit.user_id, event.time);
         }
         let mut rows = Rows::new(OUTPUT, 3);
         for ((province, grade), users, latest) in pairs.into_keys() {
@@ -102,7 +103,13 @@ mod tests {
     use apiary_sdk::ViewerVisit;
     use apiary_sdk::testing::Driver;
 
-    fn visit(user_id: i64, province: &str, grade: i32, time: i64) -> (Option<i64>, EventBody) {
+    fn visit(
+        driver: &mut Driver<ProvinceGradeMembers>,
+        user_id: i64,
+        province: &str,
+        grade: i32,
+        time: i64,
+    ) -> (Option<i64>, EventBody) {
         let body = EventBody::Visit(ViewerVisit {
             user_id,
             room_id: 1,
@@ -112,7 +119,7 @@ mod tests {
             create_time: None,
             region_code: None,
             grade: Some(grade),
-            province: (!province.is_empty()).then(|| province.to_owned()),
+            province: (!province.is_empty()).then(|| driver.text(province)),
         });
         (Some(time), body)
     }
@@ -135,7 +142,7 @@ mod tests {
                     .entry((province.to_owned(), grade.into()))
                     .or_default()
                     .insert(user);
-                events.push(visit(user, province, grade, batch * 100 + i));
+                events.push(visit(&mut driver, user, province, grade, batch * 100 + i));
             }
             for row in driver.batch(events).rows_of_width(OUTPUT, 3) {
                 let [Value::Text(p), Value::Int(g), Value::Int(n)] = &row[..] else {
@@ -162,7 +169,11 @@ mod tests {
     fn passes_over_visits_without_province_and_refuses_long_names() {
         let mut driver = Driver::new(ProvinceGradeMembers::init(&Params::default()).unwrap(), 0);
         let long = "x".repeat(256);
-        let out = driver.batch(vec![visit(1, "", 2, 5), visit(1, &long, 2, 6)]);
+        let events = vec![
+            visit(&mut driver, 1, "", 2, 5),
+            visit(&mut driver, 1, &long, 2, 6),
+        ];
+        let out = driver.batch(events);
         assert!(out.rows.is_empty());
         assert_eq!(out.rejected.len(), 1);
         assert_eq!(out.rejected[0].index, 1);
@@ -198,7 +209,7 @@ mod size {
                             create_time: None,
                             region_code: None,
                             grade: Some(1 + ((seed >> 20) % 5) as i32),
-                            province: Some(format!("p{}", (seed >> 10) % 34)),
+                            province: Some(driver.text(&format!("p{}", (seed >> 10) % 34))),
                         });
                         (Some(batch * 1_000 + i), body)
                     })

@@ -2,13 +2,14 @@
 //!
 //! A thin adapter: the parse rules live in `livestream-format`, shared with
 //! the native benchmark baseline; this crate only slices records out of the
-//! batch buffer and maps the results onto the WIT types. Each event's time
+//! batch buffer and maps the results onto the WIT types, the events' text
+//! copied once, from the record into the output's `text`. Each event's time
 //! is the record's own: a gift's `create_time`, a visit's `arrive_time`, a
 //! room list's `time`; else the record's timestamp.
 
 use apiary_sdk::{
     Event, EventBody, Gift, Params, ParseOutput, Parser, ParserInfo, RawBatch, Rejection, RoomList,
-    ViewerVisit,
+    Span, ViewerVisit,
 };
 
 /// Topic of viewer visits.
@@ -38,7 +39,7 @@ impl Parser for SeedJsonParser {
     fn describe(&self) -> ParserInfo {
         ParserInfo::new(
             "seed-json-parser",
-            "0.2.0",
+            "0.3.0",
             [VISIT_TOPIC, GIFT_TOPICS[0], GIFT_TOPICS[1], ROOM_LIST_TOPIC],
         )
     }
@@ -52,6 +53,7 @@ impl Parser for SeedJsonParser {
         };
         let mut events = Vec::with_capacity(batch.records.len());
         let mut rejected = Vec::new();
+        let mut text = String::new();
         for (index, record) in (0u32..).zip(&batch.records) {
             let Some(kind) = kind else {
                 rejected.push(Rejection::new(
@@ -71,8 +73,12 @@ impl Parser for SeedJsonParser {
                 }
             };
             let parsed = match kind {
-                RecordKind::Visit => livestream_format::parse_visit(value).map(visit),
-                RecordKind::Gift => livestream_format::parse_gift(value).map(gift),
+                RecordKind::Visit => {
+                    livestream_format::parse_visit_ref(value).map(|v| visit(v, &mut text))
+                }
+                RecordKind::Gift => {
+                    livestream_format::parse_gift_ref(value).map(|g| gift(g, &mut text))
+                }
                 RecordKind::RoomList => livestream_format::parse_room_list(value).map(room_list),
             };
             match parsed {
@@ -84,36 +90,37 @@ impl Parser for SeedJsonParser {
         }
         ParseOutput {
             platform: "seed".into(),
+            text,
             events,
             rejected,
         }
     }
 }
 
-/// A visit, at its arrival.
-fn visit(v: livestream_format::Visit) -> (Option<i64>, EventBody) {
+/// A visit, at its arrival; its text laid out in `text`.
+fn visit(v: livestream_format::VisitRef<'_>, text: &mut String) -> (Option<i64>, EventBody) {
     let body = EventBody::Visit(ViewerVisit {
         user_id: v.user_id,
         room_id: v.room_id,
-        ip: v.ip,
+        ip: v.ip.map(|ip| Span::push(text, &ip)),
         arrive_time: v.arrive_time,
         leave_time: v.leave_time,
         create_time: v.create_time,
         region_code: v.region_code,
         grade: v.grade,
-        province: v.province,
+        province: v.province.map(|p| Span::push(text, &p)),
     });
     (v.arrive_time, body)
 }
 
-/// A gift, when it was sent.
-fn gift(g: livestream_format::Gift) -> (Option<i64>, EventBody) {
+/// A gift, when it was sent; its IP laid out in `text`.
+fn gift(g: livestream_format::GiftRef<'_>, text: &mut String) -> (Option<i64>, EventBody) {
     let body = EventBody::Gift(Gift {
         user_id: g.user_id,
         room_id: g.room_id,
         gift_type: g.gift_type,
         amount: g.amount,
-        ip: g.ip,
+        ip: g.ip.map(|ip| Span::push(text, &ip)),
         create_time: g.create_time,
         update_time: g.update_time,
     });
@@ -151,7 +158,6 @@ mod tests {
                         start,
                         len: v.len() as u32,
                     },
-                    headers: Vec::new(),
                 }
             })
             .collect();
@@ -159,6 +165,7 @@ mod tests {
             topic: topic.into(),
             data,
             records,
+            headers: Vec::new(),
         }
     }
 
@@ -166,7 +173,7 @@ mod tests {
     fn describes_itself() {
         let info = SeedJsonParser.describe();
         assert_eq!(info.name, "seed-json-parser");
-        assert_eq!(info.version, "0.2.0");
+        assert_eq!(info.version, "0.3.0");
         assert_eq!(
             info.topics,
             [
@@ -217,7 +224,7 @@ mod tests {
             panic!("not a visit");
         };
         assert_eq!(
-            (v.region_code, v.ip.as_deref()),
+            (v.region_code, v.ip.map(|ip| ip.of(&out.text))),
             (Some(1122), Some("1.2.3.4"))
         );
     }

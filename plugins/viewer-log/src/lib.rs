@@ -55,38 +55,27 @@ impl Rule for ViewerLog {
                 ));
                 continue;
             };
-            let visit = livestream_format::Visit {
-                user_id: v.user_id,
-                room_id: v.room_id,
-                ip: v.ip,
-                arrive_time: v.arrive_time,
-                leave_time: v.leave_time,
-                create_time: v.create_time,
-                region_code: v.region_code,
-                grade: v.grade,
-                province: v.province,
-            };
-            if let Some(column) = visit.missing_primary_key() {
-                rejected.push(Rejection::new(
-                    index,
-                    format!("primary key column `{column}` is missing"),
-                ));
-                continue;
-            }
-            // Both present: `missing_primary_key` just said so.
-            let (Some(ip), Some(arrive_time)) = (visit.ip, visit.arrive_time) else {
-                continue;
+            let (ip, arrive_time) = match (v.ip, v.arrive_time) {
+                (Some(ip), Some(arrive_time)) => (ip, arrive_time),
+                (ip, _) => {
+                    let column = if ip.is_none() { "ip" } else { "arrive_time" };
+                    rejected.push(Rejection::new(
+                        index,
+                        format!("primary key column `{column}` is missing"),
+                    ));
+                    continue;
+                }
             };
             rows.push_row([
-                Value::Int(visit.user_id),
-                Value::Text(ip),
-                Value::Int(visit.room_id),
+                Value::Int(v.user_id),
+                ip.of(&batch.text).into(),
+                Value::Int(v.room_id),
                 Value::Timestamp(arrive_time),
-                Value::timestamp_or_null(visit.leave_time),
-                Value::timestamp_or_null(visit.create_time),
-                visit.region_code.into(),
-                visit.grade.into(),
-                visit.province.into(),
+                Value::timestamp_or_null(v.leave_time),
+                Value::timestamp_or_null(v.create_time),
+                v.region_code.into(),
+                v.grade.into(),
+                v.province.map(|p| p.of(&batch.text)).into(),
             ]);
         }
         RuleOutput::from_rows([rows]).with_rejected(rejected)
@@ -98,31 +87,32 @@ apiary_sdk::export_rule!(ViewerLog);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiary_sdk::ViewerVisit;
     use apiary_sdk::testing::{MemoryHost, batch as timed};
+    use apiary_sdk::{Span, ViewerVisit};
 
-    fn visit(ip: Option<&str>, arrive_time: Option<i64>) -> ViewerVisit {
-        ViewerVisit {
-            user_id: 3165,
-            room_id: 20_210_813,
-            ip: ip.map(String::from),
-            arrive_time,
-            leave_time: None,
-            create_time: Some(7),
-            region_code: Some(1122),
-            grade: None,
-            province: Some("浙江".into()),
-        }
-    }
-
-    fn batch(visits: Vec<ViewerVisit>) -> EventBatch {
-        timed(
-            visits
-                .into_iter()
-                .map(|v| (v.arrive_time, EventBody::Visit(v)))
-                .collect(),
-            None,
-        )
+    /// A batch of visits `(ip, arrive_time)`, all from Zhejiang.
+    fn batch(visits: &[(Option<&str>, Option<i64>)]) -> EventBatch {
+        let mut text = String::new();
+        let events = visits
+            .iter()
+            .map(|&(ip, arrive_time)| {
+                let visit = ViewerVisit {
+                    user_id: 3165,
+                    room_id: 20_210_813,
+                    ip: ip.map(|ip| Span::push(&mut text, ip)),
+                    arrive_time,
+                    leave_time: None,
+                    create_time: Some(7),
+                    region_code: Some(1122),
+                    grade: None,
+                    province: Some(Span::push(&mut text, "浙江")),
+                };
+                (arrive_time, EventBody::Visit(visit))
+            })
+            .collect();
+        let mut batch = timed(events, None);
+        batch.text = text;
+        batch
     }
 
     #[test]
@@ -145,10 +135,10 @@ mod tests {
     #[test]
     fn one_row_per_visit_and_rejects_missing_keys() {
         let out = ViewerLog.process(
-            batch(vec![
-                visit(Some("1.2.3.4"), Some(1000)),
-                visit(None, Some(1000)),
-                visit(Some("1.2.3.4"), None),
+            batch(&[
+                (Some("1.2.3.4"), Some(1000)),
+                (None, Some(1000)),
+                (Some("1.2.3.4"), None),
             ]),
             &mut MemoryHost::new(),
         );

@@ -1,4 +1,4 @@
-//! The Rust guest SDK for Apiary plugins (`apiary:plugin@0.2.0`).
+//! The Rust guest SDK for Apiary plugins (`apiary:plugin@0.3.0`).
 //!
 //! A plugin implements [`Rule`] or [`Parser`] and exports it with
 //! [`export_rule!`] or [`export_parser!`]; everything it needs from the
@@ -7,6 +7,8 @@
 //! tests ([`testing::MemoryHost`]). On top of that:
 //!
 //! - [`Output`] declares a table and [`Rows`] fills its flat cell list;
+//! - [`Span`] reads an event's text out of its batch (`ip.of(&batch.text)`)
+//!   and, in a parser, lays it out there ([`Span::push`]);
 //! - [`Params`] reads the plugin's parameters (`[plugins.params.<name>]`);
 //! - [`window`] has tumbling, hopping and session windows on state and
 //!   timers, with Flink's semantics.
@@ -85,10 +87,10 @@ pub mod parser_world {
         default_bindings_module: "apiary_sdk::parser_world",
         runtime_path: "apiary_sdk::__wit_bindgen::rt",
         with: {
-            "apiary:plugin/types@0.2.0": apiary_sdk::rule_world::apiary::plugin::types,
-            "apiary:plugin/log@0.2.0": apiary_sdk::rule_world::apiary::plugin::log,
-            "apiary:plugin/state@0.2.0": apiary_sdk::rule_world::apiary::plugin::state,
-            "apiary:plugin/lookup@0.2.0": apiary_sdk::rule_world::apiary::plugin::lookup,
+            "apiary:plugin/types@0.3.0": apiary_sdk::rule_world::apiary::plugin::types,
+            "apiary:plugin/log@0.3.0": apiary_sdk::rule_world::apiary::plugin::log,
+            "apiary:plugin/state@0.3.0": apiary_sdk::rule_world::apiary::plugin::state,
+            "apiary:plugin/lookup@0.3.0": apiary_sdk::rule_world::apiary::plugin::lookup,
         },
     });
 }
@@ -225,6 +227,37 @@ impl Event {
     }
 }
 
+impl Span {
+    /// Appends `s` to `text` and returns the span that reads it back: how a
+    /// parser lays out its events' text in its output's `text`.
+    pub fn push(text: &mut String, s: &str) -> Span {
+        let start = text.len();
+        text.push_str(s);
+        Span {
+            start: start as u32,
+            len: s.len() as u32,
+        }
+    }
+
+    /// The text this span covers in `text`, the `text` of the batch its
+    /// event came in.
+    ///
+    /// # Panics
+    ///
+    /// When the span is not whole characters of `text`, which the host
+    /// never sends: a span of another batch's text, say.
+    pub fn of(self, text: &str) -> &str {
+        let (start, end) = (self.start as usize, self.start as usize + self.len as usize);
+        match text.get(start..end) {
+            Some(s) => s,
+            None => panic!(
+                "span {start}..{end} is not text of this {}-byte batch text",
+                text.len()
+            ),
+        }
+    }
+}
+
 impl RawBatch {
     /// The bytes of `span` in the batch's buffer, or a reason when the span
     /// lies outside it.
@@ -238,6 +271,16 @@ impl RawBatch {
                     self.data.len()
                 )
             })
+    }
+
+    /// The headers of record `index`, as (name, value) spans of `data`, in
+    /// the order they were produced.
+    pub fn headers_of(&self, index: u32) -> impl Iterator<Item = &Header> {
+        // Headers come in record order.
+        let from = self.headers.partition_point(|h| h.record < index);
+        self.headers[from..]
+            .iter()
+            .take_while(move |h| h.record == index)
     }
 
     /// The value of record `index`, or a reason when it cannot be read.
@@ -414,4 +457,51 @@ macro_rules! export_parser {
             $crate::parser_world::__export_parser_world!(__ApiaryParser with_types_in $crate::parser_world);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_lay_text_out_and_read_it_back() {
+        let mut text = String::new();
+        let ip = Span::push(&mut text, "1.2.3.4");
+        let province = Span::push(&mut text, "浙江");
+        let empty = Span::push(&mut text, "");
+        assert_eq!(text, "1.2.3.4浙江");
+        assert_eq!(
+            (ip.of(&text), province.of(&text), empty.of(&text)),
+            ("1.2.3.4", "浙江", "")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "span 8..10 is not text of this 13-byte batch text")]
+    fn a_span_inside_a_character_panics() {
+        Span { start: 8, len: 2 }.of("1.2.3.4浙江");
+    }
+
+    #[test]
+    fn headers_of_a_record() {
+        let span = |start| Span { start, len: 1 };
+        let header = |record, start| Header {
+            record,
+            name: span(start),
+            value: span(start),
+        };
+        let batch = RawBatch {
+            topic: "t".into(),
+            data: b"abcd".to_vec(),
+            records: Vec::new(),
+            headers: vec![header(0, 0), header(2, 1), header(2, 2), header(3, 3)],
+        };
+        let starts =
+            |index| -> Vec<u32> { batch.headers_of(index).map(|h| h.name.start).collect() };
+        assert_eq!(starts(0), [0]);
+        assert!(starts(1).is_empty());
+        assert_eq!(starts(2), [1, 2]);
+        assert_eq!(starts(3), [3]);
+        assert!(starts(4).is_empty());
+    }
 }

@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
-    Event, EventBatch, EventBody, FiredTimer, Host, LogLevel, OutputRows, Rejection, Rule, Value,
+    Event, EventBatch, EventBody, FiredTimer, Host, LogLevel, OutputRows, Rejection, Rule, Span,
+    Value,
 };
 
 /// State, timers and lookup tables in memory.
@@ -190,6 +191,8 @@ pub struct Driver<R: Rule> {
     /// The lane's watermark.
     pub watermark: Option<i64>,
     lateness: i64,
+    /// The text of the next batch's events.
+    text: String,
 }
 
 impl<R: Rule> Driver<R> {
@@ -200,12 +203,21 @@ impl<R: Rule> Driver<R> {
             host: MemoryHost::new(),
             watermark: None,
             lateness,
+            text: String::new(),
         }
     }
 
-    /// Processes one batch of `(event time, body)` events.
+    /// Lays out `s` in the next batch's text: the span an event of that
+    /// batch reads it by.
+    pub fn text(&mut self, s: &str) -> Span {
+        Span::push(&mut self.text, s)
+    }
+
+    /// Processes one batch of `(event time, body)` events, with the text
+    /// laid out by [`Driver::text`] since the last batch.
     pub fn batch(&mut self, events: Vec<(Option<i64>, EventBody)>) -> Outcome {
-        let batch = batch(events, self.watermark);
+        let mut batch = batch(events, self.watermark);
+        batch.text = std::mem::take(&mut self.text);
         let max_time = batch.events.iter().filter_map(|e| e.time).max();
         let out = self.rule.process(batch, &mut self.host);
         let mut outcome = Outcome {
@@ -241,11 +253,13 @@ impl<R: Rule> Driver<R> {
     }
 }
 
-/// An event batch of `(event time, body)` events, record indexes from 0.
+/// An event batch of `(event time, body)` events, record indexes from 0,
+/// with no text.
 pub fn batch(events: Vec<(Option<i64>, EventBody)>, watermark: Option<i64>) -> EventBatch {
     EventBatch {
         topic: "test".into(),
         platform: "test".into(),
+        text: String::new(),
         events: (0..)
             .zip(events)
             .map(|(record_index, (time, body))| Event {

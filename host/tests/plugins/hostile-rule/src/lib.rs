@@ -22,7 +22,7 @@
 //! undone.
 
 wit_bindgen::generate!({
-    path: "../../../../wit",
+    path: "../../../../wit/v0.2.0",
     world: "rule-plugin",
 });
 

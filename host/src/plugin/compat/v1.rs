@@ -1,9 +1,9 @@
-//! Plugins built against `apiary:plugin@0.1.0` run beside 0.2.0 ones: their
-//! inputs are turned into 0.1.0 types and their outputs into 0.2.0 types at
-//! the boundary. A 0.1.0 parser's events get the event time 0.2.0 parsers
+//! Plugins built against `apiary:plugin@0.1.0`: their inputs are turned
+//! into 0.1.0 types and their outputs into the host's 0.2.0 types at the
+//! boundary. A 0.1.0 parser's events get the event time 0.2.0 parsers
 //! set themselves: the message's own time, else the record's timestamp.
 
-use crate::model::wit::{ParseOutput, ParserInfo, RuleInfo, RuleOutput, types, v1};
+use crate::model::wit::{ParseOutput, types, v1};
 
 /// A raw batch as a 0.1.0 parser takes it.
 pub fn raw_batch(batch: &types::RawBatch) -> v1::types::RawBatch {
@@ -56,7 +56,7 @@ pub fn parse_output(output: v1::ParseOutput, batch: &types::RawBatch) -> ParseOu
                 }
             })
             .collect(),
-        rejected: output.rejected.into_iter().map(rejection).collect(),
+        rejected: output.rejected.into_iter().map(Into::into).collect(),
     }
 }
 
@@ -184,143 +184,5 @@ pub fn event_batch(batch: &types::EventBatch) -> v1::types::EventBatch {
         topic: batch.topic.clone(),
         platform: batch.platform.clone(),
         events,
-    }
-}
-
-/// A 0.1.0 rule's output.
-pub fn rule_output(output: v1::RuleOutput) -> RuleOutput {
-    RuleOutput {
-        rows: output
-            .rows
-            .into_iter()
-            .map(|r| types::OutputRows {
-                output: r.output,
-                cells: r.cells.into_iter().map(value).collect(),
-            })
-            .collect(),
-        rejected: output.rejected.into_iter().map(rejection).collect(),
-    }
-}
-
-fn rejection(r: v1::types::Rejection) -> types::Rejection {
-    types::Rejection {
-        index: r.index,
-        reason: r.reason,
-    }
-}
-
-/// A 0.1.0 value as a 0.2.0 one.
-pub fn value(v: v1::types::Value) -> types::Value {
-    use types::Value as N;
-    use v1::types::Value as O;
-    match v {
-        O::Null => N::Null,
-        O::Int(i) => N::Int(i),
-        O::Float(f) => N::Float(f),
-        O::Text(t) => N::Text(t),
-        O::Bytes(b) => N::Bytes(b),
-        O::Timestamp(t) => N::Timestamp(t),
-        O::Boolean(b) => N::Boolean(b),
-    }
-}
-
-/// A 0.2.0 value as a 0.1.0 one (lookup answers).
-pub fn value_v1(v: types::Value) -> v1::types::Value {
-    use types::Value as N;
-    use v1::types::Value as O;
-    match v {
-        N::Null => O::Null,
-        N::Int(i) => O::Int(i),
-        N::Float(f) => O::Float(f),
-        N::Text(t) => O::Text(t),
-        N::Bytes(b) => O::Bytes(b),
-        N::Timestamp(t) => O::Timestamp(t),
-        N::Boolean(b) => O::Boolean(b),
-    }
-}
-
-/// A 0.1.0 log level as a 0.2.0 one.
-pub fn log_level(level: v1::types::LogLevel) -> types::LogLevel {
-    use types::LogLevel as N;
-    use v1::types::LogLevel as O;
-    match level {
-        O::Trace => N::Trace,
-        O::Debug => N::Debug,
-        O::Info => N::Info,
-        O::Warn => N::Warn,
-        O::Error => N::Error,
-    }
-}
-
-/// What a 0.1.0 parser says of itself.
-pub fn parser_info(info: v1::ParserInfo) -> ParserInfo {
-    ParserInfo {
-        name: info.name,
-        version: info.version,
-        topics: info.topics,
-    }
-}
-
-/// What a 0.1.0 rule says of itself.
-pub fn rule_info(info: v1::RuleInfo) -> RuleInfo {
-    use types::EventKind as N;
-    use v1::types::EventKind as O;
-    RuleInfo {
-        name: info.name,
-        version: info.version,
-        consumes: info
-            .consumes
-            .into_iter()
-            .map(|k| match k {
-                O::Visit => N::Visit,
-                O::Gift => N::Gift,
-                O::Chat => N::Chat,
-                O::RoomStatus => N::RoomStatus,
-                O::StreamerStats => N::StreamerStats,
-            })
-            .collect(),
-        outputs: info
-            .outputs
-            .into_iter()
-            .map(|o| types::OutputSchema {
-                name: o.name,
-                table: o.table,
-                columns: o
-                    .columns
-                    .into_iter()
-                    .map(|c| types::Column {
-                        name: c.name,
-                        type_: column_type(c.type_),
-                        merge: merge_mode(c.merge),
-                        nullable: c.nullable,
-                    })
-                    .collect(),
-                primary_key: o.primary_key,
-            })
-            .collect(),
-    }
-}
-
-fn column_type(t: v1::types::ColumnType) -> types::ColumnType {
-    use types::ColumnType as N;
-    use v1::types::ColumnType as O;
-    match t {
-        O::Int => N::Int,
-        O::Float => N::Float,
-        O::Text => N::Text,
-        O::Bytes => N::Bytes,
-        O::Timestamp => N::Timestamp,
-        O::Boolean => N::Boolean,
-    }
-}
-
-fn merge_mode(m: v1::types::MergeMode) -> types::MergeMode {
-    use types::MergeMode as N;
-    use v1::types::MergeMode as O;
-    match m {
-        O::Replace => N::Replace,
-        O::Add => N::Add,
-        O::Max => N::Max,
-        O::Min => N::Min,
     }
 }
