@@ -154,7 +154,8 @@ impl Text<'_> {
 }
 
 /// Events as a 0.3.0 rule takes them: their text laid end to end in one
-/// string. Fails when that string would pass the 4 GiB a span can address.
+/// string. Fails, worded to follow the rule's name, when that string would
+/// pass the 4 GiB a span can address.
 pub fn event_batch(batch: &types::EventBatch) -> Result<v3::types::EventBatch, String> {
     let mut text = String::new();
     let events = batch
@@ -168,7 +169,7 @@ pub fn event_batch(batch: &types::EventBatch) -> Result<v3::types::EventBatch, S
         .collect();
     if u32::try_from(text.len()).is_err() {
         return Err(format!(
-            "a batch of {} events carries {} bytes of text, more than a rule can be given",
+            "cannot be given a batch of {} events with {} bytes of text (spans reach 4 GiB)",
             batch.events.len(),
             text.len()
         ));
