@@ -510,6 +510,23 @@ impl v1::log::Host for PluginCtx {
     }
 }
 
+impl PluginCtx {
+    /// `lookup.get-many`'s rows with their values as another contract
+    /// version's type.
+    fn lookup_rows<V: From<types::Value>>(
+        &self,
+        table: &str,
+        keys: &[String],
+        columns: &[String],
+    ) -> Result<Vec<Option<Vec<V>>>, String> {
+        let rows = self.lookups.get_many(table, keys, columns)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.map(|cells| cells.into_iter().map(Into::into).collect()))
+            .collect())
+    }
+}
+
 impl v1::lookup::Host for PluginCtx {
     fn get_many(
         &mut self,
@@ -517,11 +534,7 @@ impl v1::lookup::Host for PluginCtx {
         keys: Vec<String>,
         columns: Vec<String>,
     ) -> Result<Vec<Option<Vec<v1::types::Value>>>, String> {
-        let rows = self.lookups.get_many(&table, &keys, &columns)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| row.map(|cells| cells.into_iter().map(Into::into).collect()))
-            .collect())
+        self.lookup_rows(&table, &keys, &columns)
     }
 }
 
@@ -569,11 +582,7 @@ impl v3::lookup::Host for PluginCtx {
         keys: Vec<String>,
         columns: Vec<String>,
     ) -> Result<Vec<Option<Vec<v3::types::Value>>>, String> {
-        let rows = self.lookups.get_many(&table, &keys, &columns)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| row.map(|cells| cells.into_iter().map(Into::into).collect()))
-            .collect())
+        self.lookup_rows(&table, &keys, &columns)
     }
 }
 
