@@ -1,7 +1,7 @@
 //! The Kafka source against a real broker (tansu, sqlite engine, from
 //! `scripts/services start`): totals, restarts, the dead-letter topic, an
-//! unreachable broker. Crashes (kill -9, two processes in one group) are
-//! tested in `mysql.rs`.
+//! unreachable broker. Crashes are tested in `mysql.rs` and `postgres.rs`
+//! (kill -9) and `scale_out.rs` (processes of one group).
 
 mod support;
 
