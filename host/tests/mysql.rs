@@ -5,17 +5,16 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use livestream_example::Topic;
-use support::kafka::{broker, create_topic, produce};
+use support::kafka::{create_topic, produce};
 use support::process::{interrupt_and_wait, spawn_run, wait_until};
 use support::sql::{Server, count, pairs};
 use support::sql::{
     a_table_of_another_shape_is_named, file_pipeline_merges_exactly,
-    kill_9_loses_and_repeats_nothing, rows_beyond_one_packet_are_written,
+    kill_9_loses_and_repeats_nothing, rows_beyond_one_packet_are_written, self_assigned_config,
     values_no_sink_stores_are_dead_letters,
 };
 use support::*;
@@ -29,37 +28,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const TOTALS: &str = "SELECT gift_type, gift_total_amount FROM gift_type_totals";
 const COMMITTED: &str = "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM apiary_offsets";
-
-/// A pipeline reading all partitions of `topics` (physical, logical) from
-/// the test broker, as `group`, into the MySQL database `url`, with `extra`
-/// lines added to `[sink.sql]`. The process assigns itself the partitions:
-/// the group coordinator of the test broker (tansu 0.6) can stop answering
-/// under load and then loses the group, which is not what these tests are
-/// about.
-fn config(
-    dir: &Path,
-    topics: &[(&str, &str)],
-    group: &str,
-    url: &str,
-    extra: &str,
-) -> std::path::PathBuf {
-    let mapping: Vec<String> = topics
-        .iter()
-        .map(|(p, l)| format!("{p:?} = {l:?}"))
-        .collect();
-    let text = format!(
-        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = {group:?}\ntopics = {{ {} }}\n\
-         assignment = \"all\"\n\
-         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n{extra}\n[batch]\nmax-records = 500\n",
-        plugins_dir(),
-        dim_rooms_lookup(),
-        broker(),
-        mapping.join(", "),
-    );
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 #[test]
 fn file_pipeline_merges_into_mysql() {
@@ -121,11 +89,9 @@ fn a_database_restart_mid_run_is_retried_and_totals_stay_exact() {
     produce(&topic, &first.lines);
     let url = Server::Mysql.fresh_database("restart");
     let dir = tempfile::tempdir().unwrap();
-    let group = format!("{topic}-g");
-    let config = config(
+    let config = self_assigned_config(
         dir.path(),
         &[(&topic, "live_gift_total")],
-        &group,
         &url,
         "max-retries = 6",
     );

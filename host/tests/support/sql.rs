@@ -290,6 +290,39 @@ pub fn rows_beyond_one_packet_are_written(server: Server, dir: &Path) {
     );
 }
 
+/// Writes a pipeline config in `dir` reading every partition of `topics`
+/// (physical, logical) from the test broker into the database `url`, with
+/// `sink_extra` lines added to `[sink.sql]`, and returns its path. The one
+/// process assigns itself the partitions, without the group protocol: the
+/// tests using it are about the checkpoints, and the test broker's group
+/// coordinator can stop answering under load and lose the group (see the
+/// README's test services).
+pub fn self_assigned_config(
+    dir: &Path,
+    topics: &[(&str, &str)],
+    url: &str,
+    sink_extra: &str,
+) -> std::path::PathBuf {
+    let mapping: Vec<String> = topics
+        .iter()
+        .map(|(physical, logical)| format!("{physical:?} = {logical:?}"))
+        .collect();
+    let text = format!(
+        "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = \"{}-g\"\n\
+         topics = {{ {} }}\nassignment = \"all\"\n\
+         [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n{sink_extra}\n\
+         [batch]\nmax-records = 500\n",
+        plugins_dir(),
+        dim_rooms_lookup(),
+        broker(),
+        topics[0].0,
+        mapping.join(", "),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Kafka into a fresh database of `server`, one process restarted in
 /// place after each of five kill -9 at pseudo-random points, then run to
 /// the end: every total exact, every malformed record refused once.
@@ -303,23 +336,15 @@ pub fn kill_9_loses_and_repeats_nothing(server: Server, name: &str, seed: u64) {
     produce(&visits_topic, &visits.lines);
     let url = server.fresh_database("kill");
     let dir = tempfile::tempdir().unwrap();
-    // Every partition read by the one process, without the group protocol:
-    // the test is about the checkpoints, not the test broker's group
-    // coordination (see the README's test services).
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[plugins]\ndir = {:?}\n{}[source.kafka]\nbrokers = {:?}\ngroup = \"{gifts_topic}-g\"\n\
-             topics = {{ {gifts_topic:?} = \"live_gift_total\", {visits_topic:?} = \"live_streaming_log\" }}\n\
-             assignment = \"all\"\nsession-timeout = \"10s\"\n\
-             [sink.sql]\nurl = {url:?}\ninterval = \"300ms\"\n[batch]\nmax-records = 500\n",
-            plugins_dir(),
-            dim_rooms_lookup(),
-            broker(),
-        ),
-    )
-    .unwrap();
+    let config = self_assigned_config(
+        dir.path(),
+        &[
+            (&gifts_topic, "live_gift_total"),
+            (&visits_topic, "live_streaming_log"),
+        ],
+        &url,
+        "",
+    );
     let log = dir.path().join("run.log");
     let total: i64 = 220_000;
     let committed = server.sum("next_offset", "apiary_offsets");
