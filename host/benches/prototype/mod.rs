@@ -1,7 +1,7 @@
 //! The plugin interface's own cost: the same parser and rule logic, driven
 //! by the same few lines of host code, through the shipped contract (as a
-//! lane calls it: `apiary:plugin@0.3.0` through the host's conversions to
-//! and from its own events) and through two prototype interfaces (`wit/`
+//! lane calls it: `apiary:plugin@0.3.0`, the raw batch converted, the
+//! parser's events handed to the rule as they came) and through two prototype interfaces (`wit/`
 //! beside this file), called directly:
 //!
 //! - `spans`: event text as spans of one string per batch, headers once per
@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use apiary::lookup::Lookups;
 use apiary::model::TableSchema;
-use apiary::model::wit::types::{self as current, EventBatch, RawBatch};
+use apiary::model::wit::types::{self as current, RawBatch};
+use apiary::model::wit::v3::types::EventBatch;
 use apiary::pipeline::RowBuffer;
 use apiary::plugin::{Engine, ParserInstance, PluginCtx, PluginSet, PluginState, RuleInstance};
 use wasmtime::Store;
@@ -91,6 +92,7 @@ pub fn run_current(engine: &Engine, dir: &Path, batches: &[RawBatch]) -> anyhow:
             .process(&EventBatch {
                 topic: batch.topic.clone(),
                 platform: parsed.platform,
+                text: parsed.text,
                 events: parsed.events,
                 watermark: sink.watermark,
             })

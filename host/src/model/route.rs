@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::wit::types::{Event, EventBody};
+use super::wit::v3::types::{Event, EventBody};
 
 /// The event field a topic is repartitioned by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

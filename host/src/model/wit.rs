@@ -1,8 +1,10 @@
 //! Host-side bindings of the WIT contracts: `wit/plugin.wit`
-//! (`apiary:plugin@0.3.0`, module [`v3`]), `wit/v0.2.0/plugin.wit` (the
-//! host's own vocabulary: its events own their text, so lanes can filter,
-//! repartition and dead-letter them one by one) and, for plugins built
-//! before event time, `wit/v0.1.0/plugin.wit` (module [`v1`]).
+//! (`apiary:plugin@0.3.0`, module [`v3`]), `wit/v0.2.0/plugin.wit` and, for
+//! plugins built before event time, `wit/v0.1.0/plugin.wit` (module
+//! [`v1`]). The host's vocabulary is 0.2.0's (raw batches, values, schemas,
+//! rows) but for event batches, which it keeps as 0.3.0 lays them out: a
+//! 0.3.0 parser's events go to 0.3.0 rules as they came, their text never
+//! copied.
 //!
 //! One `bindgen!` per world; each rule world reuses its parser world's
 //! generated import interfaces so both share one set of types.
@@ -42,8 +44,9 @@ pub mod rule_world {
 }
 
 /// The 0.3.0 contract, the one plugins are built against: its batches carry
-/// text as spans of one string, and the host turns them into and out of its
-/// own 0.2.0 types at the boundary (see `spans`).
+/// text as spans of one string. The host keeps its event batches in these
+/// types and converts raw batches at the boundary
+/// (`plugin::compat::v3`).
 pub mod v3 {
     /// Bindings of the 0.3.0 `parser-plugin` world, and its interfaces.
     pub mod parser_world {
@@ -51,6 +54,7 @@ pub mod v3 {
             world: "parser-plugin",
             path: "../wit",
             anyhow: true,
+            additional_derives: [PartialEq],
             imports: {
                 "apiary:plugin/state.set": trappable,
                 "apiary:plugin/state.set-expiring": trappable,

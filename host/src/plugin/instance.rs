@@ -15,10 +15,10 @@ use crate::lookup::Lookups;
 use crate::model::lane::sub_batch;
 use crate::model::route::partition_of;
 use crate::model::schema::TableSchema;
-use crate::model::wit::types::{
-    Event, EventBatch, FiredTimer, OutputRows, RawBatch, RawRecord, Value,
-};
-use crate::model::wit::{ParseOutput, ParserPlugin, RuleOutput, RulePlugin, v1, v3};
+use crate::model::wit::types::{FiredTimer, OutputRows, RawBatch, RawRecord, Value};
+use crate::model::wit::v3::ParseOutput;
+use crate::model::wit::v3::types::{Event, EventBatch};
+use crate::model::wit::{ParserPlugin, RuleOutput, RulePlugin, v1, v3};
 use crate::model::{EventRoute, StateChange, TimerChange};
 use crate::text::{MAX_REASON_BYTES, bounded};
 
@@ -94,9 +94,10 @@ fn renew_deadline(store: &mut Store<PluginCtx>) {
 }
 
 impl ParserInstance {
-    /// Parses one batch, within the plugin's time limit per call; the
-    /// output is unchecked (the lane checks it). Fails with what went
-    /// wrong, worded to follow the parser's name.
+    /// Parses one batch, within the plugin's time limit per call, into
+    /// 0.3.0 events (text spans checked; the rest is for the lane to
+    /// check). Fails with what went wrong, worded to follow the parser's
+    /// name.
     pub fn parse(&mut self, batch: &RawBatch) -> Result<ParseOutput, String> {
         renew_deadline(&mut self.store);
         let store = &mut self.store;
@@ -106,17 +107,19 @@ impl ParserInstance {
                 let max_text = store.data().memory_limit;
                 b.apiary_plugin_parser()
                     .call_parse(&mut *store, &input)
-                    .map(|output| compat::v3::parse_output(output, max_text))
+                    .map(|output| compat::v3::check_text(&output, max_text).map(|()| output))
             }
             ParserBindings::V2(b) => b
                 .apiary_plugin_parser()
                 .call_parse(&mut *store, batch)
-                .map(Ok),
+                .map(compat::v3::from_owned_text),
             ParserBindings::V1(b) => {
                 let input = compat::v1::raw_batch(batch);
                 b.apiary_plugin_parser()
                     .call_parse(&mut *store, &input)
-                    .map(|output| Ok(compat::v1::parse_output(output, batch)))
+                    .map(|output| {
+                        compat::v3::from_owned_text(compat::v1::parse_output(output, batch))
+                    })
             }
         };
         output.unwrap_or_else(|trap| Err(format!("trapped: {}", store.data().trap_message(&trap))))
@@ -131,15 +134,16 @@ impl RuleInstance {
         renew_deadline(&mut self.store);
         let store = &mut self.store;
         let output = match &self.bindings {
-            RuleBindings::V3(b) => {
-                let input = compat::v3::event_batch(batch)?;
-                b.apiary_plugin_rule()
-                    .call_process(&mut *store, &input)
-                    .map(Into::into)
+            RuleBindings::V3(b) => b
+                .apiary_plugin_rule()
+                .call_process(&mut *store, batch)
+                .map(Into::into),
+            RuleBindings::V2(b) => {
+                let input = compat::v3::to_owned_text(batch)?;
+                b.apiary_plugin_rule().call_process(&mut *store, &input)
             }
-            RuleBindings::V2(b) => b.apiary_plugin_rule().call_process(&mut *store, batch),
             RuleBindings::V1(b) => {
-                let input = compat::v1::event_batch(batch);
+                let input = compat::v1::event_batch(&compat::v3::to_owned_text(batch)?);
                 b.apiary_plugin_rule()
                     .call_process(&mut *store, &input)
                     .map(Into::into)
@@ -795,6 +799,7 @@ impl LanePlugins {
         let events = EventBatch {
             topic: batch.topic.clone(),
             platform: parsed.platform,
+            text: parsed.text,
             events: parsed_events,
             watermark: self.watermark,
         };
@@ -813,6 +818,7 @@ impl LanePlugins {
                 filtered = EventBatch {
                     topic: events.topic.clone(),
                     platform: events.platform.clone(),
+                    text: events.text.clone(),
                     events: events.events.iter().filter(consumed).cloned().collect(),
                     watermark: events.watermark,
                 };
@@ -899,6 +905,7 @@ impl LanePlugins {
         let half = |first: bool| EventBatch {
             topic: input.topic.clone(),
             platform: input.platform.clone(),
+            text: input.text.clone(),
             events: input
                 .events
                 .iter()
@@ -1114,8 +1121,9 @@ fn call_rule(
     Ok(())
 }
 
-fn kind_of(body: &crate::model::wit::types::EventBody) -> crate::model::wit::types::EventKind {
-    use crate::model::wit::types::{EventBody as B, EventKind as K};
+fn kind_of(body: &v3::types::EventBody) -> crate::model::wit::types::EventKind {
+    use crate::model::wit::types::EventKind as K;
+    use v3::types::EventBody as B;
     match body {
         B::Visit(_) => K::Visit,
         B::Gift(_) => K::Gift,
@@ -1222,7 +1230,7 @@ fn unstorable(cell: &Value, key: bool, max_text_bytes: Option<usize>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::wit::types::{EventBody, RoomStatus};
+    use crate::model::wit::v3::types::{EventBody, RoomStatus};
 
     fn event(record_index: u32, time: Option<i64>) -> Event {
         Event {

@@ -1,6 +1,8 @@
 //! Plugins of every contract version run side by side: the host speaks
-//! `apiary:plugin@0.2.0` (its events own their text), and turns a plugin's
-//! inputs into its version's types and its outputs back at the boundary.
+//! `apiary:plugin@0.2.0`, but for event batches, which it keeps in
+//! 0.3.0's layout (text as spans of one string per batch), and turns a
+//! plugin's inputs into its version's types and its outputs back at the
+//! boundary.
 //! The types all versions share (values, schemas, outputs) convert here;
 //! what differs, in a module per version.
 

@@ -1,9 +1,9 @@
-//! Plugins built against `apiary:plugin@0.3.0`: the text of a batch's
-//! events is spans of one string, and its record headers one list. The host
-//! keeps each event's text as its own string (lanes filter, repartition and
-//! dead-letter events one by one), and lays a batch out as 0.3.0 at each
-//! call: a copy per batch in the host instead of an allocation per string
-//! in the guest.
+//! Plugins built against `apiary:plugin@0.3.0`, the contract whose event
+//! batches the host keeps: the text of a batch's events is spans of one
+//! string, and its record headers one list. A 0.3.0 parser's output is
+//! checked once and goes to 0.3.0 rules as it came; earlier parsers' events
+//! are laid out as 0.3.0 here, and earlier rules get theirs with each event
+//! owning its text.
 
 use crate::model::wit::{ParseOutput, types, v3};
 
@@ -41,46 +41,49 @@ pub fn raw_batch(batch: &types::RawBatch) -> v3::types::RawBatch {
     }
 }
 
-/// A 0.3.0 parser's output, its events' text copied out of its `text`.
-///
-/// A span outside the text or not on character boundaries fails the call,
-/// and so do spans of more than `max_text` bytes in all: spans may overlap,
-/// and a parser must not make the host copy more text than its own memory
+/// Checks a 0.3.0 parser's output: every span is whole characters of its
+/// `text`, and its spans cover at most `max_text` bytes in all. Spans may
+/// overlap, and a rule of an earlier contract gets each span's text copied
+/// out: a parser must not make the host copy more text than its own memory
 /// could have held.
-pub fn parse_output(output: v3::ParseOutput, max_text: usize) -> Result<ParseOutput, String> {
+pub fn check_text(output: &v3::ParseOutput, max_text: usize) -> Result<(), String> {
     let mut text = Text {
         text: &output.text,
-        copied: 0,
+        covered: 0,
         max: max_text,
     };
-    let events = output
+    output
         .events
-        .into_iter()
-        .map(|e| {
-            Ok(types::Event {
-                record_index: e.record_index,
-                time: e.time,
-                body: text.body(e.body)?,
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(ParseOutput {
-        platform: output.platform,
-        events,
-        rejected: output.rejected.into_iter().map(Into::into).collect(),
-    })
+        .iter()
+        .try_for_each(|e| body_spans_of(&e.body, |span| text.get(span).map(drop)))
 }
 
-/// The `text` of a parser's output, and how much of it was copied out.
+/// Calls `f` with every text span of `body`.
+fn body_spans_of(
+    body: &v3::types::EventBody,
+    mut f: impl FnMut(v3::types::Span) -> Result<(), String>,
+) -> Result<(), String> {
+    use v3::types::EventBody as B;
+    let (first, second) = match body {
+        B::Visit(v) => (v.ip, v.province),
+        B::Gift(g) => (g.ip, None),
+        B::Chat(c) => (Some(c.text), c.user_name),
+        B::RoomStatus(s) => (s.title, None),
+        B::StreamerStats(_) | B::RoomList(_) => (None, None),
+    };
+    first.into_iter().chain(second).try_for_each(&mut f)
+}
+
+/// The `text` of a batch, and how many bytes its spans covered so far.
 struct Text<'a> {
     text: &'a str,
-    copied: usize,
+    covered: usize,
     max: usize,
 }
 
-impl Text<'_> {
+impl<'a> Text<'a> {
     /// The text `span` covers.
-    fn get(&mut self, span: v3::types::Span) -> Result<String, String> {
+    fn get(&mut self, span: v3::types::Span) -> Result<&'a str, String> {
         let (start, end) = (span.start as usize, span.start as usize + span.len as usize);
         let text = self.text.get(start..end).ok_or_else(|| {
             format!(
@@ -89,21 +92,25 @@ impl Text<'_> {
                 self.text.len()
             )
         })?;
-        self.copied += text.len();
-        if self.copied > self.max {
+        self.covered += text.len();
+        if self.covered > self.max {
             return Err(format!(
                 "returned text spans of more than {} bytes in one batch",
                 self.max
             ));
         }
-        Ok(text.to_owned())
+        Ok(text)
+    }
+
+    fn owned(&mut self, span: v3::types::Span) -> Result<String, String> {
+        self.get(span).map(str::to_owned)
     }
 
     fn opt(&mut self, span: Option<v3::types::Span>) -> Result<Option<String>, String> {
-        span.map(|s| self.get(s)).transpose()
+        span.map(|s| self.owned(s)).transpose()
     }
 
-    fn body(&mut self, body: v3::types::EventBody) -> Result<types::EventBody, String> {
+    fn body(&mut self, body: &v3::types::EventBody) -> Result<types::EventBody, String> {
         use types::EventBody as B;
         use v3::types::EventBody as O;
         Ok(match body {
@@ -131,7 +138,7 @@ impl Text<'_> {
                 user_id: c.user_id,
                 room_id: c.room_id,
                 user_name: self.opt(c.user_name)?,
-                text: self.get(c.text)?,
+                text: self.owned(c.text)?,
                 level: c.level,
                 time: c.time,
             }),
@@ -148,17 +155,47 @@ impl Text<'_> {
                 online: s.online,
                 time: s.time,
             }),
-            O::RoomList(l) => B::RoomList(types::RoomList { rooms: l.rooms }),
+            O::RoomList(l) => B::RoomList(types::RoomList {
+                rooms: l.rooms.clone(),
+            }),
         })
     }
 }
 
-/// Events as a 0.3.0 rule takes them: their text laid end to end in one
-/// string. Fails, worded to follow the rule's name, when that string would
-/// pass the 4 GiB a span can address.
-pub fn event_batch(batch: &types::EventBatch) -> Result<v3::types::EventBatch, String> {
-    let mut text = String::new();
+/// Events as a rule of an earlier contract takes them (0.2.0, which a
+/// 0.1.0 rule's conversion starts from): each owning its text.
+pub fn to_owned_text(batch: &v3::types::EventBatch) -> Result<types::EventBatch, String> {
+    // Spans were checked against the limit when the parser returned them.
+    let mut text = Text {
+        text: &batch.text,
+        covered: 0,
+        max: usize::MAX,
+    };
     let events = batch
+        .events
+        .iter()
+        .map(|e| {
+            Ok(types::Event {
+                record_index: e.record_index,
+                time: e.time,
+                body: text.body(&e.body)?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(types::EventBatch {
+        topic: batch.topic.clone(),
+        platform: batch.platform.clone(),
+        events,
+        watermark: batch.watermark,
+    })
+}
+
+/// A 0.2.0 parser's output (a 0.1.0 one's converts to 0.2.0 first) laid
+/// out as 0.3.0: its events' text end to end in one string. Fails when
+/// that string would pass the 4 GiB a span can address.
+pub fn from_owned_text(output: ParseOutput) -> Result<v3::ParseOutput, String> {
+    let mut text = String::new();
+    let events: Vec<v3::types::Event> = output
         .events
         .iter()
         .map(|e| v3::types::Event {
@@ -169,17 +206,23 @@ pub fn event_batch(batch: &types::EventBatch) -> Result<v3::types::EventBatch, S
         .collect();
     if u32::try_from(text.len()).is_err() {
         return Err(format!(
-            "cannot be given a batch of {} events with {} bytes of text (spans reach 4 GiB)",
-            batch.events.len(),
+            "returned {} events with {} bytes of text (spans reach 4 GiB)",
+            events.len(),
             text.len()
         ));
     }
-    Ok(v3::types::EventBatch {
-        topic: batch.topic.clone(),
-        platform: batch.platform.clone(),
+    Ok(v3::ParseOutput {
+        platform: output.platform,
         text,
         events,
-        watermark: batch.watermark,
+        rejected: output
+            .rejected
+            .into_iter()
+            .map(|r| v3::types::Rejection {
+                index: r.index,
+                reason: r.reason,
+            })
+            .collect(),
     })
 }
 
@@ -332,35 +375,45 @@ mod tests {
 
     #[test]
     fn spans_become_strings_and_back() {
-        let parsed = parse_output(
-            output(
-                "1.2.3.4浙江",
-                vec![gift(Some(span(0, 7))), gift(None), gift(Some(span(2, 3)))],
-            ),
-            1 << 20,
-        )
-        .unwrap();
-        let ips: Vec<Option<&str>> = parsed.events.iter().map(ip).collect();
-        assert_eq!(ips, [Some("1.2.3.4"), None, Some("2.3")]);
-
-        let batch = types::EventBatch {
+        let parsed = output(
+            "1.2.3.4浙江",
+            vec![gift(Some(span(0, 7))), gift(None), gift(Some(span(2, 3)))],
+        );
+        check_text(&parsed, 1 << 20).unwrap();
+        let batch = v3::types::EventBatch {
             topic: "t".into(),
             platform: "seed".into(),
+            text: parsed.text,
             events: parsed.events,
             watermark: Some(9),
         };
-        let laid_out = event_batch(&batch).unwrap();
+        let owned = to_owned_text(&batch).unwrap();
+        let ips: Vec<Option<&str>> = owned.events.iter().map(ip).collect();
+        assert_eq!(ips, [Some("1.2.3.4"), None, Some("2.3")]);
+        assert_eq!(owned.watermark, Some(9));
+
+        let laid_out = from_owned_text(ParseOutput {
+            platform: "seed".into(),
+            events: owned.events.clone(),
+            rejected: Vec::new(),
+        })
+        .unwrap();
         assert_eq!(laid_out.text, "1.2.3.42.3");
-        assert_eq!(laid_out.watermark, Some(9));
-        let again = parse_output(output(&laid_out.text, laid_out.events), 1 << 20).unwrap();
-        assert_eq!(again.events, batch.events);
+        check_text(&laid_out, 10).unwrap();
+        let again = to_owned_text(&v3::types::EventBatch {
+            text: laid_out.text,
+            events: laid_out.events,
+            ..batch
+        })
+        .unwrap();
+        assert_eq!(again.events, owned.events);
     }
 
     #[test]
     fn a_span_outside_the_text_or_inside_a_character_fails_the_batch() {
         let text = "浙江";
         for bad in [span(0, 7), span(6, 1), span(1, 2), span(u32::MAX, u32::MAX)] {
-            let error = parse_output(output(text, vec![gift(Some(bad))]), 1 << 20).unwrap_err();
+            let error = check_text(&output(text, vec![gift(Some(bad))]), 1 << 20).unwrap_err();
             assert!(
                 error.contains("not whole characters of its 6-byte text"),
                 "{error}"
@@ -369,17 +422,17 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_spans_cannot_copy_more_than_the_limit() {
-        // A thousand events, each the whole 1000-byte text: a megabyte to
-        // copy from a kilobyte.
+    fn overlapping_spans_cannot_cover_more_than_the_limit() {
+        // A thousand events, each the whole 1000-byte text: a megabyte of
+        // copies for an earlier rule, from a kilobyte.
         let text = "x".repeat(1000);
         let events = (0..1000).map(|_| gift(Some(span(0, 1000)))).collect();
-        let error = parse_output(output(&text, events), 100_000).unwrap_err();
+        let error = check_text(&output(&text, events), 100_000).unwrap_err();
         assert_eq!(
             error,
             "returned text spans of more than 100000 bytes in one batch"
         );
         let events = (0..100).map(|_| gift(Some(span(0, 1000)))).collect();
-        assert!(parse_output(output(&text, events), 100_000).is_ok());
+        assert!(check_text(&output(&text, events), 100_000).is_ok());
     }
 }
