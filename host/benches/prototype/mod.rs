@@ -1,8 +1,8 @@
 //! The plugin interface's own cost: the same parser and rule logic, driven
 //! by the same few lines of host code, through the shipped contract (as a
 //! lane calls it: `apiary:plugin@0.3.0`, the raw batch converted, the
-//! parser's events handed to the rule as they came) and through two prototype interfaces (`wit/`
-//! beside this file), called directly:
+//! parser's events handed to the rule as they came) and through two
+//! prototype interfaces (`wit/` beside this file), called directly:
 //!
 //! - `spans`: event text as spans of one string per batch, headers once per
 //!   batch, records and events still lists of records (what 0.3.0 became);
